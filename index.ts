@@ -1,0 +1,20 @@
+// Runs in both processes: the package entry point (re-exports only).
+import { fastifyGraceful } from './lib/fastify'
+
+export default fastifyGraceful
+export { fastifyGraceful, GOING_AWAY } from './lib/fastify'
+export { expressGraceful, type GracefulExpressApp, type ExpressLike } from './lib/express'
+export { createGraceful, type GracefulHandle } from './lib/core'
+export { lifecycle, exitCodes, type Lifecycle, type LifecycleState, type ShutdownResult, type ShutdownOptions } from './lib/lifecycle'
+export type { GracefulOptions, AdminOptions, HealthOptions, SignalMap, SignalAction } from './lib/options'
+export type { Finalizer, FinalizerContext, FinalizerOptions, FinalizerOutcome, ShutdownReason } from './lib/finalizers'
+export type { UnitResult } from './lib/unit'
+export type { Logger } from './lib/log'
+export {
+  GracefulError,
+  InvalidOptionError,
+  FinalizerGraphError,
+  FinalizerTimeoutError,
+  RebootError,
+  AdoptionError
+} from './lib/errors'

@@ -1,0 +1,60 @@
+// Runs in both processes: the framework-free API, for plain http(s) servers and for the Express adapter.
+import type net from 'node:net'
+import type { Finalizer, FinalizerOptions } from './finalizers'
+import { lifecycle, type Lifecycle, type ShutdownResult } from './lifecycle'
+import { stderrLogger, type Logger } from './log'
+import { resolveOptions, type GracefulOptions } from './options'
+import { GracefulUnit, type UnitResult } from './unit'
+
+/** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
+export interface GracefulHandle {
+  /** Tracks a server's connections. Call it before the server listens. */
+  attach (server: net.Server): GracefulHandle
+  /** Checks the finalizer graph now (a coded error for a cycle or an unknown name). Adapters call it at listen. */
+  ready (): void
+  /** Process-wide shutdown: drains every app in the process, then exits (unless `exit: false`). Idempotent. */
+  shutdown (timeout?: number): Promise<ShutdownResult>
+  /** Process-wide reboot: a successor inherits the listening sockets; resolves with its pid. */
+  reboot (timeout?: number): Promise<number>
+  /** Registers a finalizer for this app. */
+  onShutdown (fn: Finalizer, options?: FinalizerOptions): GracefulHandle
+  /** Drains this app only (no exit) and stops tracking it. */
+  close (timeout?: number): Promise<UnitResult>
+  readonly lifecycle: Lifecycle
+}
+
+/**
+ * The core API for servers without a framework:
+ * ```ts
+ * const g = createGraceful({ timeout: 10_000 })
+ * const server = g.attach(http.createServer(handler))  // before listen
+ * ```
+ */
+export function createGraceful (options?: GracefulOptions, name = 'http', defaultLogger: Logger = stderrLogger): GracefulHandle {
+  const resolved = resolveOptions(options)
+  const life = lifecycle()
+  const unit = new GracefulUnit(name, resolved, resolved.logger ?? defaultLogger, life.seam)
+  life.register(unit)
+  const handle: GracefulHandle = {
+    attach (server) {
+      unit.attach(server)
+      return handle
+    },
+    ready () { unit.finalizers.seal() },
+    shutdown: (timeout) => life.shutdown(timeout, { reason: 'shutdown', trigger: 'code' }),
+    reboot: (timeout) => life.reboot(timeout, { trigger: 'code' }),
+    onShutdown (fn, opts) {
+      unit.finalizers.add(fn, opts)
+      return handle
+    },
+    async close (timeout) {
+      const limit = timeout ?? resolved.timeout
+      const result = await unit.shutdown(life.seam.now() + limit, 'close', 'close')
+      unit.detach()
+      life.unregister(unit)
+      return result
+    },
+    lifecycle: life
+  }
+  return handle
+}

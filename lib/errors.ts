@@ -1,0 +1,70 @@
+// Runs in both processes (old and new): every coded error the package throws or rejects with.
+
+/** Base class: every error from graceful-reboot has a stable `code` to branch on. */
+export class GracefulError extends Error {
+  readonly code: string
+  constructor (code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+/** An option or argument has a bad value; the message names the option and shows the value. */
+export class InvalidOptionError extends GracefulError {
+  constructor (message: string) {
+    super('ERR_GRACEFUL_INVALID_OPTION', message)
+  }
+}
+
+/** The finalizer graph cannot run: a cycle, or an `after`/`before` naming no finalizer. */
+export class FinalizerGraphError extends GracefulError {
+  constructor (code: 'ERR_GRACEFUL_FINALIZER_CYCLE' | 'ERR_GRACEFUL_FINALIZER_UNKNOWN' | 'ERR_GRACEFUL_FINALIZER_DUPLICATE', message: string) {
+    super(code, message)
+  }
+}
+
+/** A reboot cannot start or did not complete; `code` says which case. */
+export class RebootError extends GracefulError {
+  /** Pid of the successor, when one was spawned. */
+  readonly successorPid: number | undefined
+  constructor (code: RebootErrorCode, message: string, successorPid?: number) {
+    super(code, message)
+    this.successorPid = successorPid
+  }
+}
+
+export type RebootErrorCode =
+  | 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'
+  | 'ERR_GRACEFUL_REBOOT_UNSUPPORTED'
+  | 'ERR_GRACEFUL_SHUTTING_DOWN'
+  | 'ERR_GRACEFUL_REBOOT_ABORTED'
+  | 'ERR_GRACEFUL_SUCCESSOR_EXITED'
+  | 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT'
+  | 'ERR_GRACEFUL_SUCCESSOR_SPAWN'
+
+/** An inherited socket could not be adopted at listen(). */
+export class AdoptionError extends GracefulError {
+  constructor (message: string) {
+    super('ERR_GRACEFUL_ADOPTION', message)
+  }
+}
+
+/** A finalizer ran past its own deadline. */
+export class FinalizerTimeoutError extends GracefulError {
+  constructor (name: string, ms: number) {
+    super('ERR_GRACEFUL_FINALIZER_TIMEOUT', `finalizer "${name}" did not finish within ${ms} ms`)
+  }
+}
+
+/** Renders a bad value for an error message. */
+export function describe (value: unknown): string {
+  if (typeof value === 'function') return `a function ${value.name !== '' ? value.name : '(anonymous)'}`
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value)
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
+}

@@ -1,0 +1,55 @@
+// Runs in both processes: the Express adapter.
+import http from 'node:http'
+import type net from 'node:net'
+import { createGraceful, type GracefulHandle } from './core'
+import type { GracefulOptions } from './options'
+
+/** An Express app (or anything with Express's `listen` that takes a request handler). */
+export interface ExpressLike {
+  (req: http.IncomingMessage, res: http.ServerResponse, next?: (err?: unknown) => void): void
+  listen: (...args: never[]) => net.Server
+}
+
+export type GracefulExpressApp<T> = T & {
+  shutdown: GracefulHandle['shutdown']
+  reboot: GracefulHandle['reboot']
+  onShutdown: (...args: Parameters<GracefulHandle['onShutdown']>) => GracefulExpressApp<T>
+  /** The core handle: `graceful.attach(server)` for a server made with `http.createServer(app)`. */
+  graceful: GracefulHandle
+}
+
+/**
+ * Adds `shutdown`, `reboot`, `onShutdown` and `graceful` to an Express app, and makes `app.listen`
+ * track the server it creates. For `http.createServer(app)`, call `app.graceful.attach(server)`
+ * before `server.listen()`.
+ */
+export function expressGraceful<T extends ExpressLike> (app: T, options?: GracefulOptions): GracefulExpressApp<T> {
+  const handle = createGraceful(options, 'express')
+  const out = app as GracefulExpressApp<T>
+  out.graceful = handle
+  out.shutdown = handle.shutdown
+  out.reboot = handle.reboot
+  out.onShutdown = (fn, opts) => {
+    handle.onShutdown(fn, opts)
+    return out
+  }
+  // Express 5's listen, with the server tracked before it binds.
+  out.listen = function listen (this: T, ...args: unknown[]): net.Server {
+    handle.ready()
+    const server = http.createServer(this)
+    handle.attach(server)
+    const last = args[args.length - 1]
+    if (typeof last === 'function') {
+      let called = false
+      const once = (...a: unknown[]): void => {
+        if (called) return
+        called = true
+        ;(last as (...x: unknown[]) => void).apply(server, a)
+      }
+      args[args.length - 1] = once
+      server.once('error', once)
+    }
+    return server.listen(...(args as Parameters<net.Server['listen']>))
+  } as T['listen']
+  return out
+}

@@ -1,0 +1,97 @@
+// Runs in both processes: the Fastify plugin (decorators, hooks; graceful close()).
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
+import type { Finalizer, FinalizerContext, FinalizerOptions } from './finalizers'
+import { lifecycle, type ShutdownResult } from './lifecycle'
+import { resolveOptions, type GracefulOptions } from './options'
+import { GracefulUnit } from './unit'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Process-wide graceful shutdown with a deadline in ms (default: the `timeout` option). Idempotent. */
+    shutdown (timeout?: number): Promise<ShutdownResult>
+    /** Process-wide reboot: a successor inherits the listening sockets. Resolves with its pid. */
+    reboot (timeout?: number): Promise<number>
+    /** Registers a finalizer, run during shutdown in dependency order around the built-in node 'http'. */
+    onShutdown (fn: Finalizer, options?: FinalizerOptions): FastifyInstance
+  }
+}
+
+/** WebSocket close code sent to @fastify/websocket clients: 1001 "going away". */
+export const GOING_AWAY = 1001
+
+interface WebSocketLike {
+  readyState: number
+  close (code?: number, reason?: string): void
+  once (event: 'close', fn: () => void): unknown
+}
+
+const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => {
+  const options = resolveOptions(opts)
+  const life = lifecycle()
+  const unit = new GracefulUnit('fastify', options, fastify.log, life.seam)
+  unit.attach(fastify.server)
+
+  // @fastify/websocket closes its clients without a code (1005); close them with 1001 first.
+  unit.finalizers.add((ctx) => closeWebSockets(fastify, ctx), { name: 'websocket' })
+
+  fastify.decorate('shutdown', (timeout?: number) => life.shutdown(timeout, { reason: 'shutdown', trigger: 'code' }))
+  fastify.decorate('reboot', (timeout?: number) => life.reboot(timeout, { trigger: 'code' }))
+  fastify.decorate('onShutdown', function (this: FastifyInstance, fn: Finalizer, o?: FinalizerOptions) {
+    unit.finalizers.add(fn, o)
+    return this
+  })
+
+  // A plain close() drains first, so requests on open keep-alive connections are served (with
+  // Connection: close) instead of Fastify's 503, and nothing waits for keepAliveTimeout.
+  const frameworkClose = fastify.close.bind(fastify) as () => Promise<undefined>
+  let closing: Promise<void> | undefined
+  const closeOnce = (): Promise<void> => {
+    closing ??= frameworkClose().then(() => {})
+    return closing
+  }
+  unit.closeApp = closeOnce
+  const gracefulClose = (cb?: (err?: Error) => void): unknown => {
+    const p = unit.drain(life.seam.now() + options.timeout, 'close', 'close').then(closeOnce)
+    if (typeof cb !== 'function') return p
+    p.then(() => { cb() }, (err: Error) => { cb(err) })
+    return fastify
+  }
+  fastify.close = gracefulClose as FastifyInstance['close']
+  // Any other path into Fastify's close still drains before the server closes.
+  fastify.addHook('preClose', async () => {
+    await unit.drain(life.seam.now() + options.timeout, 'close', 'close')
+  })
+  fastify.addHook('onReady', (next) => {
+    try {
+      unit.finalizers.seal()
+      next()
+    } catch (err) {
+      next(err as Error)
+    }
+  })
+  fastify.addHook('onClose', (_instance, next) => {
+    unit.detach()
+    life.unregister(unit)
+    next()
+  })
+  life.register(unit)
+  done()
+}
+
+async function closeWebSockets (fastify: FastifyInstance, ctx: FinalizerContext): Promise<void> {
+  const wss = (fastify as unknown as { websocketServer?: { clients?: Set<WebSocketLike> } }).websocketServer
+  const clients = wss?.clients
+  if (clients === undefined || clients.size === 0) return
+  const closed: Array<Promise<void>> = []
+  for (const ws of clients) {
+    if (ws.readyState >= 2) continue
+    closed.push(new Promise((resolve) => { ws.once('close', resolve) }))
+    ws.close(GOING_AWAY, ctx.reason === 'reboot' ? 'server restarting' : 'server shutting down')
+  }
+  const aborted = new Promise<void>((resolve) => { ctx.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+  await Promise.race([Promise.all(closed), aborted])
+}
+
+/** The Fastify plugin. `app.register(graceful, options)`. */
+export const fastifyGraceful = fp(plugin, { fastify: '5.x', name: 'graceful-reboot' })

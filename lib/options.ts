@@ -1,0 +1,182 @@
+// Runs in both processes: the options of every adapter, their defaults and their validation.
+import os from 'node:os'
+import { InvalidOptionError, describe } from './errors'
+import { isLogger, type Logger } from './log'
+
+export type SignalAction = 'shutdown' | 'reboot'
+export type SignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
+
+export interface AdminOptions {
+  /** Bearer token required on /shutdown and /reboot. Without one, only loopback peers are served. */
+  token?: string
+  /** Path prefix for the admin routes, e.g. '/_admin'. Default: none. */
+  prefix?: string
+}
+
+export interface HealthOptions {
+  /** Path prefix of the probes. Default '/health' (-> /health/live, /health/ready, /health/startup). */
+  prefix?: string
+}
+
+export interface GracefulOptions {
+  /** Ms a signal-, route- or close()-triggered drain may take before what is left is destroyed. Default 30000. */
+  timeout?: number
+  /**
+   * `true` (default): SIGTERM and SIGINT shut down, SIGUSR2 reboots. A map such as
+   * `{ SIGTERM: 'shutdown', SIGHUP: 'reboot' }` replaces that. `false`: no process listener at all.
+   */
+  signals?: boolean | SignalMap
+  /** An uncaught exception or unhandled rejection drains and exits with the crash code. Default: on unless `signals: false`. */
+  crash?: boolean
+  /** Exit the process once a process-wide shutdown has drained. Default true; `false` only drains. */
+  exit?: boolean
+  /** Ms an idle keep-alive (or never-spoke) connection is left open once the drain starts. Default 250. */
+  idleGrace?: number
+  /** Ms /health/ready answers 503 before the listeners close. Default 0. */
+  readinessDelay?: number
+  /** Opt-in admin routes /shutdown?second=N and /reboot?second=N. */
+  admin?: AdminOptions | boolean
+  /** Opt-in health routes. */
+  health?: HealthOptions | boolean
+  /** Path of a PID file written when the app is ready, removed at shutdown if it still holds this pid. */
+  pidFile?: string
+  /** Ms a successor has to become ready before it is killed and this process keeps serving. Default 60000. */
+  rebootTimeout?: number
+  /** Where the package logs (Express and plain servers; Fastify uses fastify.log). Default: stderr. */
+  logger?: Logger
+}
+
+export interface ResolvedOptions {
+  timeout: number
+  signals: SignalMap
+  crash: boolean
+  exit: boolean
+  idleGrace: number
+  readinessDelay: number
+  admin: AdminOptions | undefined
+  health: Required<HealthOptions> | undefined
+  pidFile: string | undefined
+  rebootTimeout: number
+  logger: Logger | undefined
+}
+
+export const DEFAULTS = {
+  timeout: 30_000,
+  idleGrace: 250,
+  readinessDelay: 0,
+  rebootTimeout: 60_000,
+  signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as SignalMap
+} as const
+
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'logger'])
+const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
+
+/** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
+export function resolveOptions (input: unknown): ResolvedOptions {
+  const o = (input ?? {}) as Record<string, unknown>
+  if (typeof o !== 'object' || Array.isArray(o)) throw new InvalidOptionError(`options must be an object, got ${describe(input)}`)
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key)) throw new InvalidOptionError(`unknown option "${key}" (known: ${[...KNOWN].join(', ')})`)
+  }
+  const signals = resolveSignals(o.signals)
+  return {
+    timeout: ms(o.timeout, 'timeout', DEFAULTS.timeout),
+    signals,
+    crash: bool(o.crash, 'crash', o.signals !== false),
+    exit: bool(o.exit, 'exit', true),
+    idleGrace: ms(o.idleGrace, 'idleGrace', DEFAULTS.idleGrace),
+    readinessDelay: ms(o.readinessDelay, 'readinessDelay', DEFAULTS.readinessDelay),
+    admin: resolveAdmin(o.admin),
+    health: resolveHealth(o.health),
+    pidFile: optionalString(o.pidFile, 'pidFile'),
+    rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
+    logger: resolveLogger(o.logger)
+  }
+}
+
+/** A duration in ms: a finite number >= 0. */
+export function ms (value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidOptionError(`"${name}" must be a finite number of milliseconds >= 0, got ${describe(value)}`)
+  }
+  return value
+}
+
+function bool (value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new InvalidOptionError(`"${name}" must be true or false, got ${describe(value)}`)
+  return value
+}
+
+function optionalString (value: unknown, name: string): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '') throw new InvalidOptionError(`"${name}" must be a non-empty string, got ${describe(value)}`)
+  return value
+}
+
+function resolveSignals (value: unknown): SignalMap {
+  if (value === undefined || value === true) return { ...DEFAULTS.signals }
+  if (value === false) return {}
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidOptionError(`"signals" must be true, false or a map like { SIGTERM: 'shutdown' }, got ${describe(value)}`)
+  }
+  const out: SignalMap = {}
+  for (const [name, action] of Object.entries(value)) {
+    if (!(name in os.constants.signals) || UNCATCHABLE.has(name)) {
+      throw new InvalidOptionError(`"signals" names an unknown or uncatchable signal "${name}"`)
+    }
+    if (action !== 'shutdown' && action !== 'reboot') {
+      throw new InvalidOptionError(`"signals.${name}" must be 'shutdown' or 'reboot', got ${describe(action)}`)
+    }
+    out[name as NodeJS.Signals] = action
+  }
+  return out
+}
+
+function resolveAdmin (value: unknown): AdminOptions | undefined {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return {}
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidOptionError(`"admin" must be true or an object like { token }, got ${describe(value)}`)
+  }
+  const a = value as Record<string, unknown>
+  for (const key of Object.keys(a)) {
+    if (key !== 'token' && key !== 'prefix') throw new InvalidOptionError(`unknown option "admin.${key}" (known: token, prefix)`)
+  }
+  const out: AdminOptions = {}
+  if (a.token !== undefined) {
+    if (typeof a.token !== 'string' || a.token === '') {
+      throw new InvalidOptionError(`"admin.token" must be a non-empty string, got ${describe(a.token)}; leave it out to serve loopback peers only`)
+    }
+    out.token = a.token
+  }
+  if (a.prefix !== undefined) out.prefix = prefix(a.prefix, 'admin.prefix')
+  return out
+}
+
+function resolveHealth (value: unknown): Required<HealthOptions> | undefined {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return { prefix: '/health' }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidOptionError(`"health" must be true or an object like { prefix }, got ${describe(value)}`)
+  }
+  const h = value as Record<string, unknown>
+  for (const key of Object.keys(h)) {
+    if (key !== 'prefix') throw new InvalidOptionError(`unknown option "health.${key}" (known: prefix)`)
+  }
+  return { prefix: h.prefix === undefined ? '/health' : prefix(h.prefix, 'health.prefix') }
+}
+
+function prefix (value: unknown, name: string): string {
+  if (typeof value !== 'string' || !/^(\/[A-Za-z0-9._~-]+)*$/.test(value)) {
+    throw new InvalidOptionError(`"${name}" must be a path like '/admin' (no trailing slash), got ${describe(value)}`)
+  }
+  return value
+}
+
+function resolveLogger (value: unknown): Logger | undefined {
+  if (value === undefined) return undefined
+  if (!isLogger(value)) throw new InvalidOptionError(`"logger" must have info, warn and error methods, got ${describe(value)}`)
+  return value
+}

@@ -1,0 +1,51 @@
+// Runs in both processes: OS signals and crashes -> lifecycle actions, with the second-signal policy.
+import os from 'node:os'
+import type { Lifecycle } from './lifecycle'
+import { exitCodes } from './lifecycle'
+import type { ResolvedOptions, SignalAction } from './options'
+
+/**
+ * Subscribes the union of the apps' signal maps (and crash handling, when any app wants it).
+ * Returns the function that removes every listener again.
+ *
+ * Policy: the first shutdown signal starts a drain; a second shutdown signal during that drain exits
+ * at once with 128 + the signal number. A reboot signal while a reboot or shutdown is under way is
+ * logged and ignored. A crash starts a drain that exits with the crash code; more crashes are logged.
+ */
+export function installSignals (life: Lifecycle, apps: readonly ResolvedOptions[]): () => void {
+  const map = new Map<NodeJS.Signals, SignalAction>()
+  for (const a of apps) {
+    for (const [sig, action] of Object.entries(a.signals) as Array<[NodeJS.Signals, SignalAction]>) {
+      if (!map.has(sig)) map.set(sig, action)
+    }
+  }
+  const off: Array<() => void> = []
+  for (const [sig, action] of map) {
+    off.push(life.seam.onSignal(sig, () => { onSignal(life, sig, action) }))
+  }
+  if (apps.some((a) => a.crash)) {
+    off.push(life.seam.onCrash((error, kind) => { life.crash(error, kind) }))
+  }
+  return () => { for (const f of off) f() }
+}
+
+function onSignal (life: Lifecycle, sig: NodeJS.Signals, action: SignalAction): void {
+  const state = life.state
+  if (action === 'shutdown') {
+    if (state === 'draining' || state === 'stopped') {
+      life.exitNow(exitCodes.secondSignalBase + (os.constants.signals[sig] ?? 0), `second ${sig} during the drain`)
+      return
+    }
+    life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
+    void life.shutdown(undefined, { reason: 'shutdown', trigger: sig })
+    return
+  }
+  if (state !== 'running') {
+    life.log.warn({ signal: sig, state }, `graceful-reboot: ${sig} ignored: ${state}`)
+    return
+  }
+  life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
+  life.reboot(undefined, { trigger: sig }).catch((err: unknown) => {
+    life.log.error({ err }, 'graceful-reboot: reboot failed; still serving')
+  })
+}

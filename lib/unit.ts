@@ -1,0 +1,123 @@
+// Runs in the old process (and any process that shuts down): one application (a Fastify instance,
+// an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
+import type net from 'node:net'
+import { ServerDrain } from './drain'
+import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
+import type { Logger } from './log'
+import type { ProcessSeam } from './os'
+import type { ResolvedOptions } from './options'
+
+/** What one application's drain did. */
+export interface UnitResult {
+  name: string
+  /** HTTP connections destroyed at the deadline. */
+  forced: number
+  /** Upgraded (WebSocket) sockets destroyed at the deadline. */
+  forcedUpgraded: number
+  /** Idle keep-alive or never-spoke connections closed after the idle grace. */
+  idleClosed: number
+  finalizers: FinalizerOutcome[]
+  /** Set when the finalizer graph was invalid (only if the app never became ready). */
+  graphError: unknown
+  ms: number
+}
+
+export class GracefulUnit {
+  readonly name: string
+  readonly options: ResolvedOptions
+  readonly log: Logger
+  readonly finalizers = new Finalizers()
+  /** Set by the adapter: the framework's own close, run after the drain (Fastify's onClose hooks). */
+  closeApp: (() => Promise<void>) | undefined
+  private readonly seam: ProcessSeam
+  private readonly drains = new Map<net.Server, ServerDrain>()
+  private draining: Promise<UnitResult> | undefined
+  private stopping: Promise<UnitResult> | undefined
+
+  constructor (name: string, options: ResolvedOptions, log: Logger, seam: ProcessSeam) {
+    this.name = name
+    this.options = options
+    this.log = log
+    this.seam = seam
+  }
+
+  /** Starts tracking a server's connections. Attach before it listens. Idempotent. */
+  attach (server: net.Server): ServerDrain {
+    let d = this.drains.get(server)
+    if (d === undefined) {
+      d = new ServerDrain(server, this.seam, this.options.idleGrace)
+      this.drains.set(server, d)
+      if (this.draining !== undefined) void d.drain(this.seam.now() + this.options.timeout)
+    }
+    return d
+  }
+
+  get servers (): net.Server[] { return [...this.drains.keys()] }
+
+  get isDraining (): boolean { return this.draining !== undefined }
+
+  /** The drain sequence (DESIGN.md section 3) for every server of this app. Idempotent. */
+  drain (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
+    if (this.draining === undefined) this.draining = this.runDrain(deadline, reason, trigger)
+    return this.draining
+  }
+
+  /** Drain, then the framework's own close. Idempotent. */
+  shutdown (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
+    if (this.stopping === undefined) {
+      this.stopping = this.drain(deadline, reason, trigger).then(async (result) => {
+        if (this.closeApp !== undefined) {
+          try {
+            await this.closeApp()
+          } catch (error) {
+            this.log.error({ err: error }, 'graceful-reboot: closing the app failed')
+            result.finalizers.push({ name: 'close', ok: false, ms: 0, timedOut: false, error })
+          }
+        }
+        return result
+      })
+    }
+    return this.stopping
+  }
+
+  /** Stops tracking every server. */
+  detach (): void {
+    for (const d of this.drains.values()) d.detach()
+  }
+
+  private async runDrain (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
+    const start = this.seam.now()
+    const drains = [...this.drains.values()]
+    this.log.info({ reason, trigger, connections: drains.reduce((n, d) => n + d.connections, 0), timeout: deadline - start }, 'graceful-reboot: drain started')
+    let forced = 0
+    let idleClosed = 0
+    const http = async (): Promise<void> => {
+      for (const d of drains) d.stopAccepting()
+      const results = await Promise.all(drains.map((d) => d.drain(deadline)))
+      for (const r of results) {
+        forced += r.forced
+        idleClosed += r.idleClosed
+      }
+    }
+    const { outcomes, graphError } = await this.finalizers.run(http, deadline, { reason, trigger }, this.seam)
+    if (graphError !== undefined) this.log.error({ err: graphError }, 'graceful-reboot: finalizer graph is invalid; ran every finalizer in parallel')
+    for (const o of outcomes) {
+      if (!o.ok) this.log.error({ finalizer: o.name, err: o.error, timedOut: o.timedOut }, 'graceful-reboot: finalizer failed')
+    }
+    const forcedUpgraded = await this.closeUpgraded(drains, deadline)
+    const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, finalizers: outcomes, graphError, ms: this.seam.now() - start }
+    const level = forced + forcedUpgraded > 0 ? 'warn' : 'info'
+    this.log[level]({ forced, forcedUpgraded, idleClosed, ms: result.ms }, 'graceful-reboot: drained')
+    return result
+  }
+
+  /** Waits for upgraded sockets to close until the deadline, then destroys the rest. */
+  private async closeUpgraded (drains: ServerDrain[], deadline: number): Promise<number> {
+    if (drains.every((d) => d.upgraded.size === 0)) return 0
+    let cancel = (): void => {}
+    const late = new Promise<void>((resolve) => { cancel = this.seam.timer(deadline - this.seam.now(), resolve) })
+    await Promise.race([Promise.all(drains.map((d) => d.upgraded.whenEmpty())), late])
+    cancel()
+    return drains.reduce((n, d) => n + d.upgraded.destroyAll(), 0)
+  }
+}

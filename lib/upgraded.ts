@@ -1,0 +1,76 @@
+// Runs in the old process (and any process that shuts down): sockets that left HTTP through an
+// `upgrade` (WebSocket) are tracked apart from HTTP connections, so finalizers can close them
+// properly and the drain can destroy what is left at the deadline.
+import type { Server } from 'node:net'
+import type { Socket } from 'node:net'
+
+export class UpgradedSockets {
+  private readonly sockets = new Set<Socket>()
+  private waiters: Array<() => void> = []
+
+  get size (): number { return this.sockets.size }
+
+  add (socket: Socket): void {
+    if (socket.destroyed || this.sockets.has(socket)) return
+    this.sockets.add(socket)
+    socket.once('close', () => {
+      this.sockets.delete(socket)
+      if (this.sockets.size === 0) this.wake()
+    })
+  }
+
+  /** Resolves once no upgraded socket is open. */
+  whenEmpty (): Promise<void> {
+    if (this.sockets.size === 0) return Promise.resolve()
+    return new Promise((resolve) => { this.waiters.push(resolve) })
+  }
+
+  /** Destroys every upgraded socket still open; returns how many. */
+  destroyAll (): number {
+    const n = this.sockets.size
+    for (const s of this.sockets) s.destroy()
+    return n
+  }
+
+  private wake (): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const fn of w) fn()
+  }
+}
+
+/**
+ * Calls `onUpgrade` for every socket the server hands to an `upgrade` listener.
+ *
+ * Node treats a request as an upgrade only while the server has an `upgrade` listener, so ours
+ * must not be the only one: it is prepended when the application adds its own, and removed again
+ * when the application's last one goes. Returns the function that removes everything.
+ */
+export function trackUpgrades (server: Server, onUpgrade: (socket: Socket) => void): () => void {
+  const listener = (_req: unknown, socket: Socket): void => { onUpgrade(socket) }
+  let attached = false
+  let adding = false
+  const onNewListener = (event: string | symbol, fn: unknown): void => {
+    if (event !== 'upgrade' || fn === listener || attached || adding) return
+    adding = true
+    server.prependListener('upgrade', listener)
+    adding = false
+    attached = true
+  }
+  const onRemoveListener = (event: string | symbol, fn: unknown): void => {
+    if (event !== 'upgrade' || fn === listener || !attached) return
+    if (server.listenerCount('upgrade') === 1) {
+      server.removeListener('upgrade', listener)
+      attached = false
+    }
+  }
+  server.on('newListener', onNewListener)
+  server.on('removeListener', onRemoveListener)
+  if (server.listenerCount('upgrade') > 0) onNewListener('upgrade', null)
+  return () => {
+    server.removeListener('newListener', onNewListener)
+    server.removeListener('removeListener', onRemoveListener)
+    if (attached) server.removeListener('upgrade', listener)
+    attached = false
+  }
+}
