@@ -1,0 +1,96 @@
+// Runs in the test process: starts fixture apps (test/fixtures/*) as real child processes, reads
+// their JSON lines, waits on events (never on fixed sleeps) and kills every pid it learnt of.
+import { spawn, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
+import readline from 'node:readline'
+import type { ExecutionContext } from 'ava'
+
+export type FixtureEvent = Record<string, unknown> & { event?: string }
+
+export interface Exit { code: number | null, signal: NodeJS.Signals | null }
+
+export interface Fixture {
+  readonly child: ChildProcess
+  readonly pid: number
+  /** Every JSON line printed on stdout so far (pino log lines included). */
+  readonly lines: FixtureEvent[]
+  /** Everything printed on stderr so far. */
+  readonly stderr: () => string
+  /** Resolves with the first line (past or future) matching `match`; rejects after `timeoutMs` or at exit. */
+  waitFor: (match: string | ((e: FixtureEvent) => boolean), timeoutMs?: number) => Promise<FixtureEvent>
+  /** Resolves when the process exits. */
+  readonly exited: Promise<Exit>
+  /** Adds a pid (a successor) to kill in teardown. */
+  track: (pid: number) => void
+}
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures')
+
+/** Starts `dist/test/fixtures/<name>.js`; every pid it or `track` names is killed in teardown. */
+export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string } = {}): Fixture {
+  const file = path.join(FIXTURES, name.endsWith('.js') ? name : `${name}.js`)
+  const child = spawn(process.execPath, [file, ...(options.args ?? [])], {
+    cwd: options.cwd ?? process.cwd(),
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  if (child.pid === undefined) throw new Error(`could not start fixture ${name}`)
+  const pids = new Set<number>([child.pid])
+  const lines: FixtureEvent[] = []
+  const waiters = new Set<{ match: (e: FixtureEvent) => boolean, resolve: (e: FixtureEvent) => void }>()
+  let err = ''
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
+  readline.createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    let e: FixtureEvent
+    try {
+      const parsed: unknown = JSON.parse(line)
+      if (parsed === null || typeof parsed !== 'object') return
+      e = parsed as FixtureEvent
+    } catch {
+      return
+    }
+    lines.push(e)
+    for (const w of [...waiters]) {
+      if (w.match(e)) {
+        waiters.delete(w)
+        w.resolve(e)
+      }
+    }
+  })
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('exit', (code, signal) => { resolve({ code, signal }) })
+  })
+  t.teardown(() => {
+    for (const pid of pids) {
+      try { process.kill(pid, 'SIGKILL') } catch {}
+    }
+  })
+  const waitFor = (match: string | ((e: FixtureEvent) => boolean), timeoutMs = 20_000): Promise<FixtureEvent> => {
+    const m = typeof match === 'string' ? (e: FixtureEvent) => e.event === match : match
+    const seen = lines.find(m)
+    if (seen !== undefined) return Promise.resolve(seen)
+    return new Promise((resolve, reject) => {
+      const w = { match: m, resolve: (e: FixtureEvent) => { clearTimeout(timer); resolve(e) } }
+      waiters.add(w)
+      const timer = setTimeout(() => {
+        waiters.delete(w)
+        reject(new Error(`fixture ${name}: no ${String(match)} within ${timeoutMs} ms; stderr:\n${err}`))
+      }, timeoutMs)
+      void exited.then((x) => {
+        // Lines are read asynchronously: give the last ones a chance before giving up.
+        setImmediate(() => {
+          if (!waiters.has(w)) return
+          waiters.delete(w)
+          clearTimeout(timer)
+          reject(new Error(`fixture ${name} exited (${JSON.stringify(x)}) before ${String(match)}; stderr:\n${err}`))
+        })
+      })
+    })
+  }
+  return { child, pid: child.pid, lines, stderr: () => err, waitFor, exited, track: (pid) => { pids.add(pid) } }
+}
+
+/** Prints one JSON line: how fixtures report events to the test. */
+export function emit (event: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(JSON.stringify({ event, pid: process.pid, ...fields }) + '\n')
+}
