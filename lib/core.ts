@@ -1,7 +1,7 @@
 // Runs in both processes: the framework-free API, for plain http(s) servers and for the Express adapter.
 import type net from 'node:net'
 import type { Finalizer, FinalizerOptions } from './finalizers'
-import { lifecycle, type Lifecycle, type ShutdownResult } from './lifecycle'
+import { lifecycle, type Lifecycle, type RebootOptions, type ShutdownResult } from './lifecycle'
 import { stderrLogger, type Logger } from './log'
 import { resolveOptions, type GracefulOptions } from './options'
 import { GracefulUnit, type UnitResult } from './unit'
@@ -15,7 +15,7 @@ export interface GracefulHandle {
   /** Process-wide shutdown: drains every app in the process, then exits (unless `exit: false`). Idempotent. */
   shutdown (timeout?: number): Promise<ShutdownResult>
   /** Process-wide reboot: a successor inherits the listening sockets; resolves with its pid. */
-  reboot (timeout?: number): Promise<number>
+  reboot (timeout?: number, options?: Pick<RebootOptions, 'stateful'>): Promise<number>
   /** Registers a finalizer for this app. */
   onShutdown (fn: Finalizer, options?: FinalizerOptions): GracefulHandle
   /** Drains this app only (no exit) and stops tracking it. */
@@ -42,7 +42,7 @@ export function createGraceful (options?: GracefulOptions, name = 'http', defaul
     },
     ready () { unit.finalizers.seal() },
     shutdown: (timeout) => life.shutdown(timeout, { reason: 'shutdown', trigger: 'code' }),
-    reboot: (timeout) => life.reboot(timeout, { trigger: 'code' }),
+    reboot: (timeout, o) => life.reboot(timeout, { trigger: 'code', stateful: o?.stateful === true }),
     onShutdown (fn, opts) {
       unit.finalizers.add(fn, opts)
       return handle
@@ -57,4 +57,12 @@ export function createGraceful (options?: GracefulOptions, name = 'http', defaul
     lifecycle: life
   }
   return handle
+}
+
+/**
+ * With `readiness: 'manual'`: this process serves now. Writes the PID file and, in a successor,
+ * tells the old process to drain. Without it, that happens once every inherited socket is adopted.
+ */
+export function declareReady (): void {
+  lifecycle().announceReady()
 }

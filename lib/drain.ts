@@ -3,6 +3,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { keepingPath } from './handoff/listen'
 import { UpgradedSockets, trackUpgrades } from './upgraded'
 import type { ProcessSeam } from './os'
 
@@ -77,9 +78,16 @@ export class ServerDrain {
 
   get isDraining (): boolean { return this.draining }
 
-  /** Closes the listening handle only; open connections stay. Safe when not listening. */
-  stopAccepting (): void {
-    if (this.server.listening) net.Server.prototype.close.call(this.server)
+  /**
+   * Closes the listening handle only; open connections stay. Safe when not listening.
+   * `keepPath`: a Unix socket's path stays (a successor accepts on it).
+   */
+  stopAccepting (keepPath = false): void {
+    if (!this.server.listening) return
+    const address = this.server.address()
+    const close = (): void => { net.Server.prototype.close.call(this.server) }
+    if (keepPath && typeof address === 'string') keepingPath(address, close)
+    else close()
   }
 
   /**

@@ -2,7 +2,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import type { Finalizer, FinalizerContext, FinalizerOptions } from './finalizers'
-import { lifecycle, type ShutdownResult } from './lifecycle'
+import { lifecycle, type RebootOptions, type ShutdownResult } from './lifecycle'
 import { resolveOptions, type GracefulOptions } from './options'
 import { GracefulUnit } from './unit'
 
@@ -10,8 +10,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Process-wide graceful shutdown with a deadline in ms (default: the `timeout` option). Idempotent. */
     shutdown (timeout?: number): Promise<ShutdownResult>
-    /** Process-wide reboot: a successor inherits the listening sockets. Resolves with its pid. */
-    reboot (timeout?: number): Promise<number>
+    /** Process-wide reboot: a successor inherits the listening sockets. Resolves with its pid once it is ready. */
+    reboot (timeout?: number, options?: Pick<RebootOptions, 'stateful'>): Promise<number>
     /** Registers a finalizer, run during shutdown in dependency order around the built-in node 'http'. */
     onShutdown (fn: Finalizer, options?: FinalizerOptions): FastifyInstance
   }
@@ -36,7 +36,16 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
   unit.finalizers.add((ctx) => closeWebSockets(fastify, ctx), { name: 'websocket' })
 
   fastify.decorate('shutdown', (timeout?: number) => life.shutdown(timeout, { reason: 'shutdown', trigger: 'code' }))
-  fastify.decorate('reboot', (timeout?: number) => life.reboot(timeout, { trigger: 'code' }))
+  fastify.decorate('reboot', (timeout?: number, o?: Pick<RebootOptions, 'stateful'>) =>
+    life.reboot(timeout, { trigger: 'code', stateful: o?.stateful === true }))
+  // listen({ host: 'localhost' }) makes Fastify bind a second socket we do not see: refuse to reboot.
+  unit.rebootBlocker = () => {
+    if (!fastify.server.listening) return undefined
+    const bound = fastify.addresses()
+    if (bound.length <= 1) return undefined
+    return `Fastify listens on ${bound.map((a) => typeof a === 'string' ? a : `${a.address}:${a.port}`).join(' and ')} (host 'localhost' binds one socket per address) ` +
+      "and only the first can be handed to a successor; listen on host '127.0.0.1', '::1' or '0.0.0.0' instead"
+  }
   fastify.decorate('onShutdown', function (this: FastifyInstance, fn: Finalizer, o?: FinalizerOptions) {
     unit.finalizers.add(fn, o)
     return this

@@ -1,8 +1,14 @@
 // Runs in both processes: the one owner of process state (running -> draining -> stopped, and
 // rebooting), shared by every app in the process. Idempotent shutdown(); state events; the exit code.
+import { spawn } from 'node:child_process'
+import cluster from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import { RebootError } from './errors'
+import { inherited, type Inherited } from './handoff/inherited'
+import { listeningSockets, type Listener } from './handoff/listen'
+import { READY_MESSAGE, startSuccessor, type Spawn, type Successor } from './handoff/successor'
 import { ms } from './options'
+import { removePidFile, writePidFile } from './pidfile'
 import type { ShutdownReason } from './finalizers'
 import type { Logger } from './log'
 import { stderrLogger } from './log'
@@ -45,8 +51,59 @@ export interface ShutdownResult {
   apps: UnitResult[]
 }
 
+/** A step of a reboot, as `lifecycle().on('handoff', ...)` reports it. */
+export type HandoffEvent =
+  | { step: 'spawned', pid: number }
+  | { step: 'ready', pid: number, ms: number }
+  | { step: 'failed', pid: number, error: RebootError }
+  | { step: 'drained', pid: number, result: ShutdownResult }
+  /** In the new process: it serves and told the old process so (or, on a first start, it serves). */
+  | { step: 'announced', pid: number, parentPid: number | undefined }
+
 export interface LifecycleEvents {
   state: [state: LifecycleState, previous: LifecycleState]
+  handoff: [event: HandoffEvent]
+}
+
+/** What a reboot needs from the process, apart from the ProcessSeam (a seam of its own for tests). */
+export interface RebootHost {
+  spawn: Spawn
+  execPath: string
+  execArgv: readonly string[]
+  argv: readonly string[]
+  /** The working directory at start-up, so a chdir() later does not move the successor. */
+  cwd: string
+  env: NodeJS.ProcessEnv
+  isClusterWorker: boolean
+  inherited: () => Inherited
+  /** Sends a message to the old process over the IPC channel, if there is one. */
+  send: (message: unknown) => boolean
+}
+
+const startCwd = process.cwd()
+/** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
+const STATEFUL_MARGIN_MS = 5_000
+
+export const realHost: RebootHost = {
+  spawn,
+  execPath: process.execPath,
+  execArgv: process.execArgv,
+  argv: process.argv.slice(1),
+  cwd: startCwd,
+  env: process.env,
+  isClusterWorker: cluster.isWorker,
+  inherited,
+  send: (message) => {
+    if (typeof process.send !== 'function' || !process.connected) return false
+    process.send(message)
+    return true
+  }
+}
+
+export interface RebootOptions {
+  trigger?: string
+  /** The successor accepts only once this process has exited (apps holding an exclusive resource). */
+  stateful?: boolean
 }
 
 /**
@@ -60,10 +117,16 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
   private uninstallSignals: () => void = () => {}
+  private readonly host: RebootHost
+  private rebooting: Promise<number> | undefined
+  private successor: Successor | undefined
+  private rebootAborted = false
+  private announced = false
 
-  constructor (seam: ProcessSeam = realProcess) {
+  constructor (seam: ProcessSeam = realProcess, host: RebootHost = realHost) {
     super()
     this.seam = seam
+    this.host = host
   }
 
   get state (): LifecycleState { return this.current }
@@ -83,6 +146,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.crashError = undefined
       this.setState('running')
     }
+    unit.onListening = (l) => { this.listening(l) }
     this.units.add(unit)
     this.refreshSignals()
   }
@@ -100,14 +164,129 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    */
   shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
     if (this.stopping !== undefined) return this.stopping
+    if (this.successor !== undefined) {
+      // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
+      this.rebootAborted = true
+      this.successor.kill()
+    }
     const limit = ms(timeout, 'timeout', this.defaultTimeout())
     this.stopping = this.runShutdown(limit, options.reason ?? 'shutdown', options.trigger ?? 'code')
     return this.stopping
   }
 
-  /** Starts a reboot: see lib/handoff. Resolves with the successor's pid. */
-  reboot (_timeout?: number, _options: { trigger?: string } = {}): Promise<number> {
-    return Promise.reject(new RebootError('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot is not implemented yet'))
+  /**
+   * Re-executes the program as a successor that inherits every listening socket, waits until it is
+   * ready (`rebootTimeout`), then drains this process with the deadline `timeout` ms and exits.
+   * Resolves with the successor's pid once it is ready. Rejects with a RebootError, and keeps
+   * serving, when the reboot cannot start (another reboot in flight, shutting down, Windows, a
+   * cluster worker, PID 1) or the successor exits or stays silent.
+   */
+  reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
+    const refusal = this.rebootRefusal()
+    if (refusal !== undefined) return Promise.reject(refusal)
+    let limit: number
+    try {
+      limit = ms(timeout, 'timeout', this.defaultTimeout())
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    this.rebooting = this.runReboot(limit, options.trigger ?? 'code', options.stateful === true)
+    const clear = (): void => { this.rebooting = undefined }
+    this.rebooting.then(clear, clear)
+    return this.rebooting
+  }
+
+  /** Why a reboot cannot start now, or undefined. */
+  private rebootRefusal (): RebootError | undefined {
+    const no = (code: 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' | 'ERR_GRACEFUL_SHUTTING_DOWN' | 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', why: string): RebootError => new RebootError(code, why)
+    if (this.rebooting !== undefined || this.current === 'rebooting') return no('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'a reboot is already in progress; one at a time')
+    if (this.current !== 'running') return no('ERR_GRACEFUL_SHUTTING_DOWN', `cannot reboot: the process is ${this.current}`)
+    if (this.seam.platform === 'win32') return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot needs socket inheritance, which Windows does not offer; use shutdown and a supervisor')
+    if (this.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary')
+    if (this.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot as PID 1: its exit would end the container; run with an init (docker run --init, tini)')
+    for (const u of this.units) {
+      const why = u.rebootBlocker?.()
+      if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)
+    }
+    return undefined
+  }
+
+  private async runReboot (timeout: number, trigger: string, stateful: boolean): Promise<number> {
+    const start = this.seam.now()
+    this.setState('rebooting')
+    this.rebootAborted = false
+    const sockets = listeningSockets().map((l) => ({ fd: l.fd, key: l.key }))
+    const log = this.log
+    const successor = startSuccessor({
+      sockets,
+      execPath: this.host.execPath,
+      execArgv: this.host.execArgv,
+      argv: this.host.argv,
+      cwd: this.host.cwd,
+      env: this.host.env,
+      parentPid: this.seam.pid,
+      stateful: stateful ? timeout + STATEFUL_MARGIN_MS : false,
+      timeout: Math.max(0, ...[...this.units].map((u) => u.options.rebootTimeout)),
+      spawn: this.host.spawn,
+      timer: (t, fn) => this.seam.timer(t, fn)
+    })
+    this.successor = successor
+    log.info({ trigger, successor: successor.pid, sockets: sockets.map((s) => s.key), stateful }, 'graceful-reboot: successor spawned')
+    this.emit('handoff', { step: 'spawned', pid: successor.pid })
+    try {
+      await successor.ready
+    } catch (err) {
+      successor.kill()
+      const error = this.rebootAborted
+        ? new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'the reboot was aborted by a shutdown; successor killed', successor.pid)
+        : err as RebootError
+      if (!this.rebootAborted) this.setState('running')
+      log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')
+      this.emit('handoff', { step: 'failed', pid: successor.pid, error })
+      throw error
+    } finally {
+      this.successor = undefined
+    }
+    const readyMs = this.seam.now() - start
+    log.info({ successor: successor.pid, ms: readyMs }, `graceful-reboot: successor ready after ${readyMs} ms; draining`)
+    this.emit('handoff', { step: 'ready', pid: successor.pid, ms: readyMs })
+    successor.release()
+    void this.shutdown(timeout, { reason: 'reboot', trigger }).then((result) => {
+      this.emit('handoff', { step: 'drained', pid: this.seam.pid, result })
+    })
+    return successor.pid
+  }
+
+  /** A tracked server is listening: on a first start write the PID file; in a successor, tell the old process once every inherited socket is adopted. */
+  private listening (l: Listener): void {
+    const from = this.host.inherited()
+    if (l.adopted) this.log.info({ key: l.key }, 'graceful-reboot: adopted an inherited socket')
+    if (from.pending > 0 || [...this.units].some((u) => u.options.readiness === 'manual')) return
+    this.announceReady()
+  }
+
+  /**
+   * This process serves: writes the PID file, tells the old process (when started by a reboot) and
+   * closes inherited sockets nothing adopted. Automatic once every inherited socket is adopted,
+   * unless an app has `readiness: 'manual'`. Idempotent.
+   */
+  announceReady (): void {
+    if (this.announced) return
+    this.announced = true
+    const from = this.host.inherited()
+    for (const u of this.units) {
+      if (u.options.pidFile !== undefined) {
+        writePidFile(u.options.pidFile, this.seam.pid)
+        break
+      }
+    }
+    if (from.parentPid !== undefined) {
+      const told = this.host.send({ type: READY_MESSAGE, pid: this.seam.pid })
+      this.log.info({ parent: from.parentPid, told }, 'graceful-reboot: ready; the old process drains now')
+    }
+    const unused = from.closeUnadopted()
+    if (unused.length > 0) this.log.warn({ sockets: unused }, 'graceful-reboot: closed inherited sockets that no listen() adopted')
+    this.emit('handoff', { step: 'announced', pid: this.seam.pid, parentPid: from.parentPid })
   }
 
   /** An uncaught exception or unhandled rejection: drain and exit with the crash code. */
@@ -125,10 +304,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   private async runShutdown (timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
     const start = this.seam.now()
+    const log = this.log
     this.setState('draining')
     const units = [...this.units]
     const exit = units.every((u) => u.options.exit)
-    this.log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
+    log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
     const delay = Math.min(timeout, Math.max(0, ...units.map((u) => u.options.readinessDelay)))
     if (delay > 0) await new Promise<void>((resolve) => { this.seam.timer(delay, resolve) })
     const deadline = start + timeout
@@ -139,7 +319,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       ? exitCodes.crash
       : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
     const result: ShutdownResult = { code, reason: this.crashError !== undefined ? 'crash' : reason, trigger, ms: this.seam.now() - start, forced, failedFinalizers, apps }
-    const log = this.log
+    const pidFile = units.find((u) => u.options.pidFile !== undefined)?.options.pidFile
+    if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
     this.setState('stopped')
     for (const u of units) this.unregister(u)
     if (exit) {

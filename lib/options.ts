@@ -44,6 +44,11 @@ export interface GracefulOptions {
   rebootTimeout?: number
   /** Where the package logs (Express and plain servers; Fastify uses fastify.log). Default: stderr. */
   logger?: Logger
+  /**
+   * When a successor tells the old process it is ready: 'listen' (default) once every inherited
+   * socket is adopted by a listen(); 'manual' when the app calls `declareReady()`.
+   */
+  readiness?: 'listen' | 'manual'
 }
 
 export interface ResolvedOptions {
@@ -58,6 +63,7 @@ export interface ResolvedOptions {
   pidFile: string | undefined
   rebootTimeout: number
   logger: Logger | undefined
+  readiness: 'listen' | 'manual'
 }
 
 export const DEFAULTS = {
@@ -68,7 +74,7 @@ export const DEFAULTS = {
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as SignalMap
 } as const
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'logger'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'logger', 'readiness'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -90,7 +96,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     health: resolveHealth(o.health),
     pidFile: optionalString(o.pidFile, 'pidFile'),
     rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
-    logger: resolveLogger(o.logger)
+    logger: resolveLogger(o.logger),
+    readiness: resolveReadiness(o.readiness)
   }
 }
 
@@ -178,5 +185,11 @@ function prefix (value: unknown, name: string): string {
 function resolveLogger (value: unknown): Logger | undefined {
   if (value === undefined) return undefined
   if (!isLogger(value)) throw new InvalidOptionError(`"logger" must have info, warn and error methods, got ${describe(value)}`)
+  return value
+}
+
+function resolveReadiness (value: unknown): 'listen' | 'manual' {
+  if (value === undefined) return 'listen'
+  if (value !== 'listen' && value !== 'manual') throw new InvalidOptionError(`"readiness" must be 'listen' or 'manual', got ${describe(value)}`)
   return value
 }

@@ -2,6 +2,8 @@
 // an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
 import type net from 'node:net'
 import { ServerDrain } from './drain'
+import { inherited } from './handoff/inherited'
+import { wrapListen, type Listener } from './handoff/listen'
 import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
 import type { Logger } from './log'
 import type { ProcessSeam } from './os'
@@ -29,6 +31,10 @@ export class GracefulUnit {
   readonly finalizers = new Finalizers()
   /** Set by the adapter: the framework's own close, run after the drain (Fastify's onClose hooks). */
   closeApp: (() => Promise<void>) | undefined
+  /** Set by the adapter: why this app cannot be rebooted now (e.g. sockets not handed over), if so. */
+  rebootBlocker: (() => string | undefined) | undefined
+  /** Set by the lifecycle: a tracked server is listening. */
+  onListening: (listener: Listener) => void = () => {}
   private readonly seam: ProcessSeam
   private readonly drains = new Map<net.Server, ServerDrain>()
   private draining: Promise<UnitResult> | undefined
@@ -47,6 +53,7 @@ export class GracefulUnit {
     if (d === undefined) {
       d = new ServerDrain(server, this.seam, this.options.idleGrace)
       this.drains.set(server, d)
+      wrapListen(server, inherited(), (l) => { this.onListening(l) })
       if (this.draining !== undefined) void d.drain(this.seam.now() + this.options.timeout)
     }
     return d
@@ -92,7 +99,7 @@ export class GracefulUnit {
     let forced = 0
     let idleClosed = 0
     const http = async (): Promise<void> => {
-      for (const d of drains) d.stopAccepting()
+      for (const d of drains) d.stopAccepting(reason === 'reboot')
       const results = await Promise.all(drains.map((d) => d.drain(deadline)))
       for (const r of results) {
         forced += r.forced

@@ -20,6 +20,8 @@ export interface Fixture {
   waitFor: (match: string | ((e: FixtureEvent) => boolean), timeoutMs?: number) => Promise<FixtureEvent>
   /** Resolves when the process exits. */
   readonly exited: Promise<Exit>
+  /** Resolves when every process holding the fixture's stdout/stderr (successors too) is gone. */
+  readonly closed: Promise<void>
   /** Adds a pid (a successor) to kill in teardown. */
   track: (pid: number) => void
 }
@@ -60,6 +62,7 @@ export function startFixture (t: ExecutionContext, name: string, options: { env?
   const exited = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => { resolve({ code, signal }) })
   })
+  const closed = new Promise<void>((resolve) => { child.once('close', () => { resolve() }) })
   t.teardown(() => {
     for (const pid of pids) {
       try { process.kill(pid, 'SIGKILL') } catch {}
@@ -87,7 +90,7 @@ export function startFixture (t: ExecutionContext, name: string, options: { env?
       })
     })
   }
-  return { child, pid: child.pid, lines, stderr: () => err, waitFor, exited, track: (pid) => { pids.add(pid) } }
+  return { child, pid: child.pid, lines, stderr: () => err, waitFor, exited, closed, track: (pid) => { pids.add(pid) } }
 }
 
 /** Prints one JSON line: how fixtures report events to the test. */

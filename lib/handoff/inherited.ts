@@ -1,0 +1,113 @@
+// Runs in the new process (a successor started by a reboot, or a process started by systemd socket
+// activation): reads LISTEN_FDS / LISTEN_FDNAMES / LISTEN_PID once and hands the inherited
+// listening sockets to listen() calls whose address matches.
+import fs from 'node:fs'
+import { isListenKey } from './address'
+
+/** Environment variable naming the pid of the process that started this one by a reboot. */
+export const PARENT_ENV = 'GRACEFUL_REBOOT_PARENT_PID'
+/** Set, to the longest wait in ms, when the reboot is stateful (accept only once the old process exited). */
+export const STATEFUL_ENV = 'GRACEFUL_REBOOT_STATEFUL'
+/** systemd passes sockets from fd 3 on. */
+export const FIRST_FD = 3
+
+interface InheritedFd { fd: number, name: string, adopted: boolean }
+
+export class Inherited {
+  readonly fds: InheritedFd[]
+  /** Pid of the old process when this one was started by a reboot. */
+  readonly parentPid: number | undefined
+  /** false, or the longest wait (ms) for the old process to exit before accepting. */
+  readonly stateful: number | false
+
+  constructor (fds: InheritedFd[], parentPid: number | undefined, stateful: number | false) {
+    this.fds = fds
+    this.parentPid = parentPid
+    this.stateful = stateful
+  }
+
+  /**
+   * Reads the systemd socket-activation variables when LISTEN_PID names this process, and removes
+   * them (and our own variables) from `env` so that processes started later do not inherit them.
+   */
+  static fromEnv (env: NodeJS.ProcessEnv, pid: number): Inherited {
+    const count = Number(env.LISTEN_FDS)
+    const forUs = env.LISTEN_PID === String(pid) && Number.isInteger(count) && count > 0
+    const names = (env.LISTEN_FDNAMES ?? '').split(':')
+    const parent = Number(env[PARENT_ENV])
+    const wait = Number(env[STATEFUL_ENV])
+    const stateful = env[STATEFUL_ENV] !== undefined && Number.isFinite(wait) && wait >= 0 ? wait : false
+    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV]) delete env[key]
+    if (!forUs) return new Inherited([], undefined, false)
+    const fds: InheritedFd[] = []
+    for (let i = 0; i < count; i++) fds.push({ fd: FIRST_FD + i, name: decode(names[i] ?? ''), adopted: false })
+    return new Inherited(fds, Number.isInteger(parent) && parent > 0 ? parent : undefined, stateful)
+  }
+
+  get pending (): number { return this.fds.filter((f) => !f.adopted).length }
+
+  /**
+   * The inherited fd for a listen() on `key`: the one with that exact name, else (systemd names
+   * such as 'http' or 'unknown') the first not yet adopted whose name is not one of our keys.
+   */
+  take (key: string): number | undefined {
+    const f = this.fds.find((x) => !x.adopted && x.name === key) ??
+      this.fds.find((x) => !x.adopted && !isListenKey(x.name))
+    if (f === undefined) return undefined
+    f.adopted = true
+    return f.fd
+  }
+
+  /**
+   * Stateful reboot: resolves once the old process has exited (its IPC channel to us closes), or
+   * after the stateful wait at the latest.
+   */
+  whenParentGone (): Promise<void> {
+    this.parentGone ??= new Promise<void>((resolve) => {
+      if (this.stateful === false || !process.connected) { resolve(); return }
+      const timer = setTimeout(done, this.stateful)
+      function done (): void {
+        clearTimeout(timer)
+        process.removeListener('disconnect', done)
+        resolve()
+      }
+      process.once('disconnect', done)
+    })
+    return this.parentGone
+  }
+
+  private parentGone: Promise<void> | undefined
+
+  /** Closes the inherited fds that no listen() adopted; returns their names. */
+  closeUnadopted (): string[] {
+    const closed: string[] = []
+    for (const f of this.fds) {
+      if (f.adopted) continue
+      f.adopted = true
+      try { fs.closeSync(f.fd) } catch {}
+      closed.push(f.name)
+    }
+    return closed
+  }
+}
+
+function decode (name: string): string {
+  try {
+    return decodeURIComponent(name)
+  } catch {
+    return name
+  }
+}
+
+let current: Inherited | undefined
+
+/** This process's inherited sockets (read from the environment on first use). */
+export function inherited (): Inherited {
+  current ??= Inherited.fromEnv(process.env, process.pid)
+  return current
+}
+
+/** The pid of the old process when this process was started by a reboot; undefined otherwise. */
+export function rebootedFrom (): number | undefined {
+  return inherited().parentPid
+}
