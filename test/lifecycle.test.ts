@@ -1,0 +1,450 @@
+// Runs in the test process: the process-wide coordinator (lib/lifecycle.ts) and one app's unit
+// (lib/unit.ts) driven through a fake process seam: manual clock, timers, signals, crashes and exit.
+import test from 'ava'
+import type { ExecutionContext } from 'ava'
+import http from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { Lifecycle, exitCodes, type LifecycleState, type ShutdownResult } from '../lib/lifecycle'
+import { GracefulUnit } from '../lib/unit'
+import { resolveOptions, type GracefulOptions } from '../lib/options'
+import { GracefulError, InvalidOptionError } from '../lib/errors'
+import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
+
+interface World {
+  seam: FakeSeam
+  life: Lifecycle
+  log: ReturnType<typeof memoryLogger>
+  states: Array<[LifecycleState, LifecycleState]>
+  unit: (options?: GracefulOptions, name?: string) => GracefulUnit
+}
+
+function world (): World {
+  const seam = new FakeSeam()
+  const life = new Lifecycle(seam)
+  const log = memoryLogger()
+  const states: Array<[LifecycleState, LifecycleState]> = []
+  life.on('state', (next, prev) => { states.push([next, prev]) })
+  const unit = (options: GracefulOptions = {}, name = 'app'): GracefulUnit => {
+    const u = new GracefulUnit(name, resolveOptions(options), log, seam)
+    life.register(u)
+    return u
+  }
+  return { seam, life, log, states, unit }
+}
+
+/** Registers a finalizer that holds the drain open until the returned function is called. */
+function hold (u: GracefulUnit, name = 'hold'): { release: () => void, started: Promise<void> } {
+  const gate = deferred()
+  const started = deferred()
+  u.finalizers.add(async () => { started.resolve(); await gate.promise }, { name })
+  return { release: () => { gate.resolve() }, started: started.promise }
+}
+
+// ---------------------------------------------------------------------------------------------
+// States
+// ---------------------------------------------------------------------------------------------
+
+test('states go running -> draining -> stopped, with one state event per change, in order', async (t) => {
+  const w = world()
+  const u = w.unit({ exit: false })
+  const h = hold(u)
+  t.is(w.life.state, 'running')
+  const p = w.life.shutdown(1_000)
+  await h.started
+  t.is(w.life.state, 'draining')
+  t.deepEqual(w.states, [['draining', 'running']])
+  h.release()
+  const result = await p
+  t.is(w.life.state, 'stopped')
+  t.deepEqual(w.states, [['draining', 'running'], ['stopped', 'draining']])
+  t.is(result.code, exitCodes.clean)
+  t.is(result.reason, 'shutdown')
+  t.is(result.trigger, 'code')
+})
+
+test('shutdown() is idempotent: a second call returns the same promise and drains once', async (t) => {
+  const w = world()
+  const u = w.unit({ exit: false })
+  let runs = 0
+  u.finalizers.add(() => { runs++ }, { name: 'count' })
+  const p1 = w.life.shutdown(1_000)
+  const p2 = w.life.shutdown(5_000, { reason: 'crash', trigger: 'other' })
+  t.is(p1, p2)
+  const r = await p1
+  t.is(await w.life.shutdown(), r, 'also after it completed, until something registers again')
+  t.is(runs, 1)
+  t.is(r.trigger, 'code')
+})
+
+test('a bad shutdown timeout is a coded error and starts nothing', async (t) => {
+  const w = world()
+  w.unit({ exit: false })
+  for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    let err: unknown
+    try {
+      await w.life.shutdown(bad)
+    } catch (e) {
+      err = e
+    }
+    t.true(err instanceof InvalidOptionError, `timeout ${bad}`)
+    t.is((err as GracefulError).code, 'ERR_GRACEFUL_INVALID_OPTION')
+    t.true((err as Error).message.includes(String(bad)), (err as Error).message)
+  }
+  t.is(w.life.state, 'running')
+  t.deepEqual(w.states, [])
+  const r = await w.life.shutdown(10)
+  t.is(r.code, 0, 'a good call afterwards still works')
+})
+
+test('registering after stopped starts over at running, and the next shutdown is a new one', async (t) => {
+  const w = world()
+  w.unit({ exit: false }, 'first')
+  const first = w.life.shutdown(1_000)
+  const r1 = await first
+  t.is(w.life.state, 'stopped')
+  t.is(w.life.apps.length, 0, 'apps are unregistered once stopped')
+  const u2 = w.unit({ exit: false }, 'second')
+  t.is(w.life.state, 'running')
+  t.deepEqual(w.states.map(([s]) => s), ['draining', 'stopped', 'running'])
+  let ran = false
+  u2.finalizers.add(() => { ran = true }, { name: 'x' })
+  const second = w.life.shutdown(1_000)
+  t.not(second, first)
+  const r2 = await second
+  t.not(r2, r1)
+  t.true(ran)
+  t.deepEqual(r2.apps.map((a) => a.name), ['second'])
+  t.deepEqual(w.states.map(([s]) => s), ['draining', 'stopped', 'running', 'draining', 'stopped'])
+})
+
+test('every registered app is drained by one shutdown, in parallel', async (t) => {
+  const w = world()
+  const a = w.unit({ exit: false }, 'a')
+  const b = w.unit({ exit: false }, 'b')
+  const ha = hold(a)
+  const hb = hold(b)
+  const p = w.life.shutdown(1_000)
+  await Promise.all([ha.started, hb.started])
+  t.pass('both apps drain at the same time')
+  ha.release()
+  hb.release()
+  const r = await p
+  t.deepEqual(r.apps.map((x) => x.name), ['a', 'b'])
+})
+
+test('the default shutdown deadline is the largest timeout option of the apps; an explicit one wins', async (t) => {
+  for (const [explicit, expected] of [[undefined, 7_000], [2_000, 2_000]] as const) {
+    const w = world()
+    const a = w.unit({ exit: false, timeout: 3_000 }, 'a')
+    w.unit({ exit: false, timeout: 7_000 }, 'b')
+    const seen: number[] = []
+    a.finalizers.add((ctx) => { seen.push(ctx.deadline) }, { name: 'd' })
+    const start = w.seam.now()
+    await w.life.shutdown(explicit)
+    t.deepEqual(seen, [start + expected])
+  }
+})
+
+test('readinessDelay holds the drain back on the seam clock', async (t) => {
+  const w = world()
+  const u = w.unit({ exit: false, readinessDelay: 500 })
+  const h = hold(u)
+  let started = false
+  void h.started.then(() => { started = true })
+  const p = w.life.shutdown(5_000)
+  await w.seam.advance(499)
+  t.is(w.life.state, 'draining')
+  t.false(started)
+  await w.seam.advance(1)
+  t.true(started)
+  h.release()
+  await p
+})
+
+// ---------------------------------------------------------------------------------------------
+// The exit decision
+// ---------------------------------------------------------------------------------------------
+
+test('a clean shutdown exits 0, once, after the result is settled', async (t) => {
+  const w = world()
+  w.unit()
+  const exited = w.seam.nextExit()
+  const r = await w.life.shutdown(1_000)
+  t.is(r.code, 0)
+  t.deepEqual(w.seam.exits, [], 'exit waits for the result to be handed out')
+  t.is(await exited, 0)
+  await settle()
+  t.deepEqual(w.seam.exits, [0])
+})
+
+test('a failed finalizer earns exit code 76 and is named in the result', async (t) => {
+  const w = world()
+  const u = w.unit()
+  u.finalizers.add(() => { throw new Error('nope') }, { name: 'bad' })
+  u.finalizers.add(() => {}, { name: 'good' })
+  const exited = w.seam.nextExit()
+  const r = await w.life.shutdown(1_000)
+  t.is(r.code, exitCodes.finalizerFailed)
+  t.is(r.code, 76)
+  t.deepEqual(r.failedFinalizers, ['bad'])
+  t.is(await exited, 76)
+})
+
+test('a finalizer past its own timeout earns 76 too (timed on the seam clock)', async (t) => {
+  const w = world()
+  const u = w.unit()
+  u.finalizers.add(() => new Promise(() => {}), { name: 'stuck', timeout: 300 })
+  const exited = w.seam.nextExit()
+  const p = w.life.shutdown(10_000)
+  await w.seam.advance(300)
+  const r = await p
+  t.is(r.code, 76)
+  t.deepEqual(r.failedFinalizers, ['stuck'])
+  t.true(r.apps[0]!.finalizers[0]!.timedOut)
+  t.is(await exited, 76)
+})
+
+test('a failing framework close is reported as finalizer "close" and earns 76', async (t) => {
+  const w = world()
+  const u = w.unit()
+  let closes = 0
+  u.closeApp = async () => { closes++; throw new Error('close failed') }
+  const r = await w.life.shutdown(1_000)
+  t.is(closes, 1)
+  t.is(r.code, 76)
+  t.deepEqual(r.failedFinalizers, ['close'])
+})
+
+async function hangingServer (t: ExecutionContext, u: GracefulUnit): Promise<{ entered: Promise<void>, reply: Promise<unknown> }> {
+  const entered = deferred()
+  const server = http.createServer(() => { entered.resolve() }) // never answers
+  u.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const port = (server.address() as AddressInfo).port
+  const reply = new Promise((resolve) => {
+    http.get({ host: '127.0.0.1', port, path: '/', agent: false }, resolve).on('error', resolve)
+  })
+  return { entered: entered.promise, reply }
+}
+
+test('a connection destroyed at the deadline earns exit code 75', async (t) => {
+  const w = world()
+  const u = w.unit({ timeout: 1_000 })
+  const s = await hangingServer(t, u)
+  await s.entered
+  const exited = w.seam.nextExit()
+  const p = w.life.shutdown()
+  await w.seam.advance(999)
+  t.is(w.life.state, 'draining')
+  await w.seam.advance(1)
+  const r = await p
+  t.is(r.forced, 1)
+  t.is(r.apps[0]!.forced, 1)
+  t.is(r.code, exitCodes.forced)
+  t.is(r.code, 75)
+  t.is(await exited, 75)
+  const reply = await s.reply
+  t.true(reply instanceof Error, 'the client saw its connection cut')
+})
+
+test('a failed finalizer outranks a forced drain: 76', async (t) => {
+  const w = world()
+  const u = w.unit({ timeout: 1_000 })
+  u.finalizers.add(() => { throw new Error('x') }, { name: 'bad' })
+  const s = await hangingServer(t, u)
+  await s.entered
+  const p = w.life.shutdown()
+  await w.seam.advance(1_000)
+  const r = await p
+  t.is(r.forced, 1)
+  t.is(r.code, 76)
+})
+
+test('a crash drains and exits 1, even when a finalizer failed too; more crashes do not start another drain', async (t) => {
+  const w = world()
+  const u = w.unit()
+  u.finalizers.add(() => { throw new Error('x') }, { name: 'bad' })
+  const h = hold(u)
+  const exited = w.seam.nextExit()
+  const boom = new Error('boom')
+  t.is(w.seam.crash(boom, 'uncaughtException'), 1, 'one crash subscriber')
+  await h.started
+  t.is(w.life.state, 'draining')
+  t.is(w.seam.crash(new Error('again'), 'unhandledRejection'), 1)
+  h.release()
+  t.is(await exited, exitCodes.crash)
+  const r = await w.life.shutdown()
+  t.is(r.code, 1)
+  t.is(r.reason, 'crash')
+  t.is(r.trigger, 'uncaughtException')
+  t.deepEqual(w.seam.exits, [1])
+  t.true(w.log.lines.some((l) => l.level === 'error' && /uncaughtException/.test(l.msg)))
+})
+
+test('a crash during a signal-started drain turns the exit code into 1', async (t) => {
+  const w = world()
+  const u = w.unit()
+  const h = hold(u)
+  const exited = w.seam.nextExit()
+  w.seam.fire('SIGTERM')
+  await h.started
+  w.seam.crash(new Error('late'), 'unhandledRejection')
+  h.release()
+  t.is(await exited, 1)
+  const r = await w.life.shutdown()
+  t.is(r.reason, 'crash')
+  t.is(r.trigger, 'SIGTERM')
+})
+
+test('exit is not called when any app has exit: false; the result still carries the code', async (t) => {
+  const w = world()
+  w.unit({}, 'exits')
+  const keep = w.unit({ exit: false }, 'keeps')
+  keep.finalizers.add(() => { throw new Error('x') }, { name: 'bad' })
+  const r = await w.life.shutdown(1_000)
+  await settle()
+  t.is(r.code, 76)
+  t.deepEqual(w.seam.exits, [])
+  t.is(w.life.state, 'stopped')
+})
+
+// ---------------------------------------------------------------------------------------------
+// Signals through the seam
+// ---------------------------------------------------------------------------------------------
+
+test('default signals: SIGTERM, SIGINT, SIGUSR2 and crashes are subscribed; all are removed once stopped', async (t) => {
+  const w = world()
+  w.unit({ exit: false })
+  t.deepEqual(w.seam.subscribedSignals, ['SIGINT', 'SIGTERM', 'SIGUSR2'])
+  t.is(w.seam.crashListeners, 1)
+  await w.life.shutdown(1_000)
+  t.deepEqual(w.seam.subscribedSignals, [])
+  t.is(w.seam.crashListeners, 0)
+})
+
+test('signals: false subscribes nothing (no crash handling either); a custom map subscribes only its signals', (t) => {
+  const w = world()
+  const u = w.unit({ signals: false })
+  t.deepEqual(w.seam.subscribedSignals, [])
+  t.is(w.seam.crashListeners, 0)
+  w.life.unregister(u)
+  const v = w.unit({ signals: { SIGHUP: 'shutdown', SIGUSR1: 'reboot' } })
+  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGUSR1'])
+  t.is(w.seam.crashListeners, 1)
+  w.unit({ signals: { SIGTERM: 'shutdown' }, crash: false })
+  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGTERM', 'SIGUSR1'], 'the union over the apps, one listener each')
+  t.is(w.seam.listeners('SIGHUP'), 1)
+  w.life.unregister(v)
+  t.deepEqual(w.seam.subscribedSignals, ['SIGTERM'])
+  t.is(w.seam.crashListeners, 0)
+})
+
+test('registering many apps keeps one listener per signal', (t) => {
+  const w = world()
+  for (let i = 0; i < 5; i++) w.unit({ exit: false }, `app${i}`)
+  t.is(w.seam.listeners('SIGTERM'), 1)
+  t.is(w.seam.listeners('SIGINT'), 1)
+  t.is(w.seam.crashListeners, 1)
+})
+
+test('SIGTERM starts a shutdown with the signal as trigger and exits 0', async (t) => {
+  const w = world()
+  const u = w.unit()
+  const triggers: string[] = []
+  u.finalizers.add((ctx) => { triggers.push(`${ctx.reason}/${ctx.trigger}`) }, { name: 'x' })
+  const exited = w.seam.nextExit()
+  t.is(w.seam.fire('SIGTERM'), 1)
+  t.is(w.life.state, 'draining')
+  t.is(await exited, 0)
+  t.deepEqual(triggers, ['shutdown/SIGTERM'])
+})
+
+for (const [first, second, code] of [['SIGTERM', 'SIGTERM', 143], ['SIGINT', 'SIGINT', 130], ['SIGINT', 'SIGTERM', 143], ['SIGTERM', 'SIGINT', 130]] as const) {
+  test(`a second shutdown signal during the drain exits at once: ${first} then ${second} -> ${code}`, async (t) => {
+    const w = world()
+    const u = w.unit()
+    const h = hold(u)
+    w.seam.fire(first)
+    await h.started
+    t.deepEqual(w.seam.exits, [])
+    w.seam.fire(second)
+    t.deepEqual(w.seam.exits, [code], 'synchronously, without waiting for the drain')
+    t.is<number, number>(code, exitCodes.secondSignalBase + (second === 'SIGTERM' ? 15 : 2))
+    h.release()
+  })
+}
+
+test('a second signal with exit: false still exits at once (the operator insists)', async (t) => {
+  const w = world()
+  const u = w.unit({ exit: false })
+  const h = hold(u)
+  w.seam.fire('SIGTERM')
+  await h.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [143])
+  h.release()
+})
+
+test('a reboot signal during a drain is ignored and logged', async (t) => {
+  const w = world()
+  const u = w.unit()
+  const h = hold(u)
+  w.seam.fire('SIGTERM')
+  await h.started
+  w.seam.fire('SIGUSR2')
+  await settle()
+  t.deepEqual(w.seam.exits, [])
+  t.is(w.life.state, 'draining')
+  t.true(w.log.lines.some((l) => l.level === 'warn' && /SIGUSR2 ignored/.test(l.msg)))
+  const exited = w.seam.nextExit()
+  h.release()
+  t.is(await exited, 0)
+})
+
+test('a shutdown mapped to a custom signal works like SIGTERM, with 128 + its number on the second', async (t) => {
+  const w = world()
+  const u = w.unit({ signals: { SIGHUP: 'shutdown' } })
+  const h = hold(u)
+  t.is(w.seam.fire('SIGTERM'), 0, 'SIGTERM is not handled by this map')
+  t.is(w.life.state, 'running')
+  w.seam.fire('SIGHUP')
+  await h.started
+  w.seam.fire('SIGHUP')
+  t.deepEqual(w.seam.exits, [129])
+  h.release()
+})
+
+// ---------------------------------------------------------------------------------------------
+// GracefulUnit
+// ---------------------------------------------------------------------------------------------
+
+test('GracefulUnit.shutdown is idempotent, runs the framework close once after the drain', async (t) => {
+  const seam = new FakeSeam()
+  const u = new GracefulUnit('u', resolveOptions({}), memoryLogger(), seam)
+  const order: string[] = []
+  u.finalizers.add(() => { order.push('finalizer') }, { name: 'f' })
+  u.closeApp = async () => { order.push('close') }
+  t.false(u.isDraining)
+  const a = u.shutdown(seam.now() + 1_000, 'close', 'close')
+  const b = u.shutdown(seam.now() + 9_000, 'shutdown', 'SIGTERM')
+  t.is(a, b)
+  t.true(u.isDraining)
+  const r = await a
+  t.deepEqual(order, ['finalizer', 'close'])
+  t.like(r, { name: 'u', forced: 0, forcedUpgraded: 0, graphError: undefined })
+  t.is(await u.drain(seam.now(), 'shutdown', 'x'), r, 'drain() returns the same result')
+})
+
+test('a shutdown result has the documented shape', async (t) => {
+  const w = world()
+  w.unit({ exit: false }, 'shape')
+  w.seam.fire('SIGINT')
+  const r: ShutdownResult = await w.life.shutdown()
+  t.deepEqual(Object.keys(r).sort(), ['apps', 'code', 'failedFinalizers', 'forced', 'ms', 'reason', 'trigger'])
+  t.like(r, { code: 0, reason: 'shutdown', trigger: 'SIGINT', forced: 0, failedFinalizers: [] })
+  t.is(typeof r.ms, 'number')
+  t.deepEqual(Object.keys(r.apps[0]!).sort(), ['finalizers', 'forced', 'forcedUpgraded', 'graphError', 'idleClosed', 'ms', 'name'])
+})
