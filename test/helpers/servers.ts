@@ -1,0 +1,267 @@
+// Runs in the test process: in-process Fastify and Express servers behind one small interface, so the
+// drain scenarios are written once and run against both adapters; plus small socket helpers.
+import { EventEmitter, once } from 'node:events'
+import http from 'node:http'
+import net from 'node:net'
+import type { ExecutionContext } from 'ava'
+import express from 'express'
+import Fastify from 'fastify'
+import graceful, { expressGraceful, type GracefulOptions, type Logger, type ShutdownResult, type UnitResult } from '../../index'
+
+/** A logger that drops everything (Express and plain servers log to stderr by default). */
+export const silent: Logger = { info: () => {}, warn: () => {}, error: () => {} }
+
+/**
+ * A started server with the routes `/` ("ok"), `/slow?ms=N` ("slow" after N ms) and `/stream?ms=N`
+ * (headers and "first " at once, "last" after N ms; counted by `slowInFlight` too).
+ */
+export interface Started {
+  readonly framework: 'fastify' | 'express'
+  readonly port: number
+  /** `http://127.0.0.1:<port>` */
+  readonly origin: string
+  readonly server: http.Server
+  /** Process-wide shutdown (every app registered in this process), never exits. */
+  shutdown: (ms?: number) => Promise<ShutdownResult>
+  /** Per-app close: Fastify's `app.close()` (deadline: the `timeout` option); Express's `app.graceful.close()`. */
+  close: () => Promise<UnitResult | undefined>
+  /** Connections the server has accepted so far. */
+  accepted: () => number
+  /** Resolves once the server has accepted `n` connections in total. */
+  whenAccepted: (n: number) => Promise<void>
+  /** `/slow` requests the handler has started and not yet answered. */
+  slowInFlight: () => number
+  /** Resolves once `n` `/slow` requests are in the handler at the same time. */
+  whenSlowInFlight: (n: number) => Promise<void>
+}
+
+export interface ServerBuilder {
+  readonly name: 'fastify' | 'express'
+  /** Starts a server on 127.0.0.1:0 with `{ exit: false, signals: false }` forced; torn down in `t.teardown`. */
+  start: (t: ExecutionContext, options?: GracefulOptions) => Promise<Started>
+}
+
+/** Counters shared by both builders: accepted connections and /slow requests in the handler. */
+class Probe extends EventEmitter {
+  accepted = 0
+  slow = 0
+  readonly sockets = new Set<net.Socket>()
+  readonly timers = new Set<NodeJS.Timeout>()
+
+  watch (server: net.Server): void {
+    server.on('connection', (s: net.Socket) => {
+      this.accepted++
+      this.sockets.add(s)
+      s.once('close', () => { this.sockets.delete(s) })
+      this.emit('change')
+    })
+  }
+
+  /** Answers after `ms` unless the response closes first (a cut request must not leave a timer behind). */
+  slowly (ms: number, res: http.ServerResponse, answer: () => void): void {
+    this.slow++
+    this.emit('change')
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      this.slow--
+      clearTimeout(timer)
+      this.timers.delete(timer)
+    }
+    const timer = setTimeout(() => { finish(); answer() }, ms)
+    this.timers.add(timer)
+    res.once('close', finish)
+  }
+
+  until (ok: () => boolean): Promise<void> {
+    if (ok()) return Promise.resolve()
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!ok()) return
+        this.removeListener('change', check)
+        resolve()
+      }
+      this.on('change', check)
+    })
+  }
+
+  /** Teardown: cancel handler timers and destroy every server-side socket (upgraded ones too). */
+  destroyAll (): void {
+    for (const timer of this.timers) clearTimeout(timer)
+    this.timers.clear()
+    for (const s of this.sockets) s.destroy()
+  }
+}
+
+/** Writes the head and a first chunk now, the last chunk after `ms`. */
+function stream (probe: Probe, ms: number, res: http.ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/plain' })
+  res.write('first ')
+  probe.slowly(ms, res, () => { res.end('last') })
+}
+
+function slowMs (query: unknown): number {
+  const ms = Number((query as { ms?: unknown } | undefined)?.ms ?? 1000)
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), 60_000) : 1000
+}
+
+function started (
+  t: ExecutionContext,
+  framework: Started['framework'],
+  server: http.Server,
+  probe: Probe,
+  shutdown: Started['shutdown'],
+  close: Started['close']
+): Started {
+  const port = (server.address() as net.AddressInfo).port
+  t.teardown(async () => {
+    probe.destroyAll()
+    await close()
+  })
+  return {
+    framework,
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    server,
+    shutdown,
+    close,
+    accepted: () => probe.accepted,
+    whenAccepted: (n) => probe.until(() => probe.accepted >= n),
+    slowInFlight: () => probe.slow,
+    whenSlowInFlight: (n) => probe.until(() => probe.slow >= n)
+  }
+}
+
+export const fastifyBuilder: ServerBuilder = {
+  name: 'fastify',
+  async start (t, options = {}) {
+    const probe = new Probe()
+    const app = Fastify()
+    await app.register(graceful, { ...options, exit: false, signals: false })
+    probe.watch(app.server)
+    app.get('/', async () => 'ok')
+    app.get('/slow', (req, reply) => {
+      probe.slowly(slowMs(req.query), reply.raw, () => { void reply.send('slow') })
+    })
+    app.get('/stream', (req, reply) => {
+      reply.hijack()
+      stream(probe, slowMs(req.query), reply.raw)
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    return started(t, 'fastify', app.server, probe,
+      (ms) => app.shutdown(ms),
+      async () => { await app.close(); return undefined })
+  }
+}
+
+export const expressBuilder: ServerBuilder = {
+  name: 'express',
+  async start (t, options = {}) {
+    const probe = new Probe()
+    const app = expressGraceful(express(), { logger: silent, ...options, exit: false, signals: false })
+    app.get('/', (_req, res) => { res.send('ok') })
+    app.get('/slow', (req, res) => {
+      probe.slowly(slowMs(req.query), res, () => { res.send('slow') })
+    })
+    app.get('/stream', (req, res) => { stream(probe, slowMs(req.query), res) })
+    const server = app.listen(0, '127.0.0.1') as http.Server
+    probe.watch(server)
+    await once(server, 'listening')
+    return started(t, 'express', server, probe,
+      (ms) => app.shutdown(ms),
+      () => app.graceful.close())
+  }
+}
+
+export const builders: readonly ServerBuilder[] = [fastifyBuilder, expressBuilder]
+
+/** Rejects after `ms` with `what` in the message: a failure guard for `Promise.race`, never a wait. */
+export function deadline (ms: number, what: string): { promise: Promise<never>, cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined
+  const promise = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`timed out after ${ms} ms: ${what}`)) }, ms)
+  })
+  promise.catch(() => {})
+  return { promise, cancel: () => { clearTimeout(timer) } }
+}
+
+/** Awaits `p`, failing with `what` after `ms`. */
+export async function within<T> (ms: number, what: string, p: Promise<T>): Promise<T> {
+  const guard = deadline(ms, what)
+  try {
+    return await Promise.race([p, guard.promise])
+  } finally {
+    guard.cancel()
+  }
+}
+
+/** A raw TCP connection to 127.0.0.1:port, destroyed in teardown; resolves once connected. */
+export async function rawConnect (t: ExecutionContext, port: number): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  t.teardown(() => { socket.destroy() })
+  await once(socket, 'connect')
+  return socket
+}
+
+/** Resolves with the error of a connection attempt (or rejects if it connects). */
+export function connectError (port: number): Promise<NodeJS.ErrnoException> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      reject(new Error(`connected to ${port}, expected a refusal`))
+    })
+    socket.once('error', (err) => { resolve(err) })
+  })
+}
+
+export interface Answer {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: string
+  /** The request went out on a socket the agent had kept alive from an earlier request. */
+  reused: boolean
+  /** `performance.now()` when the body ended. */
+  at: number
+}
+
+/** GET `origin + path` with `agent`; resolves with the complete response, rejects on a transport error. */
+export function get (origin: string, path: string, agent: http.Agent, onSocket?: (s: net.Socket) => void): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(origin + path, { agent }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { body += chunk })
+      res.once('end', () => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, reused: req.reusedSocket, at: performance.now() })
+      })
+      res.once('error', reject)
+    })
+    req.once('error', reject)
+    if (onSocket !== undefined) req.once('socket', onSocket)
+  })
+}
+
+/**
+ * Marks promises as handled (their rejections still reach whoever awaits them), so requests cut by
+ * a teardown after a failed assertion do not add "unhandled rejection" noise. Returns the same list.
+ */
+export function handled<T> (list: Array<Promise<T>>): Array<Promise<T>> {
+  for (const p of list) p.catch(() => {})
+  return list
+}
+
+/** A keep-alive agent destroyed in teardown. */
+export function keepAliveAgent (t: ExecutionContext, maxSockets: number): http.Agent {
+  const agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets })
+  t.teardown(() => { agent.destroy() })
+  return agent
+}
+
+/** Resolves with `performance.now()` when `socket` closes (at once if it already has). */
+export function closedAt (socket: net.Socket): Promise<number> {
+  if (socket.destroyed && socket.closed) return Promise.resolve(performance.now())
+  return new Promise((resolve) => { socket.once('close', () => { resolve(performance.now()) }) })
+}
