@@ -1,0 +1,139 @@
+// Runs in the test process: what the built package exports, to CommonJS and ESM consumers, and
+// that package.json points at files that exist after the build.
+import test from 'ava'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+
+const ROOT = path.join(__dirname, '..', '..')
+const DIST_INDEX = path.join(__dirname, '..', 'index.js')
+const load = createRequire(__filename)
+type Pkg = typeof import('../index')
+const pkg = load(DIST_INDEX) as Pkg
+const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+  name: string
+  main: string
+  types: string
+  files: string[]
+  exports: Record<string, string | Record<string, string>>
+}
+
+test('the default export is the Fastify plugin, wrapped by fastify-plugin', (t) => {
+  const plugin = pkg.default as unknown as Record<symbol, unknown> & ((...a: unknown[]) => unknown)
+  t.is(typeof plugin, 'function')
+  t.is(plugin[Symbol.for('fastify.display-name')], 'graceful-reboot')
+  t.is(plugin[Symbol.for('skip-override')], true, 'decorators reach the parent instance')
+  t.like(plugin[Symbol.for('plugin-meta')] as object, { name: 'graceful-reboot', fastify: '5.x' })
+})
+
+test('named exports: fastifyGraceful is the default; the other functions and constants', (t) => {
+  t.is(pkg.fastifyGraceful, pkg.default)
+  for (const name of ['expressGraceful', 'createGraceful', 'lifecycle'] as const) {
+    t.is(typeof pkg[name], 'function', name)
+  }
+  t.is(pkg.GOING_AWAY, 1001)
+  t.like(pkg.exitCodes, { clean: 0, crash: 1, forced: 75, finalizerFailed: 76 })
+  t.is(pkg.exitCodes.secondSignalBase, 128)
+  for (const [key, value] of Object.entries(pkg)) t.not(value, undefined, `export ${key} is defined`)
+})
+
+test('lifecycle() is one process-wide instance, shared through globalThis', (t) => {
+  const a = pkg.lifecycle()
+  t.is(pkg.lifecycle(), a)
+  t.is((globalThis as unknown as Record<symbol, unknown>)[Symbol.for('graceful-reboot.lifecycle')], a)
+  t.true(['running', 'draining', 'stopped', 'rebooting'].includes(a.state))
+})
+
+test('error classes: names, codes and the instanceof chain', (t) => {
+  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError } = pkg
+  const cases: Array<[Error & { code: string }, string, string]> = [
+    [new GracefulError('ERR_GRACEFUL_X', 'base'), 'GracefulError', 'ERR_GRACEFUL_X'],
+    [new InvalidOptionError('bad'), 'InvalidOptionError', 'ERR_GRACEFUL_INVALID_OPTION'],
+    [new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_CYCLE', 'cycle'), 'FinalizerGraphError', 'ERR_GRACEFUL_FINALIZER_CYCLE'],
+    [new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_UNKNOWN', 'unknown'), 'FinalizerGraphError', 'ERR_GRACEFUL_FINALIZER_UNKNOWN'],
+    [new FinalizerTimeoutError('db', 1500), 'FinalizerTimeoutError', 'ERR_GRACEFUL_FINALIZER_TIMEOUT'],
+    [new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy'), 'RebootError', 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'],
+    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION']
+  ]
+  for (const [err, name, code] of cases) {
+    t.true(err instanceof Error, name)
+    t.true(err instanceof GracefulError, name)
+    t.is(err.name, name)
+    t.is(err.code, code)
+    t.is(typeof err.stack, 'string')
+    t.true(err.stack!.startsWith(`${name}: `), err.stack)
+  }
+  t.false(new InvalidOptionError('x') instanceof FinalizerGraphError)
+  t.false(new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'x') instanceof AdoptionError)
+  t.regex(new FinalizerTimeoutError('db', 1500).message, /"db".*1500 ms/)
+  t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x', 1234).successorPid, 1234)
+  t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x').successorPid, undefined)
+  const cause = new Error('root')
+  t.is(new GracefulError('ERR_GRACEFUL_X', 'wrapped', { cause }).cause, cause)
+})
+
+test('package.json main, types, exports and files point at files that exist after the build', (t) => {
+  t.is(manifest.name, 'graceful-reboot')
+  const targets = [manifest.main, manifest.types]
+  const root = manifest.exports['.']
+  t.is(typeof root, 'object')
+  const conditions = root as Record<string, string>
+  t.deepEqual(Object.keys(conditions).slice(0, 1), ['types'], '"types" comes first, as TypeScript requires')
+  targets.push(...Object.values(conditions))
+  for (const target of targets) t.true(existsSync(path.join(ROOT, target)), `${target} exists`)
+  t.is(path.resolve(ROOT, manifest.main), DIST_INDEX)
+  t.is(path.resolve(ROOT, conditions.default!), DIST_INDEX)
+  t.is(path.resolve(ROOT, manifest.types), path.resolve(ROOT, conditions.types!))
+  for (const entry of manifest.files) t.true(existsSync(path.join(ROOT, entry)), `files entry ${entry} exists`)
+})
+
+test('the package name resolves (self-reference through "exports") to the built entry; internals are not exported', (t) => {
+  const fromRoot = createRequire(path.join(ROOT, 'package.json'))
+  t.is(fromRoot.resolve('graceful-reboot'), DIST_INDEX)
+  t.is(fromRoot('graceful-reboot'), pkg, 'the same module instance')
+  t.is((fromRoot('graceful-reboot/package.json') as { name: string }).name, 'graceful-reboot')
+  const err = t.throws(() => fromRoot.resolve('graceful-reboot/dist/lib/core.js'))
+  t.is((err as NodeJS.ErrnoException).code, 'ERR_PACKAGE_PATH_NOT_EXPORTED')
+})
+
+test('the declaration file declares the default and named exports', (t) => {
+  const dts = readFileSync(path.join(ROOT, manifest.types), 'utf8')
+  t.regex(dts, /export default fastifyGraceful/)
+  for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
+    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError',
+    'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
+    t.true(dts.includes(name), name)
+  }
+  const fastifyDts = readFileSync(path.join(ROOT, 'dist', 'lib', 'fastify.d.ts'), 'utf8')
+  t.regex(fastifyDts, /declare module 'fastify'/, 'the FastifyInstance augmentation ships in the types')
+})
+
+test('an ESM consumer: named imports work and the default import registers in Fastify', async (t) => {
+  const script = `
+    import graceful, { fastifyGraceful, expressGraceful, exitCodes, lifecycle } from 'graceful-reboot'
+    import Fastify from 'fastify'
+    const app = Fastify()
+    await app.register(graceful, { signals: false, exit: false })
+    await app.ready()
+    const out = {
+      named: typeof fastifyGraceful, express: typeof expressGraceful, forced: exitCodes.forced,
+      lifecycle: typeof lifecycle, decorated: typeof app.shutdown, defaultIsPlugin: graceful === fastifyGraceful
+    }
+    await app.close()
+    process.stdout.write(JSON.stringify(out))
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { try { if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL') } catch {} })
+  let out = ''
+  let err = ''
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
+  const code = await new Promise<number | null>((resolve) => { child.once('close', resolve) })
+  t.is(code, 0, err)
+  const r = JSON.parse(out) as Record<string, unknown>
+  t.like(r, { named: 'function', express: 'function', forced: 75, lifecycle: 'function', decorated: 'function' })
+  // Node gives ESM importers of a CommonJS module its module.exports as the default import, so the
+  // default is the namespace object here; Fastify unwraps `.default`, which is why register works.
+  t.log(`ESM default import is the plugin itself: ${String(r.defaultIsPlugin)}`)
+})
