@@ -1,0 +1,82 @@
+// Type tests (tsc only, never run): the Express adapter and the framework-free core.
+import http from 'node:http'
+import express, { type Express } from 'express'
+import {
+  createGraceful,
+  expressGraceful,
+  exitCodes,
+  lifecycle,
+  GracefulError,
+  InvalidOptionError,
+  RebootError,
+  type GracefulExpressApp,
+  type GracefulHandle,
+  type LifecycleState,
+  type ShutdownResult,
+  type UnitResult
+} from '../../index'
+
+export function expressApp (): void {
+  const app = expressGraceful(express(), { timeout: 5_000, admin: true })
+  const p: Promise<ShutdownResult> = app.shutdown(1000)
+  const r: Promise<number> = app.reboot()
+  const same: GracefulExpressApp<Express> = app.onShutdown(() => {}, { name: 'db', after: ['http'] })
+  const stillExpress: Express = app
+  app.get('/', (_req, res) => { res.send('ok') }) // Express methods are kept
+  const server: http.Server = app.listen(0, '127.0.0.1')
+  const handle: GracefulHandle = app.graceful
+  const attached: GracefulHandle = handle.attach(http.createServer(app))
+  void [p, r, same, stillExpress, server, attached]
+
+  app.onShutdown((ctx) => {
+    const s: AbortSignal = ctx.signal
+    const d: number = ctx.deadline
+    void [s, d]
+  })
+
+  // @ts-expect-error not an Express app
+  expressGraceful({})
+  // @ts-expect-error timeout is a number of ms
+  expressGraceful(express(), { timeout: '10' })
+  // @ts-expect-error no such option
+  expressGraceful(express(), { signal: false })
+  // @ts-expect-error shutdown takes ms
+  void app.shutdown('1s')
+}
+
+export async function core (): Promise<void> {
+  const g = createGraceful({ timeout: 1_000 })
+  const server = http.createServer()
+  g.attach(server).onShutdown(() => {})
+  const closed: UnitResult = await g.close(500)
+  const forced: number = closed.forced
+  void forced
+  g.ready()
+
+  const state: LifecycleState = lifecycle().state
+  const one: 'running' | 'draining' | 'stopped' | 'rebooting' = state
+  void one
+  lifecycle().on('state', (next, previous) => {
+    const n: LifecycleState = next
+    const p: LifecycleState = previous
+    void [n, p]
+  })
+
+  const clean: 0 = exitCodes.clean
+  const crash: 1 = exitCodes.crash
+  const forcedCode: 75 = exitCodes.forced
+  const failed: 76 = exitCodes.finalizerFailed
+  void [clean, crash, forcedCode, failed]
+
+  const err: unknown = new Error('x')
+  if (err instanceof GracefulError) {
+    const code: string = err.code
+    void code
+  }
+  const inv: GracefulError = new InvalidOptionError('x')
+  const rb = new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy', 12)
+  const pid: number | undefined = rb.successorPid
+  void [inv, pid]
+  // @ts-expect-error reboot error codes are a closed set
+  void new RebootError('ERR_SOMETHING_ELSE', 'x')
+}
