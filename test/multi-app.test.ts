@@ -2,6 +2,7 @@
 // (test/fixtures/multi-app.ts) share one coordinator: one SIGTERM drains both.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
+import http from 'node:http'
 import { startFixture, type Fixture } from './helpers/fixture'
 import { fetchOutcome, type Outcome } from './fixtures/signal-client'
 
@@ -14,11 +15,16 @@ async function start (t: ExecutionContext, env: Record<string, string> = {}): Pr
   return { f, ports: { fastify: a.port as number, express: b.port as number } }
 }
 
-/** Starts a slow request on each app and waits until both handlers are running. */
-async function bothInFlight (f: Fixture, ports: Record<'fastify' | 'express', number>, ms: number): Promise<{ fastify: Promise<Outcome>, express: Promise<Outcome> }> {
+/**
+ * Starts a slow request on each app, on keep-alive connections (so a `Connection: close` reply is
+ * the server's doing), and waits until both handlers are running.
+ */
+async function bothInFlight (t: ExecutionContext, f: Fixture, ports: Record<'fastify' | 'express', number>, ms: number): Promise<{ fastify: Promise<Outcome>, express: Promise<Outcome> }> {
+  const agent = new http.Agent({ keepAlive: true })
+  t.teardown(() => { agent.destroy() })
   const outcomes = {
-    fastify: fetchOutcome(ports.fastify, `/slow?ms=${ms}`),
-    express: fetchOutcome(ports.express, `/slow?ms=${ms}`)
+    fastify: fetchOutcome(ports.fastify, `/slow?ms=${ms}`, agent),
+    express: fetchOutcome(ports.express, `/slow?ms=${ms}`, agent)
   }
   await Promise.all([
     f.waitFor((e) => e.event === 'request' && e.app === 'fastify'),
@@ -40,7 +46,7 @@ function body (t: ExecutionContext, o: Outcome): unknown {
 test('one SIGTERM drains a Fastify and an Express app in one process: both slow requests 200, both finalizers, exit 0', async (t) => {
   const { f, ports } = await start(t)
   t.not(ports.fastify, ports.express)
-  const slow = await bothInFlight(f, ports, 800)
+  const slow = await bothInFlight(t, f, ports, 800)
   f.child.kill('SIGTERM')
   await f.waitFor((e) => e.event === 'state' && e.state === 'draining')
   const [fo, eo] = await Promise.all([slow.fastify, slow.express])
@@ -56,7 +62,7 @@ test('one SIGTERM drains a Fastify and an Express app in one process: both slow 
 
 test('both listeners stop accepting during the drain (new connections refused), while both in-flight requests still complete', async (t) => {
   const { f, ports } = await start(t)
-  const slow = await bothInFlight(f, ports, 1_500)
+  const slow = await bothInFlight(t, f, ports, 1_500)
   f.child.kill('SIGTERM')
   // Printed by an unordered finalizer of each app, which starts once that app's listener is closed.
   const marks = await Promise.all([
@@ -77,7 +83,7 @@ test('both listeners stop accepting during the drain (new connections refused), 
 
 test('the deadline applies to both apps: a request past it on either app is cut, exit 75', async (t) => {
   const { f, ports } = await start(t, { TIMEOUT: '400' })
-  const slow = await bothInFlight(f, ports, 30_000)
+  const slow = await bothInFlight(t, f, ports, 30_000)
   f.child.kill('SIGTERM')
   const [fo, eo] = await Promise.all([slow.fastify, slow.express])
   t.false(fo.ok)

@@ -3,6 +3,7 @@
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import http from 'node:http'
+import { once } from 'node:events'
 import Fastify from 'fastify'
 import express from 'express'
 import graceful, { exitCodes, expressGraceful, lifecycle } from '../index'
@@ -72,8 +73,10 @@ test('SIGTERM with only an idle keep-alive connection open exits 0 without waiti
   const { f, port } = await start(t)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   t.teardown(() => { agent.destroy() })
+  const freed = once(agent, 'free')
   const first = await fetchOutcome(port, '/slow?ms=0', agent)
   ok200(t, first)
+  await freed
   t.is(Object.values(agent.freeSockets).flat().length, 1, 'one idle keep-alive socket is open')
   f.child.kill('SIGTERM')
   t.deepEqual(await within(f.exited, 10_000, 'exit'), { code: 0, signal: null })
