@@ -23,7 +23,6 @@ export const GOING_AWAY = 1001
 interface WebSocketLike {
   readyState: number
   close (code?: number, reason?: string): void
-  once (event: 'close', fn: () => void): unknown
 }
 
 const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => {
@@ -33,7 +32,7 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
   unit.attach(fastify.server)
 
   // @fastify/websocket closes its clients without a code (1005); close them with 1001 first.
-  unit.finalizers.add((ctx) => closeWebSockets(fastify, ctx), { name: 'websocket' })
+  unit.finalizers.add((ctx) => { closeWebSockets(fastify, ctx) }, { name: 'websocket' })
 
   fastify.decorate('shutdown', (timeout?: number) => life.shutdown(timeout, { reason: 'shutdown', trigger: 'code' }))
   fastify.decorate('reboot', (timeout?: number, o?: Pick<RebootOptions, 'stateful'>) =>
@@ -88,18 +87,17 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
   done()
 }
 
-async function closeWebSockets (fastify: FastifyInstance, ctx: FinalizerContext): Promise<void> {
-  const wss = (fastify as unknown as { websocketServer?: { clients?: Set<WebSocketLike> } }).websocketServer
-  const clients = wss?.clients
-  if (clients === undefined || clients.size === 0) return
-  const closed: Array<Promise<void>> = []
+/**
+ * Sends every @fastify/websocket client a close frame with 1001. The drain then waits for their
+ * sockets to close and destroys those still open at the deadline.
+ */
+function closeWebSockets (fastify: FastifyInstance, ctx: FinalizerContext): void {
+  const clients = (fastify as unknown as { websocketServer?: { clients?: Set<WebSocketLike> } }).websocketServer?.clients
+  if (clients === undefined) return
+  const reason = ctx.reason === 'reboot' ? 'server restarting' : 'server shutting down'
   for (const ws of clients) {
-    if (ws.readyState >= 2) continue
-    closed.push(new Promise((resolve) => { ws.once('close', resolve) }))
-    ws.close(GOING_AWAY, ctx.reason === 'reboot' ? 'server restarting' : 'server shutting down')
+    if (ws.readyState < 2) ws.close(GOING_AWAY, reason)
   }
-  const aborted = new Promise<void>((resolve) => { ctx.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
-  await Promise.race([Promise.all(closed), aborted])
 }
 
 /** The Fastify plugin. `app.register(graceful, options)`. */

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process'
 import cluster from 'node:cluster'
 import { EventEmitter } from 'node:events'
-import { RebootError } from './errors'
+import { InvalidOptionError, RebootError, describe } from './errors'
 import { inherited, type Inherited } from './handoff/inherited'
 import { listeningSockets, type Listener } from './handoff/listen'
 import { READY_MESSAGE, startSuccessor, type Spawn, type Successor } from './handoff/successor'
@@ -122,6 +122,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private successor: Successor | undefined
   private rebootAborted = false
   private announced = false
+  private readySwitch = true
 
   constructor (seam: ProcessSeam = realProcess, host: RebootHost = realHost) {
     super()
@@ -130,6 +131,21 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   get state (): LifecycleState { return this.current }
+
+  /** Whether this process announced that it serves (`announceReady()`): /health/startup answers 200 from then on. */
+  get started (): boolean { return this.announced }
+
+  /** The manual readiness switch (default true): false takes this process out of traffic (/health/ready 503) without draining. */
+  get readyForTraffic (): boolean { return this.readySwitch }
+
+  /** Sets the manual readiness switch; /health/ready also needs state 'running' (or 'rebooting') and `started`. */
+  setReady (ready: boolean): void {
+    if (typeof ready !== 'boolean') throw new InvalidOptionError(`setReady() takes true or false, got ${describe(ready)}`)
+    this.readySwitch = ready
+  }
+
+  /** Why `reboot()` would be refused right now (the RebootError it would reject with), or undefined. */
+  canReboot (): RebootError | undefined { return this.rebootRefusal() }
 
   /** The logger of the first registered app, for process-level messages. */
   get log (): Logger {
@@ -291,8 +307,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   /** An uncaught exception or unhandled rejection: drain and exit with the crash code. */
   crash (error: unknown, kind: string): void {
+    // Only the first is logged: a crash in the logging itself (EPIPE on a closed stdout) would loop.
+    if (this.crashError !== undefined) return
+    this.crashError = error
     this.log.error({ err: error, kind }, `graceful-reboot: ${kind}; shutting down`)
-    if (this.crashError === undefined) this.crashError = error
     void this.shutdown(undefined, { reason: 'crash', trigger: kind })
   }
 

@@ -106,25 +106,32 @@ export class GracefulUnit {
         idleClosed += r.idleClosed
       }
     }
+    // Upgraded sockets are destroyed at the deadline whatever the finalizers are doing.
+    const upgraded = this.closeUpgraded(drains, deadline)
     const { outcomes, graphError } = await this.finalizers.run(http, deadline, { reason, trigger }, this.seam)
     if (graphError !== undefined) this.log.error({ err: graphError }, 'graceful-reboot: finalizer graph is invalid; ran every finalizer in parallel')
     for (const o of outcomes) {
       if (!o.ok) this.log.error({ finalizer: o.name, err: o.error, timedOut: o.timedOut }, 'graceful-reboot: finalizer failed')
     }
-    const forcedUpgraded = await this.closeUpgraded(drains, deadline)
+    const forcedUpgraded = await upgraded
     const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, finalizers: outcomes, graphError, ms: this.seam.now() - start }
     const level = forced + forcedUpgraded > 0 ? 'warn' : 'info'
     this.log[level]({ forced, forcedUpgraded, idleClosed, ms: result.ms }, 'graceful-reboot: drained')
     return result
   }
 
-  /** Waits for upgraded sockets to close until the deadline, then destroys the rest. */
+  /** Waits for upgraded sockets (including ones upgraded during the drain) to close until the deadline, then destroys the rest. */
   private async closeUpgraded (drains: ServerDrain[], deadline: number): Promise<number> {
-    if (drains.every((d) => d.upgraded.size === 0)) return 0
     let cancel = (): void => {}
-    const late = new Promise<void>((resolve) => { cancel = this.seam.timer(deadline - this.seam.now(), resolve) })
-    await Promise.race([Promise.all(drains.map((d) => d.upgraded.whenEmpty())), late])
-    cancel()
-    return drains.reduce((n, d) => n + d.upgraded.destroyAll(), 0)
+    const late = new Promise<'late'>((resolve) => { cancel = this.seam.timer(deadline - this.seam.now(), () => { resolve('late') }) })
+    for (;;) {
+      const open = drains.filter((d) => d.upgraded.size > 0)
+      if (open.length === 0) {
+        cancel()
+        return 0
+      }
+      const first = await Promise.race([Promise.all(open.map((d) => d.upgraded.whenEmpty())), late])
+      if (first === 'late') return drains.reduce((n, d) => n + d.upgraded.destroyAll(), 0)
+    }
   }
 }

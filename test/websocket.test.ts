@@ -178,12 +178,8 @@ test.serial('fastify: a client that completes the handshake but never answers th
   t.true(elapsed < 5000, `shutdown(500) took ${Math.round(elapsed)} ms`)
 })
 
-// BUG (lib/fastify.ts:36 + lib/finalizers.ts runOne): the built-in 'websocket' finalizer waits for
-// every client's close until its own deadline; when a client never answers, runOne's timeout wins the
-// race, so the finalizer is reported failed (timedOut) and the exit code is 76 "a finalizer failed"
-// instead of 75 "the deadline passed: connections or WebSockets were destroyed" (lib/lifecycle.ts
-// exitCodes). An Express app in the same situation gets 75. Remove `.failing` once fixed.
-test.serial.failing('fastify: a WebSocket destroyed at the deadline gives exit code 75, not a failed "websocket" finalizer (76)', async (t) => {
+// A deaf WebSocket destroyed at the deadline is a forced close (75), not a failed finalizer (76).
+test.serial('fastify: a WebSocket destroyed at the deadline gives exit code 75, not a failed "websocket" finalizer (76)', async (t) => {
   const { app, port } = await fastifyWs(t)
   const deaf = await deafClient(t, port)
   const closed = closedAt(deaf.socket)
@@ -194,11 +190,8 @@ test.serial.failing('fastify: a WebSocket destroyed at the deadline gives exit c
   t.is(result.code, exitCodes.forced)
 })
 
-// BUG (lib/finalizers.ts:198 MIN_FINALIZER_MS + lib/unit.ts:109-114): the built-in 'websocket'
-// finalizer gets at least 1000 ms even when the shutdown deadline is sooner, and the unit destroys
-// upgraded sockets only after every finalizer has settled, so with shutdown(500) the deaf client is
-// destroyed (and the shutdown resolves) at ~1000 ms, twice the deadline. Remove `.failing` once fixed.
-test.serial.failing('fastify: with shutdown(500) the deaf WebSocket is destroyed by the deadline, not 1 s later', async (t) => {
+// Upgraded sockets are destroyed at the shutdown deadline, not after the finalizers' 1 s floor.
+test.serial('fastify: with shutdown(500) the deaf WebSocket is destroyed by the deadline, not 1 s later', async (t) => {
   const { app, port } = await fastifyWs(t)
   const deaf = await deafClient(t, port)
   const closed = closedAt(deaf.socket)

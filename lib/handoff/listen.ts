@@ -55,6 +55,8 @@ export function wrapListen (server: net.Server, from: Inherited, onListening: (l
     })
     this.once('close', () => { listeners.delete(this) })
     if (fd === undefined) return original.apply(this, args as Parameters<net.Server['listen']>)
+    // Node answers address() of a pipe from the path it bound; an adopted one has none of its own.
+    if (req.path !== undefined) (this as net.Server & { _pipeName?: string })._pipeName = req.path
     const options: net.ListenOptions & { fd: number } = { fd }
     if (req.backlog !== undefined) options.backlog = req.backlog
     if (req.options?.signal !== undefined) options.signal = req.options.signal as AbortSignal

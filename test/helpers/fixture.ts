@@ -79,14 +79,12 @@ export function startFixture (t: ExecutionContext, name: string, options: { env?
         waiters.delete(w)
         reject(new Error(`fixture ${name}: no ${String(match)} within ${timeoutMs} ms; stderr:\n${err}`))
       }, timeoutMs)
-      void exited.then((x) => {
-        // Lines are read asynchronously: give the last ones a chance before giving up.
-        setImmediate(() => {
-          if (!waiters.has(w)) return
-          waiters.delete(w)
-          clearTimeout(timer)
-          reject(new Error(`fixture ${name} exited (${JSON.stringify(x)}) before ${String(match)}; stderr:\n${err}`))
-        })
+      // Once every process holding the fixture's output is gone, no line can come any more.
+      void closed.then(() => {
+        if (!waiters.has(w)) return
+        waiters.delete(w)
+        clearTimeout(timer)
+        reject(new Error(`fixture ${name} and its successors exited before ${String(match)}; stderr:\n${err}`))
       })
     })
   }

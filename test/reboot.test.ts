@@ -1,0 +1,192 @@
+// Runs in the test process: reboots fixture apps for real (test/fixtures/reboot-app.ts).
+import fs from 'node:fs'
+import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import test from 'ava'
+import { runLoad } from '../tools/load'
+import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
+
+interface Listening extends FixtureEvent { pid: number, ports: Record<string, number>, parent: number | null }
+
+function get (port: number, p = '/', socketPath?: string): Promise<{ status: number, pid: number, body: string }> {
+  return new Promise((resolve, reject) => {
+    const opts: http.RequestOptions = socketPath === undefined ? { host: '127.0.0.1', port, path: p, agent: false } : { socketPath, path: p, agent: false }
+    http.get(opts, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, pid: Number(res.headers['x-pid']), body }) })
+    }).on('error', reject)
+  })
+}
+
+function post (port: number, p: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve(JSON.parse(body) as Record<string, unknown>) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** Whether `pid` runs (a zombie waiting for a reaper does not). */
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+/** Sends SIGUSR2 to `pid` and waits until its successor listens and the old process drained. */
+async function rebootBySignal (f: Fixture, pid: number): Promise<Listening> {
+  process.kill(pid, 'SIGUSR2')
+  const next = await f.waitFor((e) => e.event === 'listening' && e.parent === pid) as Listening
+  f.track(next.pid)
+  await f.waitFor((e) => e.event === 'handoff' && e.step === 'drained' && e.pid === pid)
+  return next
+}
+
+test('5 reboots under load lose no request; the pid changes, the port stays, nothing is left behind', async (t) => {
+  const f = startFixture(t, 'reboot-app')
+  const first = await f.waitFor('listening') as Listening
+  const port = first.ports.a as number
+  const url = `http://127.0.0.1:${port}/`
+  const keepAlive = runLoad({ url, connections: 20, mode: 'keep-alive', durationMs: 60_000 })
+  const fresh = runLoad({ url, connections: 1, mode: 'new-connection', durationMs: 60_000 })
+  const pids = [first.pid]
+  let current = first
+  for (let i = 0; i < 5; i++) {
+    current = await rebootBySignal(f, current.pid)
+    t.is(current.ports.a, port, 'the successor serves the same port')
+    pids.push(current.pid)
+  }
+  keepAlive.stop()
+  fresh.stop()
+  const [a, b] = await Promise.all([keepAlive.result, fresh.result])
+  t.is(new Set(pids).size, 6, 'six distinct pids')
+  for (const r of [a, b]) {
+    t.is(r.failed, 0, JSON.stringify(r.causes))
+    t.is(r.sent, r.answered)
+    t.true(r.answered > 0)
+  }
+  t.true(a.pids.length >= 2, `keep-alive load saw pids ${a.pids.join(',')}`)
+  process.kill(current.pid, 'SIGTERM')
+  await f.closed
+  for (const pid of pids) t.false(isAlive(pid), `pid ${pid} is gone`)
+})
+
+test('a failing successor is rolled back: the old process keeps serving; a healthy one then succeeds', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-reboot-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const modeFile = path.join(dir, 'mode')
+  const f = startFixture(t, 'reboot-app', { env: { MODE_FILE: modeFile, REBOOT_TIMEOUT: '5000' } })
+  const first = await f.waitFor('listening') as Listening
+  const port = first.ports.a as number
+  const load = runLoad({ url: `http://127.0.0.1:${port}/`, connections: 5, mode: 'keep-alive', durationMs: 60_000 })
+  const expected: Record<string, string> = { throw: 'ERR_GRACEFUL_SUCCESSOR_EXITED', exit0: 'ERR_GRACEFUL_SUCCESSOR_EXITED', hang: 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT' }
+  for (const [mode, code] of Object.entries(expected)) {
+    fs.writeFileSync(modeFile, mode)
+    const res = await post(port, '/reboot')
+    t.is(res.ok, false, mode)
+    t.is(res.code, code, `${mode}: ${String(res.message)}`)
+    if (mode === 'exit0') t.regex(String(res.message), /exited with code 0/)
+    if (mode === 'hang') {
+      const hung = await f.waitFor('hanging')
+      f.track(hung.pid as number)
+    }
+    const after = await get(port)
+    t.is(after.status, 200)
+    t.is(after.pid, first.pid, `${mode}: still served by the old process`)
+  }
+  fs.writeFileSync(modeFile, 'healthy')
+  const ok = await post(port, '/reboot')
+  t.is(ok.ok, true, JSON.stringify(ok))
+  f.track(ok.successor as number)
+  await f.waitFor((e) => e.event === 'handoff' && e.step === 'drained' && e.pid === first.pid)
+  load.stop()
+  const r = await load.result
+  t.is(r.failed, 0, JSON.stringify(r.causes))
+  t.deepEqual(r.pids.slice(0, 1), [first.pid])
+  t.is((await get(port)).pid, ok.successor as number)
+  process.kill(ok.successor as number, 'SIGTERM')
+  await f.closed
+})
+
+test('a second reboot while one is in flight is refused at once', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-reboot-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const modeFile = path.join(dir, 'mode')
+  fs.writeFileSync(modeFile, 'hang')
+  const f = startFixture(t, 'reboot-app', { env: { MODE_FILE: modeFile, REBOOT_TIMEOUT: '3000' } })
+  const first = await f.waitFor('listening') as Listening
+  const port = first.ports.a as number
+  const one = post(port, '/reboot')
+  const hung = await f.waitFor('hanging')
+  f.track(hung.pid as number)
+  const two = await post(port, '/reboot')
+  t.is(two.ok, false)
+  t.is(two.code, 'ERR_GRACEFUL_REBOOT_IN_PROGRESS')
+  t.is((await one).code, 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT')
+})
+
+test('two apps in one process: both ports are served by the successor', async (t) => {
+  const f = startFixture(t, 'reboot-app', { env: { SECOND_APP: '1' } })
+  const first = await f.waitFor('listening') as Listening
+  const next = await rebootBySignal(f, first.pid)
+  t.deepEqual(next.ports, first.ports)
+  const [a, b] = await Promise.all([get(first.ports.a as number), get(first.ports.b as number)])
+  t.deepEqual([a.status, b.status], [200, 200])
+  t.deepEqual([a.pid, b.pid], [next.pid, next.pid])
+  t.regex(b.body, /"app":"b"/)
+  process.kill(next.pid, 'SIGTERM')
+  await f.closed
+})
+
+test('a Unix-socket listener survives the reboot; the PID file names the successor before the old process exits', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-reboot-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const socketPath = path.join(dir, 'app.sock')
+  const pidFile = path.join(dir, 'app.pid')
+  const f = startFixture(t, 'reboot-app', { env: { SOCKET_PATH: socketPath, PID_FILE: pidFile } })
+  const first = await f.waitFor('listening') as Listening
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(first.pid))
+  t.is((await get(0, '/', socketPath)).pid, first.pid)
+  process.kill(first.pid, 'SIGUSR2')
+  const ready = await f.waitFor((e) => e.event === 'handoff' && e.step === 'ready' && e.pid === first.pid)
+  const successor = ready.other as number
+  f.track(successor)
+  // The old process reports 'ready' before it drains and exits: the PID file already names the successor.
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(successor))
+  await f.exited
+  const viaSocket = await get(0, '/', socketPath)
+  t.is(viaSocket.status, 200)
+  t.is(viaSocket.pid, successor)
+  t.true(fs.existsSync(socketPath))
+  process.kill(successor, 'SIGTERM')
+  await f.closed
+  t.false(fs.existsSync(pidFile), 'the last process removes its own PID file')
+})
+
+test('an in-flight request when the reboot starts completes with 200 on the old process', async (t) => {
+  const f = startFixture(t, 'reboot-app')
+  const first = await f.waitFor('listening') as Listening
+  const port = first.ports.a as number
+  const slow = get(port, '/slow?ms=1500')
+  await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
+  const next = await rebootBySignal(f, first.pid)
+  const r = await slow
+  t.is(r.status, 200)
+  t.is(r.pid, first.pid)
+  t.is((await get(port)).pid, next.pid)
+  process.kill(next.pid, 'SIGTERM')
+  await f.closed
+})
