@@ -1,6 +1,7 @@
 // Runs in both processes: the Express adapter.
 import http from 'node:http'
 import type net from 'node:net'
+import { mountExpressRoutes } from './admin'
 import { createGraceful, type GracefulHandle } from './core'
 import type { GracefulOptions } from './options'
 
@@ -25,6 +26,7 @@ export type GracefulExpressApp<T> = T & {
  */
 export function expressGraceful<T extends ExpressLike> (app: T, options?: GracefulOptions): GracefulExpressApp<T> {
   const handle = createGraceful(options, 'express')
+  mountExpressRoutes(app, options)
   const out = app as GracefulExpressApp<T>
   out.graceful = handle
   out.shutdown = handle.shutdown

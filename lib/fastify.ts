@@ -1,6 +1,7 @@
 // Runs in both processes: the Fastify plugin (decorators, hooks; graceful close()).
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
+import { mountFastifyRoutes } from './admin'
 import type { Finalizer, FinalizerContext, FinalizerOptions } from './finalizers'
 import { lifecycle, type RebootOptions, type ShutdownResult } from './lifecycle'
 import { resolveOptions, type GracefulOptions } from './options'
@@ -84,6 +85,7 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
     next()
   })
   life.register(unit)
+  mountFastifyRoutes(fastify, options, () => unit.isDraining)
   done()
 }
 

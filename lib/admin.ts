@@ -1,0 +1,379 @@
+// Runs in both processes: the admin routes /shutdown?second=N and /reboot?second=N (auth, validation,
+// the decision), framework-free, and the few lines that mount them and the health routes on Fastify
+// and Express.
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type http from 'node:http'
+import net from 'node:net'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { InvalidOptionError, describe, type RebootError } from './errors'
+import { HEALTH_HEADERS, PROBES, probe } from './health'
+import { lifecycle, type LifecycleState, type RebootOptions, type ShutdownOptions } from './lifecycle'
+import type { Logger } from './log'
+import { resolveOptions, type AdminOptions, type GracefulOptions, type ResolvedOptions } from './options'
+
+/** The largest `second` the admin routes accept: one hour. */
+export const MAX_SECOND = 3600
+
+export type AdminAction = 'shutdown' | 'reboot'
+export const ADMIN_ACTIONS: readonly AdminAction[] = ['shutdown', 'reboot']
+
+/** One admin request, as any framework sees it. */
+export interface AdminRequest {
+  method: string
+  /** The request target (path and query string); only the query string is read. */
+  url: string
+  /** The Authorization header as received. */
+  authorization: string | string[] | undefined
+  /**
+   * The peer as the socket reports it (never X-Forwarded-For or a framework's `ip`, which a client can
+   * forge), or 'unix' for a peer on a Unix socket; undefined when unknown (the peer already went away).
+   */
+  remoteAddress: string | undefined
+}
+
+/** The 202 body: what will happen, with the deadline in ms, and which process does it. */
+export interface AcceptedBody {
+  action: AdminAction
+  /** The drain deadline in milliseconds (`second` * 1000). */
+  timeout: number
+  pid: number
+}
+
+/** Every refusal: Fastify's error shape, with a stable `code`. */
+export interface AdminErrorBody {
+  statusCode: number
+  error: string
+  code: string
+  message: string
+}
+
+export interface AdminAnswer {
+  status: 202 | 400 | 401 | 403 | 405 | 409 | 501
+  headers: Record<string, string>
+  body: AcceptedBody | AdminErrorBody
+  /** Only on 202: starts the action. Call it once the 202 is written (the response's 'finish'). */
+  start?: () => void
+  /** Only on 202: the response was not written (the client went away first); nothing happens. */
+  abandon?: () => void
+}
+
+/** Codes of the admin refusals that are not a RebootError's. */
+export const ADMIN_CODES = {
+  method: 'ERR_GRACEFUL_ADMIN_METHOD',
+  unauthorized: 'ERR_GRACEFUL_ADMIN_UNAUTHORIZED',
+  forbidden: 'ERR_GRACEFUL_ADMIN_FORBIDDEN',
+  second: 'ERR_GRACEFUL_ADMIN_SECOND',
+  shuttingDown: 'ERR_GRACEFUL_SHUTTING_DOWN'
+} as const
+
+/** The part of the lifecycle the admin routes drive (a fake in unit tests). */
+export interface AdminTarget {
+  readonly state: LifecycleState
+  readonly log: Logger
+  readonly seam: { readonly pid: number }
+  canReboot (): RebootError | undefined
+  shutdown (timeout?: number, options?: ShutdownOptions): Promise<unknown>
+  reboot (timeout?: number, options?: RebootOptions): Promise<number>
+}
+
+const REASONS: Record<AdminAnswer['status'], string> = {
+  202: 'Accepted',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  501: 'Not Implemented'
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }
+const BEARER = /^Bearer +(\S+) *$/i
+const loopback = new net.BlockList()
+loopback.addSubnet('127.0.0.0', 8, 'ipv4')
+loopback.addAddress('::1', 'ipv6')
+
+/** 202 answers whose action has not started yet, per lifecycle: one reboot or shutdown at a time. */
+const pending = new WeakMap<AdminTarget, AdminAction>()
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x (::ffff:127.0.0.1), in any spelling. */
+export function isLoopback (address: string | undefined): boolean {
+  if (address === undefined) return false
+  const family = net.isIP(address)
+  if (family === 0) return false
+  return loopback.check(address, family === 4 ? 'ipv4' : 'ipv6')
+}
+
+/** A peer the routes serve without a token: loopback, or a Unix-socket peer ('unix'). */
+export function isLocalPeer (address: string | undefined): boolean {
+  return address === 'unix' || isLoopback(address)
+}
+
+/** The peer of a request socket, for AdminRequest.remoteAddress ('unix' for a Unix-socket peer). */
+export function peerAddress (socket: net.Socket | null | undefined): string | undefined {
+  if (socket == null) return undefined
+  if (socket.remoteAddress !== undefined) return socket.remoteAddress
+  // A Unix-socket peer has no address. Only a live Pipe handle counts: a TCP peer that reset its
+  // connection has no address either, and must not pass as local.
+  const raw = (socket as net.Socket & { _parent?: net.Socket | null })._parent ?? socket
+  const handle = (raw as unknown as { _handle?: { constructor?: { name?: string } } | null })._handle
+  return handle?.constructor?.name === 'Pipe' ? 'unix' : undefined
+}
+
+/**
+ * Reads `second` from a request target's query string: an integer 0..MAX_SECOND written with digits
+ * only, given once. Returns the number, or the message naming the problem.
+ */
+export function parseSecond (url: string): { second: number } | { problem: string } {
+  const q = url.indexOf('?')
+  const values = new URLSearchParams(q === -1 ? '' : url.slice(q + 1)).getAll('second')
+  const range = `an integer from 0 to ${MAX_SECOND}`
+  if (values.length === 0) return { problem: `missing query parameter "second" (the drain deadline in seconds, ${range})` }
+  if (values.length > 1) return { problem: `query parameter "second" is given ${values.length} times; give it once` }
+  const raw = values[0] as string
+  const shown = describe(raw.length > 40 ? `${raw.slice(0, 40)}...` : raw)
+  if (/^[0-9]+$/.test(raw)) {
+    const second = Number(raw)
+    if (second > MAX_SECOND) return { problem: `"second" is too large: at most ${MAX_SECOND} (one hour), got ${shown}` }
+    return { second }
+  }
+  if (/^-[0-9]*\.?[0-9]+$/.test(raw)) return { problem: `"second" must not be negative: ${range}, got ${shown}` }
+  if (/^([0-9]+\.[0-9]*|\.[0-9]+)$/.test(raw)) return { problem: `"second" must be a whole number of seconds: ${range}, got ${shown}` }
+  if (raw === '') return { problem: `"second" is empty: ${range}` }
+  return { problem: `"second" is not a number: ${range} written with digits only, got ${shown}` }
+}
+
+/** The admin routes of one app: the token digest is computed once. */
+export class AdminGate {
+  private readonly digest: Buffer | undefined
+  private readonly target: AdminTarget
+
+  constructor (options: AdminOptions, target: AdminTarget) {
+    if (options.token === '') throw new InvalidOptionError('"admin.token" must be a non-empty string')
+    this.digest = options.token === undefined ? undefined : sha256(options.token)
+    this.target = target
+  }
+
+  /**
+   * Decides one request, in this order: method (405), auth (401 missing token, 403 wrong token or,
+   * without a token, a non-local peer), `second` (400), state (409 in flight, 501 unsupported), and
+   * 202. Nothing happens unless the answer is 202 and the adapter calls `start()` once it is written.
+   */
+  handle (action: AdminAction, req: AdminRequest): AdminAnswer {
+    if (req.method !== 'GET' && req.method !== 'POST') {
+      return refuse(405, ADMIN_CODES.method, `use GET or POST, not ${req.method}`, { allow: 'GET, POST' })
+    }
+    const denied = this.authorize(req)
+    if (denied !== undefined) {
+      this.target.log.warn({ action, peer: req.remoteAddress, status: denied.status }, 'graceful-reboot: admin request refused')
+      return denied
+    }
+    const parsed = parseSecond(req.url)
+    if ('problem' in parsed) return refuse(400, ADMIN_CODES.second, parsed.problem)
+    const conflict = this.conflict(action)
+    if (conflict !== undefined) return conflict
+    return this.accept(action, parsed.second * 1000, req.remoteAddress)
+  }
+
+  private authorize (req: AdminRequest): AdminAnswer | undefined {
+    if (this.digest === undefined) {
+      if (isLocalPeer(req.remoteAddress)) return undefined
+      return refuse(403, ADMIN_CODES.forbidden, 'without admin.token only loopback peers may use the admin routes')
+    }
+    const header = typeof req.authorization === 'string' ? req.authorization : undefined
+    const token = BEARER.exec(header ?? '')?.[1]
+    if (token === undefined) {
+      return refuse(401, ADMIN_CODES.unauthorized, 'missing "Authorization: Bearer <token>"', { 'www-authenticate': 'Bearer realm="graceful-reboot"' })
+    }
+    // Digests of equal length: neither the token nor its length leaks through the comparison time.
+    if (!timingSafeEqual(sha256(token), this.digest)) return refuse(403, ADMIN_CODES.forbidden, 'wrong token')
+    return undefined
+  }
+
+  private conflict (action: AdminAction): AdminAnswer | undefined {
+    const queued = pending.get(this.target)
+    const state = this.target.state
+    if (action === 'shutdown') {
+      if (state === 'draining' || state === 'stopped' || queued === 'shutdown') {
+        return refuse(409, ADMIN_CODES.shuttingDown, `a shutdown is already in progress (the process is ${queued === 'shutdown' ? 'about to drain' : state})`)
+      }
+      // A shutdown during a reboot (queued or under way) wins: the lifecycle kills a successor not yet ready.
+      return undefined
+    }
+    if (queued === 'reboot') return refuse(409, 'ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'a reboot is already in progress; one at a time')
+    if (queued === 'shutdown') return refuse(409, ADMIN_CODES.shuttingDown, 'cannot reboot: a shutdown is about to start')
+    const refusal = this.target.canReboot()
+    if (refusal === undefined) return undefined
+    return refuse(refusal.code === 'ERR_GRACEFUL_REBOOT_UNSUPPORTED' ? 501 : 409, refusal.code, refusal.message)
+  }
+
+  private accept (action: AdminAction, timeout: number, peer: string | undefined): AdminAnswer {
+    const target = this.target
+    pending.set(target, action)
+    let settled = false
+    const release = (): boolean => {
+      if (settled) return false
+      settled = true
+      if (pending.get(target) === action) pending.delete(target)
+      return true
+    }
+    return {
+      status: 202,
+      headers: { ...JSON_HEADERS, connection: 'close' },
+      body: { action, timeout, pid: target.seam.pid },
+      start: () => {
+        if (!release()) return
+        target.log.info({ action, timeout, peer }, `graceful-reboot: admin ${action} accepted`)
+        if (action === 'shutdown') {
+          target.shutdown(timeout, { reason: 'shutdown', trigger: 'admin' }).catch((err: unknown) => {
+            target.log.error({ err }, 'graceful-reboot: admin shutdown failed')
+          })
+        } else {
+          target.reboot(timeout, { trigger: 'admin' }).catch((err: unknown) => {
+            target.log.error({ err }, 'graceful-reboot: admin reboot failed; still serving')
+          })
+        }
+      },
+      abandon: () => {
+        if (release()) target.log.warn({ action, peer }, `graceful-reboot: admin ${action} not started: the client went away before the 202 was written`)
+      }
+    }
+  }
+}
+
+function refuse (status: Exclude<AdminAnswer['status'], 202>, code: string, message: string, headers: Record<string, string> = {}): AdminAnswer {
+  return { status, headers: { ...JSON_HEADERS, ...headers }, body: { statusCode: status, error: REASONS[status], code, message } }
+}
+
+function sha256 (s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest()
+}
+
+/** Starts the action once the 202 is on the wire; drops it if the response closes unwritten or is not a 202 after all. */
+function startWhenWritten (res: http.ServerResponse, answer: AdminAnswer): void {
+  const { start, abandon } = answer
+  if (start === undefined || abandon === undefined) return
+  let finished = false
+  res.once('finish', () => {
+    finished = true
+    // An onSend hook or middleware that failed turned the answer into something else: do nothing.
+    if (res.statusCode === 202) start()
+    else abandon()
+  })
+  res.once('close', () => { if (!finished) abandon() })
+}
+
+/** The JSON schema of the admin query, for Fastify (and its documentation tools). */
+export const SECOND_QUERY_SCHEMA = {
+  type: 'object',
+  properties: {
+    second: { type: 'integer', minimum: 0, maximum: MAX_SECOND, description: 'drain deadline in seconds' }
+  },
+  required: ['second']
+} as const
+
+/**
+ * Mounts the health routes (`options.health`) and the admin routes (`options.admin`) on a Fastify
+ * instance, in an encapsulated context of their own: no hook is added to any other route.
+ * `appDraining`: this app alone is closing (its own close()), for /ready.
+ */
+export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedOptions, appDraining: () => boolean = () => false): void {
+  const { admin, health } = options
+  if (admin === undefined && health === undefined) return
+  const life = lifecycle()
+  fastify.register((scope, _opts, done) => {
+    if (health !== undefined) {
+      for (const which of PROBES) {
+        scope.route({
+          method: 'GET',
+          url: `${health.prefix}/${which}`,
+          // Probes arrive every few seconds: keep them out of the request log.
+          logLevel: 'warn',
+          handler: (_req: FastifyRequest, reply: FastifyReply) => {
+            const a = probe(which, life, appDraining())
+            return reply.code(a.status).headers(HEALTH_HEADERS).send(a.body)
+          }
+        })
+      }
+    }
+    if (admin !== undefined) {
+      const gate = new AdminGate(admin, life)
+      // A POST body is never read: accept any content type (or none) instead of a 415 or a JSON error.
+      scope.removeAllContentTypeParsers()
+      scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 4096 }, (_req, _body, next) => { next(null, undefined) })
+      for (const action of ADMIN_ACTIONS) {
+        scope.route({
+          method: ['GET', 'POST'],
+          url: `${admin.prefix ?? ''}/${action}`,
+          exposeHeadRoute: false,
+          // The schema documents the query; the handler validates the raw query itself, because Ajv's
+          // coercion accepts '1e3', '0x10' and ' 5' as integers, and its messages do not name a repeated parameter.
+          schema: { querystring: SECOND_QUERY_SCHEMA },
+          attachValidation: true,
+          handler: (request: FastifyRequest, reply: FastifyReply) => {
+            const a = gate.handle(action, {
+              method: request.method,
+              url: request.raw.url ?? '',
+              authorization: request.headers.authorization,
+              remoteAddress: peerAddress(request.raw.socket)
+            })
+            startWhenWritten(reply.raw, a)
+            return reply.code(a.status).headers(a.headers).send(a.body)
+          }
+        })
+      }
+    }
+    done()
+  })
+}
+
+type ExpressHandler = (req: http.IncomingMessage & { originalUrl?: string }, res: http.ServerResponse) => void
+interface ExpressRoutes {
+  get: (path: string, handler: ExpressHandler) => unknown
+  post: (path: string, handler: ExpressHandler) => unknown
+}
+
+/**
+ * Mounts the health and admin routes on an Express app with `app.get` / `app.post`, at the point
+ * where `expressGraceful` is called (call it before your own middleware so probes skip it).
+ */
+export function mountExpressRoutes (app: unknown, input?: GracefulOptions): void {
+  const { admin, health } = resolveOptions(input)
+  if (admin === undefined && health === undefined) return
+  const routes = app as Partial<ExpressRoutes>
+  if (typeof routes.get !== 'function' || typeof routes.post !== 'function') {
+    throw new InvalidOptionError('the "admin" and "health" options need an Express app with get() and post() to mount their routes')
+  }
+  const life = lifecycle()
+  if (health !== undefined) {
+    for (const which of PROBES) {
+      routes.get.call(app, `${health.prefix}/${which}`, (_req, res) => {
+        const a = probe(which, life)
+        sendJson(res, a.status, HEALTH_HEADERS, a.body)
+      })
+    }
+  }
+  if (admin !== undefined) {
+    const gate = new AdminGate(admin, life)
+    for (const action of ADMIN_ACTIONS) {
+      const handler: ExpressHandler = (req, res) => {
+        const a = gate.handle(action, {
+          method: req.method ?? '',
+          url: req.originalUrl ?? req.url ?? '',
+          authorization: req.headers.authorization,
+          remoteAddress: peerAddress(req.socket)
+        })
+        startWhenWritten(res, a)
+        sendJson(res, a.status, a.headers, a.body)
+      }
+      const path = `${admin.prefix ?? ''}/${action}`
+      routes.get.call(app, path, handler)
+      routes.post.call(app, path, handler)
+    }
+  }
+}
+
+function sendJson (res: http.ServerResponse, status: number, headers: Readonly<Record<string, string>>, body: unknown): void {
+  res.statusCode = status
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
+  res.end(JSON.stringify(body))
+}
