@@ -323,6 +323,15 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private async runShutdown (timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
     const start = this.seam.now()
     const log = this.log
+    const release = this.seam.hold?.() ?? (() => {})
+    try {
+      return await this.drainAll(start, log, timeout, reason, trigger)
+    } finally {
+      release()
+    }
+  }
+
+  private async drainAll (start: number, log: Logger, timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
     this.setState('draining')
     const units = [...this.units]
     const exit = units.every((u) => u.options.exit)

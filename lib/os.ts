@@ -16,6 +16,11 @@ export interface ProcessSeam {
   onCrash (fn: (error: unknown, kind: CrashKind) => void): () => void
   /** An unref'd timer: it never keeps the process alive. Returns the cancel function. */
   timer (ms: number, fn: () => void): () => void
+  /**
+   * Keeps the process alive until the returned function is called (a drain whose finalizers wait
+   * on nothing Node counts must still reach its deadline rather than exit 0 on an empty loop).
+   */
+  hold?: () => () => void
 }
 
 export const realProcess: ProcessSeam = {
@@ -41,5 +46,9 @@ export const realProcess: ProcessSeam = {
     const t = setTimeout(fn, Math.max(0, ms))
     t.unref()
     return () => { clearTimeout(t) }
+  },
+  hold () {
+    const t = setInterval(() => {}, 1 << 30)
+    return () => { clearInterval(t) }
   }
 }
