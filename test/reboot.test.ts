@@ -1,6 +1,7 @@
 // Runs in the test process: reboots fixture apps for real (test/fixtures/reboot-app.ts).
 import fs from 'node:fs'
 import http from 'node:http'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import test from 'ava'
@@ -188,5 +189,45 @@ test('an in-flight request when the reboot starts completes with 200 on the old 
   t.is(r.pid, first.pid)
   t.is((await get(port)).pid, next.pid)
   process.kill(next.pid, 'SIGTERM')
+  await f.closed
+})
+
+test('systemd socket activation: a first start with LISTEN_FDS adopts the socket at fd 3', async (t) => {
+  const listener = net.createServer()
+  await new Promise<void>((resolve) => { listener.listen(0, '127.0.0.1', resolve) })
+  const port = (listener.address() as net.AddressInfo).port
+  const fd = (listener as unknown as { _handle: { fd: number } })._handle.fd
+  const f = startFixture(t, 'reboot-app', { listenFds: [fd], env: { LISTEN_FDNAMES: 'http' } })
+  const first = await f.waitFor('listening') as Listening
+  // Only the fixture accepts from now on.
+  await new Promise<void>((resolve) => { listener.close(() => { resolve() }) })
+  t.is(first.ports.a, port, 'the app listens on the socket systemd passed, not on a port of its own')
+  t.is(first.parent, null, 'not started by a reboot')
+  const r = await get(port)
+  t.is(r.status, 200)
+  t.is(r.pid, first.pid)
+  process.kill(first.pid, 'SIGTERM')
+  t.deepEqual(await f.exited, { code: 0, signal: null })
+})
+
+test('stateful reboot: the successor accepts only once the old process has exited; a connection made meanwhile waits, it is not refused', async (t) => {
+  const f = startFixture(t, 'reboot-app')
+  const first = await f.waitFor('listening') as Listening
+  const port = first.ports.a as number
+  const slow = get(port, '/slow?ms=1500')
+  await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
+  const res = await post(port, '/reboot?stateful=1')
+  t.is(res.ok, true, JSON.stringify(res))
+  const successor = res.successor as number
+  f.track(successor)
+  // The old process drains its slow request; this request waits in the accept queue meanwhile.
+  const queued = get(port)
+  const [s, q] = await Promise.all([slow, queued])
+  t.deepEqual([s.status, s.pid], [200, first.pid])
+  t.deepEqual([q.status, q.pid], [200, successor])
+  const drained = f.lines.findIndex((e) => e.event === 'handoff' && e.step === 'drained' && e.pid === first.pid)
+  const listening = f.lines.findIndex((e) => e.event === 'listening' && e.pid === successor)
+  t.true(drained >= 0 && listening > drained, `successor listened (line ${listening}) after the old process drained (line ${drained})`)
+  process.kill(successor, 'SIGTERM')
   await f.closed
 })

@@ -29,12 +29,18 @@ export interface Fixture {
 const FIXTURES = path.join(__dirname, '..', 'fixtures')
 
 /** Starts `dist/test/fixtures/<name>.js`; every pid it or `track` names is killed in teardown. */
-export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string } = {}): Fixture {
+export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string, listenFds?: number[] } = {}): Fixture {
   const file = path.join(FIXTURES, name.endsWith('.js') ? name : `${name}.js`)
-  const child = spawn(process.execPath, [file, ...(options.args ?? [])], {
+  const fds = options.listenFds ?? []
+  // With listenFds, start it the way systemd socket activation does: the fds at 3.. and LISTEN_PID
+  // equal to the pid of the node process (the shell's pid, which exec keeps).
+  const [command, args] = fds.length === 0
+    ? [process.execPath, [file, ...(options.args ?? [])]]
+    : ['/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', process.execPath, file, ...(options.args ?? [])]]
+  const child = spawn(command, args, {
     cwd: options.cwd ?? process.cwd(),
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe']
+    env: { ...process.env, ...(fds.length === 0 ? {} : { LISTEN_FDS: String(fds.length) }), ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe', ...fds]
   })
   if (child.pid === undefined) throw new Error(`could not start fixture ${name}`)
   const pids = new Set<number>([child.pid])

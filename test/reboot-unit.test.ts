@@ -1,0 +1,150 @@
+// Runs in the test process: the reboot state machine (lib/lifecycle.ts + lib/handoff/successor.ts)
+// driven through a fake process seam and a fake spawn: guards, rollback, timeout, abort by a
+// shutdown, and the hand-over on ready, with no fork.
+import { EventEmitter } from 'node:events'
+import type { SpawnOptions } from 'node:child_process'
+import test from 'ava'
+import { Inherited } from '../lib/handoff/inherited'
+import { READY_MESSAGE } from '../lib/handoff/successor'
+import { Lifecycle, type HandoffEvent, type RebootHost } from '../lib/lifecycle'
+import { resolveOptions } from '../lib/options'
+import { GracefulUnit } from '../lib/unit'
+import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
+
+class FakeChild extends EventEmitter {
+  readonly pid = 5151
+  connected = true
+  exitCode: number | null = null
+  signalCode: NodeJS.Signals | null = null
+  killedWith: string | undefined
+  disconnected = false
+  unrefed = false
+  channel = null
+  kill (signal: NodeJS.Signals): boolean {
+    this.killedWith = signal
+    this.exit(null, signal)
+    return true
+  }
+
+  exit (code: number | null, signal: NodeJS.Signals | null): void {
+    this.exitCode = code
+    this.signalCode = signal
+    this.emit('exit', code, signal)
+  }
+
+  disconnect (): void { this.disconnected = true; this.connected = false }
+  unref (): void { this.unrefed = true }
+}
+
+interface Spawned { command: string, args: readonly string[], options: SpawnOptions }
+
+function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[] } {
+  const child = new FakeChild()
+  const spawned: Spawned[] = []
+  const life = new Lifecycle(seam, {
+    spawn: (command, args, options) => {
+      spawned.push({ command, args, options })
+      return child as never
+    },
+    execPath: '/usr/bin/node',
+    execArgv: ['--enable-source-maps'],
+    argv: ['/srv/app/server.js', '--port', '3000'],
+    cwd: '/srv/app',
+    env: { PATH: '/usr/bin', LISTEN_PID: '99' },
+    isClusterWorker: false,
+    inherited: () => new Inherited([], undefined, false),
+    send: () => false,
+    ...host
+  })
+  life.register(new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000 }), memoryLogger(), seam))
+  const events: HandoffEvent[] = []
+  life.on('handoff', (e) => { events.push(e) })
+  return { seam, life, child, spawned, events }
+}
+
+test('reboot is refused, with nothing spawned, on Windows, in a cluster worker and as PID 1', async (t) => {
+  class WindowsSeam extends FakeSeam { override readonly platform: NodeJS.Platform = 'win32' }
+  const pid1 = new FakeSeam()
+  Object.defineProperty(pid1, 'pid', { value: 1 })
+  const cases = [
+    { w: world(new WindowsSeam()), re: /Windows/ },
+    { w: world(new FakeSeam(), { isClusterWorker: true }), re: /cluster worker/ },
+    { w: world(pid1), re: /PID 1.*--init/ }
+  ]
+  for (const { w, re } of cases) {
+    const err = await t.throwsAsync(w.life.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: re })
+    t.truthy(err)
+    t.is(w.spawned.length, 0)
+    t.is(w.life.state, 'running')
+  }
+})
+
+test('the successor is the same command line, through sh for LISTEN_PID, stdio inherited and IPC last', async (t) => {
+  const { life, child, spawned } = world()
+  const p = life.reboot(1000)
+  await settle()
+  t.is(spawned.length, 1)
+  const s = spawned[0] as Spawned
+  t.is(s.command, '/bin/sh')
+  t.deepEqual(s.args.slice(2), ['/usr/bin/node', '--enable-source-maps', '/srv/app/server.js', '--port', '3000'])
+  t.regex(s.args[1] as string, /LISTEN_PID=\$\$.*exec "\$0" "\$@"/)
+  t.is(s.options.cwd, '/srv/app')
+  t.deepEqual(s.options.stdio, ['inherit', 'inherit', 'inherit', 'ipc'])
+  t.is(s.options.env?.LISTEN_FDS, '0')
+  t.is(s.options.env?.LISTEN_PID, undefined, 'a stale LISTEN_PID is not passed on')
+  t.is(s.options.env?.GRACEFUL_REBOOT_PARENT_PID, '4242')
+  t.is(s.options.env?.PATH, '/usr/bin')
+  child.emit('message', { type: READY_MESSAGE })
+  t.is(await p, 5151)
+  t.true(child.disconnected)
+  t.true(child.unrefed)
+})
+
+test('on ready: handoff events in order, then the old process drains and exits 0', async (t) => {
+  const { seam, life, child, events } = world()
+  const exited = seam.nextExit()
+  const p = life.reboot(1000)
+  await settle()
+  t.is(life.state, 'rebooting')
+  child.emit('message', { type: READY_MESSAGE })
+  await p
+  t.is(await exited, 0)
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready', 'drained'])
+  t.is(life.state, 'stopped')
+})
+
+test('a second reboot while one is in flight is refused at once; a successor that exits is rolled back', async (t) => {
+  const { life, child, events } = world()
+  const first = life.reboot(1000)
+  await t.throwsAsync(life.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' })
+  child.exit(3, null)
+  const err = await t.throwsAsync(first, { code: 'ERR_GRACEFUL_SUCCESSOR_EXITED', message: /exited with code 3 before it was ready/ })
+  t.is((err as { successorPid?: number }).successorPid, 5151)
+  t.is(life.state, 'running', 'keeps serving')
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'failed'])
+})
+
+test('a successor that stays silent is killed at rebootTimeout', async (t) => {
+  const { seam, life, child } = world()
+  const p = life.reboot(1000)
+  const failed = t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT', message: /not ready within 2000 ms/ })
+  await seam.advance(1999)
+  t.is(child.killedWith, undefined)
+  await seam.advance(1)
+  await failed
+  t.is(child.killedWith, 'SIGKILL')
+  t.is(life.state, 'running')
+})
+
+test('a shutdown during a reboot wins: the successor is killed, reboot() rejects as aborted, the drain runs', async (t) => {
+  const { life, child } = world()
+  const reboot = life.reboot(1000)
+  const aborted = t.throwsAsync(reboot, { code: 'ERR_GRACEFUL_REBOOT_ABORTED' })
+  const shutdown = life.shutdown(1000)
+  await aborted
+  t.is(child.killedWith, 'SIGKILL')
+  const result = await shutdown
+  t.is(result.reason, 'shutdown')
+  t.is(life.state, 'stopped')
+  await t.throwsAsync(life.reboot(1000), { code: 'ERR_GRACEFUL_SHUTTING_DOWN' })
+})
