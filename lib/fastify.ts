@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import { mountFastifyRoutes } from './admin'
 import type { Finalizer, FinalizerContext, FinalizerOptions } from './finalizers'
 import { lifecycle, type RebootOptions, type ShutdownResult } from './lifecycle'
-import { resolveOptions, type GracefulOptions } from './options'
+import { resolveOptions, type GracefulOptions, type ResolvedOptions } from './options'
 import { GracefulUnit } from './unit'
 
 declare module 'fastify' {
@@ -27,7 +27,13 @@ interface WebSocketLike {
 }
 
 const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => {
-  const options = resolveOptions(opts)
+  let options: ResolvedOptions
+  try {
+    options = resolveOptions(opts)
+  } catch (err) {
+    done(err as Error)
+    return
+  }
   const life = lifecycle()
   const unit = new GracefulUnit('fastify', options, fastify.log, life.seam)
   unit.attach(fastify.server)

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process'
 import cluster from 'node:cluster'
 import { EventEmitter } from 'node:events'
+import fs from 'node:fs'
 import { InvalidOptionError, RebootError, describe } from './errors'
 import { inherited, type Inherited } from './handoff/inherited'
 import { listeningSockets, type Listener } from './handoff/listen'
@@ -75,6 +76,8 @@ export interface RebootHost {
   cwd: string
   env: NodeJS.ProcessEnv
   isClusterWorker: boolean
+  /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
+  exitingInit: () => string | undefined
   inherited: () => Inherited
   /** Sends a message to the old process over the IPC channel, if there is one. */
   send: (message: unknown) => boolean
@@ -92,6 +95,15 @@ export const realHost: RebootHost = {
   cwd: startCwd,
   env: process.env,
   isClusterWorker: cluster.isWorker,
+  exitingInit: () => {
+    if (process.ppid !== 1) return undefined
+    try {
+      const comm = fs.readFileSync('/proc/1/comm', 'utf8').trim()
+      return ['tini', 'docker-init', 'dumb-init'].includes(comm) ? comm : undefined
+    } catch {
+      return undefined
+    }
+  },
   inherited,
   send: (message) => {
     if (typeof process.send !== 'function' || !process.connected) return false
@@ -220,6 +232,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (this.seam.platform === 'win32') return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot needs socket inheritance, which Windows does not offer; use shutdown and a supervisor')
     if (this.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary')
     if (this.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot as PID 1: its exit would end the container; run with an init (docker run --init, tini)')
+    const init = this.host.exitingInit()
+    if (init !== undefined) {
+      return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as the direct child of ${init}: ${init} exits when this process exits, which ends the container and the successor; in a container, replace the container instead (rolling update)`)
+    }
     for (const u of this.units) {
       const why = u.rebootBlocker?.()
       if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)

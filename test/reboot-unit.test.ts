@@ -52,6 +52,7 @@ function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}): { seam: 
     cwd: '/srv/app',
     env: { PATH: '/usr/bin', LISTEN_PID: '99' },
     isClusterWorker: false,
+    exitingInit: () => undefined,
     inherited: () => new Inherited([], undefined, false),
     send: () => false,
     ...host
@@ -62,14 +63,15 @@ function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}): { seam: 
   return { seam, life, child, spawned, events }
 }
 
-test('reboot is refused, with nothing spawned, on Windows, in a cluster worker and as PID 1', async (t) => {
+test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, as PID 1 and as the child of tini', async (t) => {
   class WindowsSeam extends FakeSeam { override readonly platform: NodeJS.Platform = 'win32' }
   const pid1 = new FakeSeam()
   Object.defineProperty(pid1, 'pid', { value: 1 })
   const cases = [
     { w: world(new WindowsSeam()), re: /Windows/ },
     { w: world(new FakeSeam(), { isClusterWorker: true }), re: /cluster worker/ },
-    { w: world(pid1), re: /PID 1.*--init/ }
+    { w: world(pid1), re: /PID 1.*--init/ },
+    { w: world(new FakeSeam(), { exitingInit: () => 'tini' }), re: /direct child of tini/ }
   ]
   for (const { w, re } of cases) {
     const err = await t.throwsAsync(w.life.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: re })
