@@ -146,14 +146,12 @@ test('a finalizer hanging past its own timeout is aborted: exit 76', async (t) =
   t.like(await f.waitFor('aborted'), { name: 'hangs' })
 })
 
-// BUG (lib/lifecycle.ts runShutdown / lib/os.ts realProcess.timer): during a process-wide shutdown
-// every timer of the package is unref'd and, once the listener is closed, nothing keeps the event
-// loop alive. A finalizer that waits on a bare promise (or on an unref'd handle) lets the process
-// end naturally with code 0: the finalizer's timeout never fires, its signal is never aborted,
-// finalizers ordered after it never run, and the exit decision (76) is never taken.
-// Observed: exit { code: 0 }, lines: draining, finalizer "hangs", exit 0 (no 'aborted', no 'stopped').
-// Fix belongs in lib/lifecycle.ts: hold a ref'd handle from the start of runShutdown until exit.
-test.failing('a finalizer hanging on a bare promise still times out: exit 76 (not a natural exit 0)', async (t) => {
+// Regression guard: during a process-wide shutdown every timer of the package is unref'd and, once
+// the listener is closed, nothing may keep the event loop alive. A finalizer waiting on a bare
+// promise used to let the process end naturally with code 0: its timeout never fired, its signal was
+// never aborted and the exit decision (76) was never taken. The lifecycle now holds the process
+// alive while it drains (fixed in lib/os.ts + lib/lifecycle.ts, 75443cd).
+test('a finalizer hanging on a bare promise still times out: exit 76 (not a natural exit 0)', async (t) => {
   const { f } = await start(t, { FINALIZER: 'hang-promise', HANG_TIMEOUT: '200' })
   f.child.kill('SIGTERM')
   const exit = await within(f.exited, 10_000, 'exit')
