@@ -29,7 +29,7 @@ interface WebSocketLike {
 const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => {
   let options: ResolvedOptions
   try {
-    options = resolveOptions(opts)
+    options = resolveOptions(withoutRegisterOptions(opts))
   } catch (err) {
     done(err as Error)
     return
@@ -93,6 +93,13 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
   life.register(unit)
   mountFastifyRoutes(fastify, options, () => unit.isDraining)
   done()
+}
+
+/** Fastify hands a plugin the options of `register()` itself too (prefix, logLevel, logSerializers). */
+function withoutRegisterOptions (opts: unknown): unknown {
+  if (opts === null || typeof opts !== 'object') return opts
+  const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, ...rest } = opts as Record<string, unknown>
+  return rest
 }
 
 /**

@@ -192,12 +192,17 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    */
   shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
     if (this.stopping !== undefined) return this.stopping
+    let limit: number
+    try {
+      limit = ms(timeout, 'timeout', this.defaultTimeout())
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (this.successor !== undefined) {
       // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
       this.rebootAborted = true
       this.successor.kill()
     }
-    const limit = ms(timeout, 'timeout', this.defaultTimeout())
     this.stopping = this.runShutdown(limit, options.reason ?? 'shutdown', options.trigger ?? 'code')
     return this.stopping
   }
@@ -350,7 +355,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private async drainAll (start: number, log: Logger, timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
     this.setState('draining')
     const units = [...this.units]
-    const exit = units.every((u) => u.options.exit)
+    // With no app registered there is nothing of ours to end the process for.
+    const exit = units.length > 0 && units.every((u) => u.options.exit)
     log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
     const delay = Math.min(timeout, Math.max(0, ...units.map((u) => u.options.readinessDelay)))
     if (delay > 0) await new Promise<void>((resolve) => { this.seam.timer(delay, resolve) })

@@ -82,8 +82,10 @@ test('a bad shutdown timeout is a coded error and starts nothing', async (t) => 
   w.unit({ exit: false })
   for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
     let err: unknown
+    const p = w.life.shutdown(bad)
+    t.true(p instanceof Promise, 'a bad timeout rejects; it does not throw')
     try {
-      await w.life.shutdown(bad)
+      await p
     } catch (e) {
       err = e
     }
@@ -447,4 +449,13 @@ test('a shutdown result has the documented shape', async (t) => {
   t.like(r, { code: 0, reason: 'shutdown', trigger: 'SIGINT', forced: 0, failedFinalizers: [] })
   t.is(typeof r.ms, 'number')
   t.deepEqual(Object.keys(r.apps[0]!).sort(), ['finalizers', 'forced', 'forcedUpgraded', 'graphError', 'idleClosed', 'ms', 'name'])
+})
+
+test('a shutdown with no app registered drains nothing and does not end the process', async (t) => {
+  const w = world()
+  const r = await w.life.shutdown(100)
+  t.is(r.code, 0)
+  t.deepEqual(r.apps, [])
+  await settle()
+  t.deepEqual(w.seam.exits, [])
 })

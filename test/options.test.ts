@@ -246,6 +246,13 @@ test('control: app.register(graceful, good options) registers one app and its li
   t.is(report!.after.SIGTERM, report!.before.SIGTERM! + 1)
 })
 
+test("Fastify's own register options (prefix, logLevel, logSerializers) are not taken for unknown keys (child process)", async (t) => {
+  const { report, code, stderr } = await registerInChild(t, "{ prefix: '/v1', logLevel: 'warn', logSerializers: {}, exit: false }")
+  t.is(code, 0, stderr)
+  t.false(report?.rejected, report?.message)
+  t.true(report?.decorated)
+})
+
 // Regression guard: the plugin is a callback plugin (fastify, opts, done); avvio 9 does not catch a
 // sync throw from one, so a bad option used to be an uncaught exception that killed the process
 // instead of a rejection of `await app.register()` / `ready()` (fixed in lib/fastify.ts, 26f60a3).

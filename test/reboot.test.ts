@@ -96,14 +96,13 @@ test('a failing successor is rolled back: the old process keeps serving; a healt
   const expected: Record<string, string> = { throw: 'ERR_GRACEFUL_SUCCESSOR_EXITED', exit0: 'ERR_GRACEFUL_SUCCESSOR_EXITED', hang: 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT' }
   for (const [mode, code] of Object.entries(expected)) {
     fs.writeFileSync(modeFile, mode)
+    const spawned = f.lines.length
     const res = await post(port, '/reboot')
+    const successor = f.lines.slice(spawned).find((e) => e.event === 'handoff' && e.step === 'spawned')
+    f.track(successor?.other as number)
     t.is(res.ok, false, mode)
     t.is(res.code, code, `${mode}: ${String(res.message)}`)
     if (mode === 'exit0') t.regex(String(res.message), /exited with code 0/)
-    if (mode === 'hang') {
-      const hung = await f.waitFor('hanging')
-      f.track(hung.pid as number)
-    }
     const after = await get(port)
     t.is(after.status, 200)
     t.is(after.pid, first.pid, `${mode}: still served by the old process`)
@@ -131,8 +130,9 @@ test('a second reboot while one is in flight is refused at once', async (t) => {
   const first = await f.waitFor('listening') as Listening
   const port = first.ports.a as number
   const one = post(port, '/reboot')
-  const hung = await f.waitFor('hanging')
-  f.track(hung.pid as number)
+  // The successor is spawned and will never be ready: a second reboot now must be refused.
+  const spawned = await f.waitFor((e) => e.event === 'handoff' && e.step === 'spawned')
+  f.track(spawned.other as number)
   const two = await post(port, '/reboot')
   t.is(two.ok, false)
   t.is(two.code, 'ERR_GRACEFUL_REBOOT_IN_PROGRESS')
