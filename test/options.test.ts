@@ -92,7 +92,7 @@ test('signals: false turns crash handling off by default; crash: true turns it b
 
 test('good values are kept', (t) => {
   const logger = { info () {}, warn () {}, error () {} }
-  const o = resolveOptions({
+  const input = {
     timeout: 0,
     signals: { SIGHUP: 'reboot', SIGTERM: 'shutdown' },
     crash: false,
@@ -104,20 +104,9 @@ test('good values are kept', (t) => {
     pidFile: '/tmp/x.pid',
     rebootTimeout: 5_000,
     logger
-  })
-  t.like(o, {
-    timeout: 0,
-    signals: { SIGHUP: 'reboot', SIGTERM: 'shutdown' },
-    crash: false,
-    exit: false,
-    idleGrace: 10,
-    readinessDelay: 1_000,
-    admin: { token: 't0k', prefix: '/_admin' },
-    health: { prefix: '/probe' },
-    pidFile: '/tmp/x.pid',
-    rebootTimeout: 5_000,
-    logger
-  })
+  } as const
+  const o = resolveOptions(input)
+  t.like(o, input)
   t.deepEqual(o.signals, { SIGHUP: 'reboot', SIGTERM: 'shutdown' })
   t.is(o.logger, logger)
   t.deepEqual(resolveOptions({ admin: true, health: true }).admin, {})
