@@ -6,7 +6,7 @@ import type { SpawnOptions } from 'node:child_process'
 import test from 'ava'
 import { Inherited } from '../lib/handoff/inherited'
 import { READY_MESSAGE } from '../lib/handoff/successor'
-import { Lifecycle, type HandoffEvent, type RebootHost } from '../lib/lifecycle'
+import { Lifecycle, lifecycle, type HandoffEvent, type RebootHost } from '../lib/lifecycle'
 import { resolveOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/unit'
 import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
@@ -149,4 +149,19 @@ test('a shutdown during a reboot wins: the successor is killed, reboot() rejects
   t.is(result.reason, 'shutdown')
   t.is(life.state, 'stopped')
   await t.throwsAsync(life.reboot(1000), { code: 'ERR_GRACEFUL_SHUTTING_DOWN' })
+})
+
+test("Fastify bound to 'localhost' (one socket per address) refuses to reboot, naming the fix", async (t) => {
+  const Fastify = (await import('fastify')).default
+  const graceful = (await import('../index')).default
+  const app = Fastify()
+  await app.register(graceful, { exit: false, signals: false })
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  // What Fastify reports after listen({ host: 'localhost' }) where localhost has an IPv4 and an IPv6
+  // address (this machine resolves it to 127.0.0.1 only, so the second binding is simulated).
+  app.addresses = () => [{ address: '127.0.0.1', family: 'IPv4', port }, { address: '::1', family: 'IPv6', port }]
+  await t.throwsAsync(app.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: /127\.0\.0\.1:\d+ and ::1:\d+.*'localhost'.*listen on host '127\.0\.0\.1', '::1' or '0\.0\.0\.0'/ })
+  t.is(lifecycle().state, 'running')
 })
