@@ -1,0 +1,250 @@
+// Runs in the test process: the benchmark's own pieces that need nothing from bench/node_modules:
+// the load client's accounting across restart-like resets and refusals, split per restart as
+// bench/scenarios/restart.js does, and the results -> Markdown / SVG conversion (tools/bench-report.ts).
+import test from 'ava'
+import fs from 'node:fs'
+import http from 'node:http'
+import path from 'node:path'
+import type net from 'node:net'
+import { once } from 'node:events'
+import { runLoad, type LoadResult } from '../tools/load'
+import {
+  README_BEGIN,
+  README_END,
+  failuresPerRestart,
+  readmeBlock,
+  refusedMs,
+  replaceReadmeBlock,
+  resultsMarkdown,
+  targets,
+  throughputSeries,
+  throughputSvg,
+  type BenchResults,
+  type RestartRun
+} from '../tools/bench-report'
+
+/**
+ * A server that "restarts" like the naive contender: on restart() it resets every connection,
+ * (busy or idle), stops listening for `downMs` and listens again on the same port.
+ */
+async function restartingServer (): Promise<{ port: number, restart: (downMs: number) => Promise<void>, close: () => Promise<void> }> {
+  const server = http.createServer((_req, res) => {
+    // Answer after a short delay so that some requests are in flight at each restart.
+    setTimeout(() => { res.setHeader('x-pid', '1').end('ok') }, 2)
+  })
+  const sockets = new Set<net.Socket>()
+  server.on('connection', (s) => {
+    sockets.add(s)
+    s.once('close', () => sockets.delete(s))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as net.AddressInfo).port
+  return {
+    port,
+    restart: async (downMs) => {
+      for (const s of sockets) s.resetAndDestroy()
+      await new Promise<void>((resolve) => server.close(() => { resolve() }))
+      await new Promise((resolve) => setTimeout(resolve, downMs))
+      server.listen(port, '127.0.0.1')
+      await once(server, 'listening')
+    },
+    close: async () => {
+      server.closeAllConnections()
+      for (const s of sockets) s.destroy()
+      if (server.listening) server.close()
+    }
+  }
+}
+
+for (const mode of ['keep-alive', 'new-connection'] as const) {
+  test.serial(`${mode}: every request is accounted for across resets and refusals, and per-restart failures add up`, async (t) => {
+    const srv = await restartingServer()
+    t.teardown(srv.close)
+    const run = runLoad({ url: `http://127.0.0.1:${srv.port}/`, connections: 8, mode, durationMs: 20_000, maxRequests: 1_000_000, requestTimeoutMs: 5000, bucketMs: 50 })
+    const snapshots: LoadResult[] = []
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    for (let i = 0; i < 3; i++) {
+      snapshots.push(run.snapshot())
+      await srv.restart(60)
+      await new Promise((resolve) => setTimeout(resolve, 120))
+    }
+    run.stop()
+    const r = await run.result
+
+    t.is(r.sent, r.answered + r.failed, 'sent = answered + failed')
+    t.is(Object.values(r.causes).reduce((a, b) => a + b, 0), r.failed, 'causes add up to failed')
+    t.is(r.series.reduce((n, b) => n + b.ok + b.failed, 0), r.sent, 'the series holds every request')
+    t.true(r.failed > 0, 'the resets and the refusals were seen')
+    t.true((r.causes.ECONNREFUSED ?? 0) > 0, `refused while down: ${JSON.stringify(r.causes)}`)
+    t.true(refusedMs(r) > 0 && refusedMs(r) < r.durationMs)
+
+    const per = failuresPerRestart(snapshots, r)
+    t.is(per.length, 3)
+    t.is(per.reduce((n, p) => n + p.failed, 0), r.failed - (snapshots[0]?.failed ?? 0), 'per-restart failures add up')
+    for (const p of per) t.is(Object.values(p.causes).reduce((a, b) => a + b, 0), p.failed)
+  })
+}
+
+test('failuresPerRestart and refusedMs on hand-made snapshots', (t) => {
+  const s = (failed: number, causes: Record<string, number>): Pick<LoadResult, 'failed' | 'causes'> => ({ failed, causes })
+  t.deepEqual(failuresPerRestart([s(1, { ECONNRESET: 1 }), s(4, { ECONNRESET: 3, timeout: 1 })], s(4, { ECONNRESET: 3, timeout: 1 })), [
+    { failed: 3, causes: { ECONNRESET: 2, timeout: 1 } },
+    { failed: 0, causes: {} }
+  ])
+  t.is(refusedMs({ refusedWindows: [{ start: 10, end: 30.04 }, { start: 100, end: 150 }] }), 70)
+})
+
+function restartRun (contender: string, mode: RestartRun['mode'], failed: number, extra: Partial<RestartRun> = {}): RestartRun {
+  const series = Array.from({ length: 41 }, (_, i) => ({ t: i * 100, ok: i % 10 === 5 ? 0 : 50, failed: i % 10 === 5 ? failed : 0 }))
+  return {
+    contender,
+    label: `${contender} <label> | x`,
+    mode,
+    connections: mode === 'keep-alive' ? 100 : 20,
+    restarts: [{ at: 500, readyMs: 300, doneMs: 320, failed, causes: failed > 0 ? { ECONNRESET: failed } : {} }, { at: 1500, readyMs: 310, doneMs: 330, failed: 0, causes: {} }],
+    sent: 2000,
+    answered: 2000 - failed,
+    failed,
+    causes: failed > 0 ? { ECONNRESET: failed } : {},
+    refusedMs: 0,
+    latency: { p50: 1, p99: 10, max: 100 },
+    pids: 3,
+    durationMs: 4100,
+    bucketMs: 100,
+    series,
+    ...extra
+  }
+}
+
+const results: BenchResults = {
+  meta: {
+    date: '2026-01-01T00:00:00.000Z',
+    durationMs: 60_000,
+    quick: true,
+    command: 'node bench/run.js --quick',
+    machine: { nproc: 2, cpu: 'Test CPU', node: '20.0.0', os: 'Linux', memGiB: 24, loadavgStart: [1, 1, 1], loadavgEnd: [1, 1, 1], nofile: '1024' },
+    versions: { fastify: '5.0.0' }
+  },
+  settings: { slowMs: 1000 },
+  restart: [
+    restartRun('graceful-reboot', 'keep-alive', 0),
+    restartRun('naive-restart', 'keep-alive', 120, { causes: { ECONNREFUSED: 100, 'status 503': 20 } }),
+    restartRun('pm2-recommended', 'keep-alive', 0, { skipped: 'PM2 could not start its daemon: EACCES', restarts: [], series: [] }),
+    restartRun('graceful-reboot', 'new-connection', 0),
+    restartRun('naive-restart', 'new-connection', 7)
+  ],
+  shutdown: [
+    { contender: 'graceful-reboot', label: 'graceful-reboot', samples: [{ closeMs: 1020, inFlightOk: 50, inFlight: 50, lost: 0, lostCauses: {}, idle: 1000, idleOpenAtExit: 0, killed: false }] },
+    { contender: 'fastify-close', label: 'fastify.close()', samples: [{ closeMs: 74_000, inFlightOk: 50, inFlight: 50, lost: 0, lostCauses: {}, idle: 1000, idleOpenAtExit: 0, killed: false }] }
+  ],
+  websocket: [
+    { contender: 'graceful-reboot', label: 'graceful-reboot', samples: [{ clients: 100, codes: { 1001: 100 }, closeMs: 90, lastCloseMs: 70, killed: false }] },
+    { contender: 'http-terminator', label: 'http-terminator', samples: [{ clients: 100, codes: { 1006: 99, 'still open': 1 }, closeMs: 1016, lastCloseMs: 1015, killed: false }] }
+  ],
+  overhead: { pairs: [{ without: 100, with: 97, ratio: 0.97 }], ratio: 0.97, withRps: 97, withoutRps: 100 },
+  notes: ['a note']
+}
+
+test('results.md: a row per contender and mode, skipped reasons shown, every table row as wide as its header', (t) => {
+  const md = resultsMarkdown(results)
+  const tables = md.split('\n\n').filter((block) => block.startsWith('| '))
+  t.is(tables.length, 6, 'targets, two restart tables, shutdown, websocket, overhead')
+  for (const block of tables) {
+    const widths = block.split('\n').map((line) => line.replace(/\\\|/g, '').split('|').length)
+    t.true(widths.every((w) => w === widths[0]), block)
+  }
+  const keepAlive = tables[1] ?? ''
+  t.is(keepAlive.split('\n').length, 2 + 3)
+  t.true(keepAlive.includes('not run: PM2 could not start its daemon: EACCES'))
+  t.true(keepAlive.includes('ECONNREFUSED 100, status 503 20'), 'causes, most frequent first')
+  t.true(keepAlive.includes('graceful-reboot <label> \\| x'), 'a pipe in a label is escaped')
+  t.true(md.includes('(**quick run**'))
+  t.true(md.includes('- a note'))
+})
+
+test('targets: met and missed, with the numbers', (t) => {
+  const list = targets(results)
+  t.deepEqual(list.map((x) => x.met), [true, true, true, false])
+  t.regex(list[0]?.result ?? '', /graceful-reboot: 0 failed .* 2 of 2 other runs lost requests/)
+  t.is(list[2]?.result, '100 of 100 clients saw 1001')
+  t.regex(list[3]?.result ?? '', /0\.970/)
+  const lossy = { ...results, restart: [restartRun('graceful-reboot', 'keep-alive', 1)] }
+  t.false(targets(lossy)[0]?.met)
+})
+
+test('throughput series: requests per second re-bucketed, restarts as marks, skipped runs left out', (t) => {
+  const series = throughputSeries(results.restart ?? [], 'keep-alive', 200)
+  t.deepEqual(series.map((s) => s.name), ['graceful-reboot <label> | x: 0 failed', 'naive-restart <label> | x: 120 failed'])
+  const first = series[0]
+  t.deepEqual(first?.marks, [0.5, 1.5])
+  // 40 complete 100 ms buckets (the last, partial one is dropped) -> 20 points of 200 ms.
+  t.is(first?.points.length, 20)
+  t.deepEqual(first?.points[0], { t: 0, value: 500 })
+  t.deepEqual(first?.points[2], { t: 0.4, value: 250 }, '50 + 0 answered in 200 ms')
+})
+
+test('throughput.svg: a well-formed document, one panel per contender with its line, failures and restart marks', (t) => {
+  const svg = throughputSvg(results, 'keep-alive')
+  checkWellFormed(t, svg)
+  t.is((svg.match(/<svg /g) ?? []).length, 1 + 2, 'the document and two panels')
+  t.is((svg.match(/<polyline /g) ?? []).length, 2 * 2, 'answered and failed per panel')
+  t.is((svg.match(/class="mark"/g) ?? []).length, 4)
+  t.true(svg.includes('naive-restart &lt;label&gt; | x: 120 of 2,000 requests failed'))
+  t.true(svg.includes('not run (PM2 could not start its daemon: EACCES)'))
+  checkWellFormed(t, throughputSvg({ ...results, restart: [] }, 'new-connection'))
+})
+
+test('README: the generated block is replaced between its markers only', (t) => {
+  const block = readmeBlock(results)
+  t.true(block.startsWith(README_BEGIN) && block.endsWith(README_END))
+  const readme = `# x\n\n## Benchmark\n\nhand-written\n\n${README_BEGIN}\nold\n${README_END}\n\nafter\n`
+  const next = replaceReadmeBlock(readme, block)
+  t.true(next.startsWith('# x\n\n## Benchmark\n\nhand-written\n\n'))
+  t.true(next.endsWith(`${README_END}\n\nafter\n`))
+  t.false(next.includes('\nold\n'))
+  t.throws(() => replaceReadmeBlock('# no markers\n', block))
+})
+
+test('README shows the committed results: its generated block matches bench/results/results.json', (t) => {
+  const root = path.join(__dirname, '..', '..')
+  const file = path.join(root, 'bench', 'results', 'results.json')
+  if (!fs.existsSync(file)) {
+    t.pass('no committed results yet')
+    return
+  }
+  const committed = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
+  t.is(replaceReadmeBlock(readme, readmeBlock(committed)), readme, 'run `npm run bench` (a full run rewrites the block) or restore README.md')
+})
+
+/** Tags balanced, attributes quoted, no raw '<' or stray '&' in text or attribute values. */
+function checkWellFormed (t: { true: (v: boolean, m?: string) => void, is: (a: unknown, b: unknown, m?: string) => void }, xml: string): void {
+  const body = xml.replace(/^<\?xml[^?]*\?>\s*/, '')
+  const stack: string[] = []
+  const token = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+="[^"<]*")*)\s*(\/?)>|([^<]+)/gy
+  let roots = 0
+  let consumed = 0
+  for (let m = token.exec(body); m !== null; m = token.exec(body)) {
+    consumed = token.lastIndex
+    const [, closing, name, attrs, selfClosing, text] = m
+    const entities = /&(?!(?:amp|lt|gt|quot|#39|#\d+);)/
+    if (text !== undefined) {
+      t.true(stack.length > 0 || text.trim() === '', 'no text outside the root')
+      t.true(!entities.test(text), `a stray & in text: ${text.slice(0, 40)}`)
+      continue
+    }
+    t.true(!entities.test(attrs ?? ''), `a stray & in attributes of <${name ?? ''}>`)
+    if (closing === '/') {
+      t.is(stack.pop(), name, `</${name ?? ''}> closes the open element`)
+    } else if (selfClosing !== '/') {
+      if (stack.length === 0) roots++
+      stack.push(name ?? '')
+    } else if (stack.length === 0) {
+      roots++
+    }
+  }
+  t.is(consumed, body.length, 'the whole document is tags and text')
+  t.is(stack.length, 0, 'every element is closed')
+  t.is(roots, 1, 'one root element')
+}
