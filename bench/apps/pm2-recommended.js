@@ -1,0 +1,19 @@
+'use strict'
+// Runs in a PM2 cluster worker: contender "PM2 reload, recommended setup" (PM2's graceful-start and
+// graceful-shutdown docs): `process.send('ready')` once listening (with `wait_ready: true`), and on
+// SIGINT (what PM2 sends on reload/stop) `await app.close()` then exit.
+const { buildApp, listenOptions } = require('./common')
+
+async function main () {
+  const app = await buildApp()
+  process.on('SIGINT', () => {
+    app.close().then(() => process.exit(0), () => process.exit(1))
+  })
+  await app.listen(listenOptions())
+  process.send('ready')
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})

@@ -1,0 +1,134 @@
+'use strict'
+// Runs in the benchmark process: the contenders of scenario 1 (restart under load). Each has
+// start() -> port, restart() -> { readyMs, doneMs, successor }, stop(). restart() resolves once the
+// new process serves and the old one is gone.
+const path = require('node:path')
+const { performance } = require('node:perf_hooks')
+const { waitGone, isAlive } = require('./procs')
+
+/** A contender whose old process hands its socket to a successor on SIGUSR2 (graceful-reboot or an emulation). */
+function handOffContender ({ key, label, app, env = {}, readyEvent }) {
+  let proc
+  let current
+  return {
+    key,
+    label,
+    async start (ctx) {
+      proc = ctx.procs.start(app, { env: { PORT: String(ctx.port), ...env }, verbose: ctx.verbose })
+      await proc.waitFor('listening')
+      current = proc.pid
+    },
+    async restart () {
+      const t0 = performance.now()
+      const since = proc.events.length
+      const old = current
+      process.kill(old, 'SIGUSR2')
+      const ready = await proc.waitFor((e) => readyEvent(e, old), { since, timeoutMs: 30_000 })
+      const successor = ready.successor ?? ready.other
+      const readyMs = ready.at - t0
+      if (!(await waitGone(old, 40_000))) throw new Error(`${label}: old process ${old} still alive 40 s after the hand-off`)
+      current = successor
+      return { readyMs, doneMs: performance.now() - t0, successor }
+    },
+    async stop () {
+      if (current !== undefined && isAlive(current)) process.kill(current, 'SIGKILL')
+      if (current !== undefined) await waitGone(current, 5000)
+    }
+  }
+}
+
+/** Naive restart: SIGTERM -> the app runs fastify.close() and exits -> a fresh process starts on the same port. */
+function naiveContender () {
+  let proc
+  let ctxRef
+  return {
+    key: 'naive-restart',
+    label: 'fastify.close() + fresh start',
+    async start (ctx) {
+      ctxRef = ctx
+      proc = ctx.procs.start('fastify-close', { env: { PORT: String(ctx.port) }, verbose: ctx.verbose })
+      await proc.waitFor('listening')
+    },
+    async restart () {
+      const t0 = performance.now()
+      const old = proc
+      process.kill(old.pid, 'SIGTERM')
+      await old.exited
+      proc = ctxRef.procs.start('fastify-close', { env: { PORT: String(ctxRef.port) }, verbose: ctxRef.verbose })
+      const ready = await proc.waitFor('listening', { timeoutMs: 30_000 })
+      return { readyMs: ready.at - t0, doneMs: performance.now() - t0, successor: proc.pid }
+    },
+    async stop () {
+      if (proc !== undefined && isAlive(proc.pid)) process.kill(proc.pid, 'SIGKILL')
+      if (proc !== undefined) await waitGone(proc.pid, 5000)
+    }
+  }
+}
+
+/** PM2 cluster mode, `pm2 reload <name>`: `pm2 reload` returns once the old workers were stopped. */
+function pm2Contender ({ key, label, script, ctxPm2, instances }) {
+  const name = key
+  let pm2
+  return {
+    key,
+    label,
+    pm2: true,
+    async start (ctx) {
+      pm2 = ctxPm2()
+      await pm2.start({
+        name,
+        script: path.join(__dirname, '..', 'apps', script),
+        exec_mode: 'cluster',
+        instances,
+        wait_ready: true,
+        listen_timeout: 20_000,
+        kill_timeout: 10_000,
+        env: { PORT: String(ctx.port) }
+      })
+    },
+    async restart () {
+      const t0 = performance.now()
+      const old = await pm2.pids(name)
+      const t1 = performance.now()
+      await pm2.reload(name)
+      const readyMs = performance.now() - t1
+      for (const pid of old) {
+        if (!(await waitGone(pid, 20_000))) throw new Error(`${label}: old worker ${pid} still alive after the reload`)
+      }
+      const now = await pm2.pids(name)
+      return { readyMs, doneMs: performance.now() - t0, successor: now[0], signalOffsetMs: t1 - t0 }
+    },
+    async stop () {
+      await pm2.delete(name)
+    }
+  }
+}
+
+function contenders ({ pm2, pm2Instances }) {
+  return [
+    handOffContender({
+      key: 'graceful-reboot',
+      label: 'graceful-reboot (SIGUSR2 reboot)',
+      app: 'graceful',
+      // The old process reports the successor ready (it drains from then on).
+      readyEvent: (e, old) => e.event === 'handoff' && e.step === 'ready' && e.pid === old
+    }),
+    naiveContender(),
+    handOffContender({
+      key: 'fd-fastify-close',
+      label: 'fd hand-off + fastify.close()',
+      app: 'fastify-close',
+      readyEvent: (e, old) => e.event === 'handoff' && e.step === 'ready' && e.pid === old
+    }),
+    handOffContender({
+      key: 'fd-http-terminator',
+      label: 'fd hand-off + http-terminator',
+      app: 'http-terminator',
+      readyEvent: (e, old) => e.event === 'handoff' && e.step === 'ready' && e.pid === old
+    }),
+    pm2Contender({ key: 'pm2-recommended', label: 'PM2 reload (wait_ready + app.close() on SIGINT)', script: 'pm2-recommended.js', ctxPm2: pm2, instances: pm2Instances }),
+    pm2Contender({ key: 'pm2-graceful', label: "PM2 reload + graceful-reboot's drain on SIGINT", script: 'pm2-graceful.js', ctxPm2: pm2, instances: pm2Instances })
+  ]
+}
+
+module.exports = { contenders }

@@ -1,0 +1,209 @@
+'use strict'
+// Runs the benchmark (`npm run bench` from the repository root, after the root build and
+// `npm --prefix bench ci`). Writes results.json, results.md, throughput.svg and
+// throughput-new-connection.svg to bench/results/ (a --quick run: bench/results/quick/, not committed).
+// A complete full run into bench/results/ also rewrites the generated block of README's Benchmark section.
+//   node bench/run.js [--quick] [--only restart,shutdown,websocket,overhead] [--restarts N]
+//                     [--contenders key,key] [--out DIR] [--verbose]
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { performance } = require('node:perf_hooks')
+const { parseArgs } = require('node:util')
+const { execFileSync } = require('node:child_process')
+const report = require('../dist/tools/bench-report.js')
+const { Procs } = require('./lib/procs')
+const { Pm2 } = require('./lib/pm2')
+const { contenders: restartContenders } = require('./lib/restarters')
+const { restartScenario } = require('./scenarios/restart')
+const { shutdownScenario } = require('./scenarios/shutdown')
+const { websocketScenario } = require('./scenarios/websocket')
+const { overheadScenario } = require('./scenarios/overhead')
+
+const SCENARIOS = ['restart', 'shutdown', 'websocket', 'overhead']
+
+function options () {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      restarts: { type: 'string' },
+      contenders: { type: 'string' },
+      out: { type: 'string' },
+      verbose: { type: 'boolean', default: false }
+    }
+  })
+  const quick = values.quick
+  const only = values.only === undefined ? SCENARIOS : values.only.split(',').map((s) => s.trim())
+  for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (one of ${SCENARIOS.join(', ')})`)
+  return {
+    quick,
+    only,
+    verbose: values.verbose,
+    contenders: values.contenders?.split(',').map((s) => s.trim()),
+    out: path.resolve(values.out ?? path.join(__dirname, 'results', quick ? 'quick' : '')),
+    // Only a complete full run into the committed results folder may speak for README.
+    complete: !quick && values.only === undefined && values.contenders === undefined && values.restarts === undefined && values.out === undefined,
+    restart: {
+      restarts: Number(values.restarts ?? (quick ? 3 : 10)),
+      keepAliveConnections: 100,
+      newConnectionLoops: 20,
+      warmupMs: quick ? 700 : 1000,
+      gapMs: quick ? 600 : 800,
+      tailMs: 1000,
+      requestTimeoutMs: 5000,
+      bucketMs: 100,
+      maxRunMs: 180_000,
+      maxRequests: 3_000_000
+    },
+    shutdown: { repetitions: quick ? 1 : 2, idle: 1000, inFlight: 50, slowMs: 1000, capMs: quick ? 20_000 : 90_000 },
+    websocket: { repetitions: quick ? 1 : 2, clients: 100, capMs: 20_000 },
+    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000 }
+  }
+}
+
+function machine () {
+  const cpu = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? os.cpus()[0]?.model ?? 'unknown'
+  let nproc = os.availableParallelism?.() ?? os.cpus().length
+  try { nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()) } catch {}
+  let nofile = 'unknown'
+  try { nofile = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim() } catch {}
+  return {
+    nproc,
+    cpu: cpu.trim(),
+    node: process.versions.node,
+    os: `${os.type()} ${os.release()}`,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadavgStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    loadavgEnd: [],
+    nofile
+  }
+}
+
+function versions () {
+  const v = (name) => {
+    try { return require(`${name}/package.json`).version } catch { return 'missing' }
+  }
+  return {
+    'graceful-reboot': require('../package.json').version,
+    fastify: v('fastify'),
+    '@fastify/websocket': v('@fastify/websocket'),
+    ws: v('ws'),
+    'http-terminator': v('http-terminator'),
+    pm2: v('pm2')
+  }
+}
+
+async function main () {
+  const o = options()
+  const started = performance.now()
+  const procs = new Procs()
+  const notes = []
+  let pm2
+  const getPm2 = () => { pm2 ??= new Pm2(procs); return pm2 }
+  const log = (line) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}\n`)
+  const ctx = { procs, log, verbose: o.verbose }
+
+  let cleaned = false
+  const cleanup = async () => {
+    if (cleaned) return
+    cleaned = true
+    if (pm2 !== undefined) {
+      const note = await pm2.close()
+      if (note !== undefined) notes.push(note)
+    }
+    const left = procs.killAll()
+    if (left.length > 0) log(`killed ${left.length} process(es) still alive: ${left.join(', ')}`)
+  }
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.once(sig, () => {
+      log(`${sig}: cleaning up`)
+      void cleanup().finally(() => process.exit(130))
+    })
+  }
+
+  const results = {
+    meta: { date: new Date().toISOString(), durationMs: 0, quick: o.quick, command: `node bench/run.js ${process.argv.slice(2).join(' ')}`.trim(), machine: machine(), versions: versions() },
+    settings: {},
+    notes
+  }
+  try {
+    if (o.only.includes('restart')) {
+      let list = restartContenders({ pm2: getPm2, pm2Instances: 1 })
+      if (o.contenders !== undefined) list = list.filter((c) => o.contenders.includes(c.key))
+      await checkPm2(list, getPm2, notes, log)
+      const r = o.restart
+      results.settings.restart = r
+      results.settings.restartText = `${r.restarts} restarts per contender and mode, one after the other: each restart waits until the new process serves and the old one is gone, then ${r.gapMs} ms. ` +
+        `Load: the accounting client (tools/load.ts; it honours \`Connection: close\`, never retries, times a request out after ${r.requestTimeoutMs} ms), GET / (a small JSON answer), ` +
+        `${r.keepAliveConnections} keep-alive connections, or ${r.newConnectionLoops} loops that each open a new connection per request. ` +
+        'Failed per restart: failures between one restart and the next. Refused: total time in which connections were refused (ECONNREFUSED). ' +
+        'p99 and max: latency of the answered requests over the whole run (a restart every 1-3 s). ' +
+        'New process serves after: from the trigger until the old process got the successor\'s "ready" (hand-off rows), until the new process listens (fresh start), or the time `pm2 reload` took (PM2 rows: new worker ready and old one stopped, plus the CLI\'s own start-up). ' +
+        'PM2: cluster mode, 1 instance, `wait_ready: true`, `listen_timeout` 20 s, `kill_timeout` 10 s; its restart moment is when `pm2 reload` was run.'
+      results.restart = await restartScenario(ctx, list, r)
+    }
+    if (o.only.includes('shutdown')) {
+      results.settings.shutdown = o.shutdown
+      results.settings.slowMs = o.shutdown.slowMs
+      results.settings.shutdownText = `${o.shutdown.idle} idle keep-alive connections (each answered one request) plus ${o.shutdown.inFlight} requests of ${o.shutdown.slowMs} ms in flight on their own connections; ` +
+        `SIGTERM once the app reports all ${o.shutdown.inFlight} running. Time to close: signal to process exit. Contenders alternate (${rounds(o.shutdown.repetitions)}; one that needed more than a minute is not run again); a process still alive ${o.shutdown.capMs / 1000} s after the signal is killed.`
+      results.shutdown = await shutdownScenario(ctx, o.shutdown)
+    }
+    if (o.only.includes('websocket')) {
+      results.settings.websocket = o.websocket
+      results.settings.websocketText = `${o.websocket.clients} \`ws\` clients connected to a Fastify + @fastify/websocket echo route, each echoed once; then SIGTERM. Close codes as the clients saw them. Contenders alternate (${rounds(o.websocket.repetitions)}).`
+      results.websocket = await websocketScenario(ctx, o.websocket)
+    }
+    if (o.only.includes('overhead')) {
+      results.settings.overhead = o.overhead
+      results.settings.overheadText = `Requests per second of GET / with ${o.overhead.connections} keep-alive connections, the same Fastify app with and without the plugin (${o.overhead.instances} processes of each up, loaded one at a time), ` +
+        `${o.overhead.pairs} pairs of ${o.overhead.runMs} ms runs, alternating which goes first and which process of each serves, after a warm-up of each; ratio = median of the pair ratios (IQR: their interquartile range). ` +
+        'Server CPU per request: user + system CPU time of the server process over a run, divided by its requests (less sensitive to other load on the machine than requests/s). ' +
+        `Memory: ${o.overhead.memoryConnections} idle keep-alive connections (each answered one request), heap and RSS after gc() minus before, per connection.`
+      results.overhead = await overheadScenario(ctx, o.overhead)
+    }
+  } finally {
+    await cleanup()
+  }
+  results.meta.durationMs = Math.round(performance.now() - started)
+  results.meta.machine.loadavgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100)
+  fs.mkdirSync(o.out, { recursive: true })
+  fs.writeFileSync(path.join(o.out, 'results.json'), JSON.stringify(results, null, 1) + '\n')
+  fs.writeFileSync(path.join(o.out, 'results.md'), report.resultsMarkdown(results))
+  if (results.restart !== undefined) {
+    fs.writeFileSync(path.join(o.out, 'throughput.svg'), report.throughputSvg(results, 'keep-alive'))
+    fs.writeFileSync(path.join(o.out, 'throughput-new-connection.svg'), report.throughputSvg(results, 'new-connection'))
+  }
+  log(`done in ${(results.meta.durationMs / 60_000).toFixed(1)} min; wrote ${path.relative(process.cwd(), o.out) || '.'}/results.{md,json}`)
+  if (o.complete) {
+    const readme = path.join(__dirname, '..', 'README.md')
+    try {
+      fs.writeFileSync(readme, report.replaceReadmeBlock(fs.readFileSync(readme, 'utf8'), report.readmeBlock(results)))
+      log('updated the generated block of README.md (## Benchmark)')
+    } catch (err) {
+      log(`README.md not updated: ${err.message}`)
+    }
+  }
+  process.stdout.write('\n' + report.targetsTable(results) + '\n')
+}
+
+function rounds (n) { return n === 1 ? '1 round' : `${n} rounds` }
+
+/** Marks the PM2 contenders skipped, with the reason, when PM2 cannot start here. */
+async function checkPm2 (list, getPm2, notes, log) {
+  if (!list.some((c) => c.pm2)) return
+  try {
+    await getPm2().cli(['ping'], 60_000)
+  } catch (err) {
+    const why = `PM2 could not start its daemon: ${err.message.split('\n').find((l) => l.trim() !== '') ?? 'unknown error'}`
+    log(why)
+    notes.push(why)
+    for (const c of list) if (c.pm2) c.skipped = why
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err.stack ?? err}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,89 @@
+'use strict'
+// Runs in the benchmark process: scenario 1, restart under load. For each contender and each load
+// mode: start it, run the accounting load client, trigger `restarts` restarts one after the other
+// (each waits until the new process serves and the old one is gone, then `gapMs`), stop the load.
+const { performance } = require('node:perf_hooks')
+const { runLoad } = require('../../dist/tools/load.js')
+const { failuresPerRestart, refusedMs } = require('../../dist/tools/bench-report.js')
+const { sleep } = require('../lib/procs')
+const { freePort } = require('../lib/net')
+
+async function runOne (ctx, contender, mode, o) {
+  const port = await freePort()
+  const base = { contender: contender.key, label: contender.label, mode, connections: mode === 'keep-alive' ? o.keepAliveConnections : o.newConnectionLoops }
+  await contender.start({ ...ctx, port })
+  const t0 = performance.now()
+  const run = runLoad({
+    url: `http://127.0.0.1:${port}/`,
+    connections: base.connections,
+    mode,
+    durationMs: o.maxRunMs,
+    maxRequests: o.maxRequests,
+    requestTimeoutMs: o.requestTimeoutMs,
+    bucketMs: o.bucketMs
+  })
+  const snapshots = []
+  const samples = []
+  let error
+  try {
+    await sleep(o.warmupMs)
+    for (let i = 0; i < o.restarts; i++) {
+      const snap = run.snapshot()
+      const at = performance.now() - t0
+      const info = await contender.restart()
+      snapshots.push(snap)
+      samples.push({ at: round(at + (info.signalOffsetMs ?? 0)), readyMs: round(info.readyMs), doneMs: round(info.doneMs) })
+      ctx.log(`  ${contender.key} ${mode}: restart ${i + 1}/${o.restarts} ready ${Math.round(info.readyMs)} ms, done ${Math.round(info.doneMs)} ms, failed so far ${run.snapshot().failed}`)
+      await sleep(o.gapMs)
+    }
+  } catch (err) {
+    error = err.message.split('\n')[0]
+    ctx.log(`  ${contender.key} ${mode}: ${err.message}`)
+  }
+  await sleep(o.tailMs)
+  run.stop()
+  const result = await run.result
+  try { await contender.stop() } catch {}
+  const per = failuresPerRestart(snapshots, result)
+  const restarts = samples.map((s, i) => ({ ...s, failed: per[i]?.failed ?? 0, causes: per[i]?.causes ?? {} }))
+  return {
+    ...base,
+    ...(error !== undefined ? { error } : {}),
+    restarts,
+    sent: result.sent,
+    answered: result.answered,
+    failed: result.failed,
+    causes: result.causes,
+    refusedMs: refusedMs(result),
+    latency: result.latency,
+    pids: result.pids.length,
+    durationMs: round(result.durationMs),
+    bucketMs: o.bucketMs,
+    series: result.series
+  }
+}
+
+/** Runs every contender in both modes; the new-connection pass runs the contenders in reverse order. */
+async function restartScenario (ctx, contenders, o) {
+  const runs = []
+  for (const mode of ['keep-alive', 'new-connection']) {
+    const order = mode === 'keep-alive' ? contenders : [...contenders].reverse()
+    for (const c of order) {
+      if (c.skipped !== undefined) {
+        runs.push({ contender: c.key, label: c.label, mode, connections: 0, skipped: c.skipped, restarts: [], sent: 0, answered: 0, failed: 0, causes: {}, refusedMs: 0, latency: { p50: 0, p99: 0, max: 0 }, pids: 0, durationMs: 0, bucketMs: o.bucketMs, series: [] })
+        continue
+      }
+      ctx.log(`scenario 1: ${c.label}, ${mode}`)
+      const r = await runOne(ctx, c, mode, o)
+      ctx.log(`  => sent ${r.sent}, failed ${r.failed} ${JSON.stringify(r.causes)}, refused ${r.refusedMs} ms, p99 ${r.latency.p99} ms, max ${r.latency.max} ms`)
+      runs.push(r)
+    }
+  }
+  // Report in contender order.
+  const index = new Map(contenders.map((c, i) => [c.key, i]))
+  return runs.sort((a, b) => (a.mode === b.mode ? 0 : a.mode === 'keep-alive' ? -1 : 1) || index.get(a.contender) - index.get(b.contender))
+}
+
+function round (n) { return Math.round(n * 10) / 10 }
+
+module.exports = { restartScenario }
