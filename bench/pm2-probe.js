@@ -18,6 +18,7 @@ async function main () {
   const procs = new Procs()
   const pm2 = new Pm2(procs)
   const port = await freePort()
+  let report = ''
   try {
     await pm2.start({ name: 'probe', script: path.join(__dirname, 'apps', `${values.app}.js`), exec_mode: 'cluster', instances: 1, wait_ready: true, listen_timeout: 20_000, kill_timeout: 10_000, env: { PORT: String(port) } })
     // A long client timeout: a request that is still unanswered seconds after the last reload is stuck.
@@ -32,16 +33,20 @@ async function main () {
     const s = run.snapshot()
     const pending = s.sent - s.answered - s.failed
     const daemon = fs.readFileSync(path.join(pm2.home, 'pm2.pid'), 'utf8').trim()
-    process.stdout.write(`${values.app}: ${values.reloads} reloads, ${s.sent} requests, ${s.failed} failed ${JSON.stringify(s.causes)}, ${pending} still unanswered 3 s after the load stopped\n`)
+    report += (`${values.app}: ${values.reloads} reloads, ${s.sent} requests, ${s.failed} failed ${JSON.stringify(s.causes)}, ${pending} still unanswered 3 s after the load stopped\n`)
     const ss = execFileSync('ss', ['-tnp', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' })
     const held = ss.split('\n').filter((l) => l.includes(`pid=${daemon},`))
-    process.stdout.write(`connections held by the PM2 daemon (pid ${daemon}), Recv-Q = request bytes never read:\n${held.join('\n') || '(none)'}\n`)
+    report += (`connections held by the PM2 daemon (pid ${daemon}), Recv-Q = request bytes never read:\n${held.join('\n') || '(none)'}\n`)
     run.stop()
   } finally {
     await pm2.close()
     procs.killAll()
   }
+  // Printed only once PM2 is stopped: a closed stdout (`| head`) must not skip the clean-up.
+  process.stdout.write(report)
 }
+
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 
 main().catch((err) => {
   process.stderr.write(`${err.stack ?? err}\n`)

@@ -203,6 +203,9 @@ async function checkPm2 (list, getPm2, notes, log) {
   }
 }
 
+// A closed stdout or stderr (`| head`) must not end the run before its clean-up.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
+
 main().catch((err) => {
   process.stderr.write(`${err.stack ?? err}\n`)
   process.exitCode = 1
