@@ -84,6 +84,8 @@ export interface RebootHost {
 }
 
 const startCwd = process.cwd()
+/** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
+export const CLUSTER_EXIT_LINGER_MS = 300
 /** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
 const STATEFUL_MARGIN_MS = 5_000
 
@@ -374,7 +376,14 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     for (const u of units) this.unregister(u)
     if (exit) {
       log.info({ code, ms: result.ms, forced, failedFinalizers }, 'graceful-reboot: exiting')
-      setImmediate(() => { this.seam.exit(code) })
+      if (this.host.isClusterWorker) {
+        // The cluster primary (PM2's daemon too) may have handed us a connection just as our listener
+        // closed; a worker still alive hands it back, one that has exited leaves it hanging there.
+        const release = this.seam.hold?.() ?? (() => {})
+        this.seam.timer(CLUSTER_EXIT_LINGER_MS, () => { release(); this.seam.exit(code) })
+      } else {
+        setImmediate(() => { this.seam.exit(code) })
+      }
     } else {
       log.info({ code, ms: result.ms, forced, failedFinalizers }, 'graceful-reboot: stopped')
     }

@@ -6,7 +6,7 @@ import type { SpawnOptions } from 'node:child_process'
 import test from 'ava'
 import { Inherited } from '../lib/handoff/inherited'
 import { READY_MESSAGE } from '../lib/handoff/successor'
-import { Lifecycle, lifecycle, type HandoffEvent, type RebootHost } from '../lib/lifecycle'
+import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle, type HandoffEvent, type RebootHost } from '../lib/lifecycle'
 import { resolveOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/unit'
 import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
@@ -164,4 +164,15 @@ test("Fastify bound to 'localhost' (one socket per address) refuses to reboot, n
   app.addresses = () => [{ address: '127.0.0.1', family: 'IPv4', port }, { address: '::1', family: 'IPv6', port }]
   await t.throwsAsync(app.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: /127\.0\.0\.1:\d+ and ::1:\d+.*'localhost'.*listen on host '127\.0\.0\.1', '::1' or '0\.0\.0\.0'/ })
   t.is(lifecycle().state, 'running')
+})
+
+test('a cluster worker (PM2 cluster mode) stays up a moment after its drain before it exits', async (t) => {
+  const { seam, life } = world(new FakeSeam(), { isClusterWorker: true })
+  const exited = seam.nextExit()
+  const result = await life.shutdown(1000)
+  t.is(result.code, 0)
+  await seam.advance(CLUSTER_EXIT_LINGER_MS - 1)
+  t.deepEqual(seam.exits, [], 'not yet: a connection handed over by the primary may still arrive')
+  await seam.advance(1)
+  t.is(await exited, 0)
 })
