@@ -4,7 +4,7 @@ import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { runLoad } from '../tools/load'
 import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 
@@ -45,6 +45,16 @@ function isAlive (pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** Starts the fixture and a 1.5 s request on it; resolves once the app is running that request. */
+async function withSlowRequest (t: ExecutionContext): Promise<{ f: Fixture, first: Listening, port: number, slow: ReturnType<typeof get> }> {
+  const f = startFixture(t, 'reboot-app')
+  const first = await f.waitFor('listening') as Listening
+  const port = first.ports.a as number
+  const slow = get(port, '/slow?ms=1500')
+  await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
+  return { f, first, port, slow }
 }
 
 /** Sends SIGUSR2 to `pid` and waits until its successor listens and the old process drained. */
@@ -178,11 +188,7 @@ test('a Unix-socket listener survives the reboot; the PID file names the success
 })
 
 test('an in-flight request when the reboot starts completes with 200 on the old process', async (t) => {
-  const f = startFixture(t, 'reboot-app')
-  const first = await f.waitFor('listening') as Listening
-  const port = first.ports.a as number
-  const slow = get(port, '/slow?ms=1500')
-  await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
+  const { f, first, port, slow } = await withSlowRequest(t)
   const next = await rebootBySignal(f, first.pid)
   const r = await slow
   t.is(r.status, 200)
@@ -211,11 +217,7 @@ test('systemd socket activation: a first start with LISTEN_FDS adopts the socket
 })
 
 test('stateful reboot: the successor accepts only once the old process has exited; a connection made meanwhile waits, it is not refused', async (t) => {
-  const f = startFixture(t, 'reboot-app')
-  const first = await f.waitFor('listening') as Listening
-  const port = first.ports.a as number
-  const slow = get(port, '/slow?ms=1500')
-  await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
+  const { f, first, port, slow } = await withSlowRequest(t)
   const res = await post(port, '/reboot?stateful=1')
   t.is(res.ok, true, JSON.stringify(res))
   const successor = res.successor as number
