@@ -24,12 +24,12 @@ import {
 } from '../tools/bench-report'
 
 /**
- * A server that "restarts" like the naive contender: on restart() it destroys every connection
- * (busy or idle), stops listening for `downMs` and listens again on the same port.
+ * A server that "restarts" like the naive contender: down() destroys every connection (busy or idle)
+ * and stops listening; up() listens again on the same port.
  * (Not socket.resetAndDestroy(): on Node 20.20 a process that used it on these sockets can spin
  * forever at exit, in Environment::CleanupHandles.)
  */
-async function restartingServer (): Promise<{ port: number, restart: (downMs: number) => Promise<void>, close: () => Promise<void> }> {
+async function restartingServer (): Promise<{ port: number, down: () => Promise<void>, up: () => Promise<void>, close: () => Promise<void> }> {
   const server = http.createServer((_req, res) => {
     // Answer after a short delay so that some requests are in flight at each restart.
     setTimeout(() => { res.setHeader('x-pid', '1').end('ok') }, 2)
@@ -44,10 +44,11 @@ async function restartingServer (): Promise<{ port: number, restart: (downMs: nu
   const port = (server.address() as net.AddressInfo).port
   return {
     port,
-    restart: async (downMs) => {
+    down: async () => {
       for (const s of sockets) s.destroy()
       await new Promise<void>((resolve) => server.close(() => { resolve() }))
-      await new Promise((resolve) => setTimeout(resolve, downMs))
+    },
+    up: async () => {
       server.listen(port, '127.0.0.1')
       await once(server, 'listening')
     },
@@ -63,13 +64,28 @@ for (const mode of ['keep-alive', 'new-connection'] as const) {
   test.serial(`${mode}: every request is accounted for across resets and refusals, and per-restart failures add up`, async (t) => {
     const srv = await restartingServer()
     t.teardown(srv.close)
-    const run = runLoad({ url: `http://127.0.0.1:${srv.port}/`, connections: 8, mode, durationMs: 20_000, maxRequests: 1_000_000, requestTimeoutMs: 5000, bucketMs: 50 })
+    // Waits on the load client's own progress reports (every 250 ms), not on a fixed time.
+    const waiters: Array<{ until: (r: LoadResult) => boolean, resolve: () => void }> = []
+    const progress = (until: (r: LoadResult) => boolean): Promise<void> => new Promise((resolve) => { waiters.push({ until, resolve }) })
+    const onProgress = (r: LoadResult): void => {
+      for (const w of [...waiters]) {
+        if (w.until(r)) {
+          waiters.splice(waiters.indexOf(w), 1)
+          w.resolve()
+        }
+      }
+    }
+    const run = runLoad({ url: `http://127.0.0.1:${srv.port}/`, connections: 8, mode, durationMs: 20_000, maxRequests: 1_000_000, requestTimeoutMs: 5000, bucketMs: 50 }, { onProgress })
     const snapshots: LoadResult[] = []
-    await new Promise((resolve) => setTimeout(resolve, 150))
+    await progress((r) => r.answered > 0)
     for (let i = 0; i < 3; i++) {
-      snapshots.push(run.snapshot())
-      await srv.restart(60)
-      await new Promise((resolve) => setTimeout(resolve, 120))
+      const before = run.snapshot()
+      snapshots.push(before)
+      await srv.down()
+      await progress((r) => (r.causes.ECONNREFUSED ?? 0) > (before.causes.ECONNREFUSED ?? 0))
+      await srv.up()
+      const refused = run.snapshot()
+      await progress((r) => r.answered > refused.answered)
     }
     run.stop()
     const r = await run.result
