@@ -9,7 +9,7 @@ import { InvalidOptionError, describe, type RebootError } from './errors'
 import { HEALTH_HEADERS, PROBES, probe } from './health'
 import { lifecycle, type LifecycleState, type RebootOptions, type ShutdownOptions } from './lifecycle'
 import type { Logger } from './log'
-import { resolveOptions, type AdminOptions, type GracefulOptions, type ResolvedOptions } from './options'
+import type { AdminOptions, ResolvedOptions } from './options'
 
 /** The largest `second` the admin routes accept: one hour. */
 export const MAX_SECOND = 3600
@@ -336,8 +336,8 @@ interface ExpressRoutes {
  * Mounts the health and admin routes on an Express app with `app.get` / `app.post`, at the point
  * where `expressGraceful` is called (call it before your own middleware so probes skip it).
  */
-export function mountExpressRoutes (app: unknown, input?: GracefulOptions): void {
-  const { admin, health } = resolveOptions(input)
+export function mountExpressRoutes (app: unknown, options: ResolvedOptions): void {
+  const { admin, health } = options
   if (admin === undefined && health === undefined) return
   const routes = app as Partial<ExpressRoutes>
   if (typeof routes.get !== 'function' || typeof routes.post !== 'function') {

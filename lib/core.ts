@@ -3,7 +3,7 @@ import type net from 'node:net'
 import type { Finalizer, FinalizerOptions } from './finalizers'
 import { lifecycle, type Lifecycle, type RebootOptions, type ShutdownResult } from './lifecycle'
 import { stderrLogger, type Logger } from './log'
-import { resolveOptions, type GracefulOptions } from './options'
+import { resolveOptions, type GracefulOptions, type ResolvedOptions } from './options'
 import { GracefulUnit, type UnitResult } from './unit'
 
 /** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
@@ -30,8 +30,12 @@ export interface GracefulHandle {
  * const server = g.attach(http.createServer(handler))  // before listen
  * ```
  */
-export function createGraceful (options?: GracefulOptions, name = 'http', defaultLogger: Logger = stderrLogger): GracefulHandle {
-  const resolved = resolveOptions(options)
+export function createGraceful (options?: GracefulOptions): GracefulHandle {
+  return gracefulHandle(resolveOptions(options), 'http')
+}
+
+/** A handle for options already resolved (the Express adapter resolves them once for its routes too). */
+export function gracefulHandle (resolved: ResolvedOptions, name: string, defaultLogger: Logger = stderrLogger): GracefulHandle {
   const life = lifecycle()
   const unit = new GracefulUnit(name, resolved, resolved.logger ?? defaultLogger, life.seam)
   life.register(unit)

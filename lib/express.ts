@@ -2,8 +2,8 @@
 import http from 'node:http'
 import type net from 'node:net'
 import { mountExpressRoutes } from './admin'
-import { createGraceful, type GracefulHandle } from './core'
-import type { GracefulOptions } from './options'
+import { gracefulHandle, type GracefulHandle } from './core'
+import { resolveOptions, type GracefulOptions } from './options'
 
 /** An Express app (or anything with Express's `listen` that takes a request handler). */
 export interface ExpressLike {
@@ -25,8 +25,10 @@ export type GracefulExpressApp<T> = T & {
  * before `server.listen()`.
  */
 export function expressGraceful<T extends ExpressLike> (app: T, options?: GracefulOptions): GracefulExpressApp<T> {
-  const handle = createGraceful(options, 'express')
-  mountExpressRoutes(app, options)
+  const resolved = resolveOptions(options)
+  // Routes first: an app they cannot be mounted on is refused before anything is registered.
+  mountExpressRoutes(app, resolved)
+  const handle = gracefulHandle(resolved, 'express')
   const out = app as GracefulExpressApp<T>
   out.graceful = handle
   out.shutdown = handle.shutdown
