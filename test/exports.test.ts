@@ -93,7 +93,7 @@ test('the package name resolves (self-reference through "exports") to the built 
   t.is(fromRoot.resolve('graceful-reboot'), DIST_INDEX)
   t.is(fromRoot('graceful-reboot'), pkg, 'the same module instance')
   t.is((fromRoot('graceful-reboot/package.json') as { name: string }).name, 'graceful-reboot')
-  const err = t.throws(() => fromRoot.resolve('graceful-reboot/dist/lib/core.js'))
+  const err = t.throws(() => fromRoot.resolve('graceful-reboot/dist/lib/adapters/http.js'))
   t.is((err as NodeJS.ErrnoException).code, 'ERR_PACKAGE_PATH_NOT_EXPORTED')
 })
 
@@ -105,7 +105,7 @@ test('the declaration file declares the default and named exports', (t) => {
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
   }
-  const fastifyDts = readFileSync(path.join(ROOT, 'dist', 'lib', 'fastify.d.ts'), 'utf8')
+  const fastifyDts = readFileSync(path.join(ROOT, 'dist', 'lib', 'adapters', 'fastify.d.ts'), 'utf8')
   t.regex(fastifyDts, /declare module 'fastify'/, 'the FastifyInstance augmentation ships in the types')
 })
 

@@ -1,4 +1,4 @@
-// Runs in the test process: the finalizer graph (lib/finalizers.ts) with a fake process seam, and
+// Runs in the test process: the finalizer graph (lib/drain/finalizers.ts) with a fake process seam, and
 // end to end through a real Fastify server and an Express app.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import express from 'express'
 import graceful, { expressGraceful, lifecycle } from '../index'
 import type { ShutdownResult } from '../index'
-import { Finalizers, HTTP, MIN_FINALIZER_MS, type FinalizerContext, type FinalizerOptions } from '../lib/finalizers'
+import { Finalizers, HTTP, MIN_FINALIZER_MS, type FinalizerContext, type FinalizerOptions } from '../lib/drain/finalizers'
 import { FinalizerGraphError, FinalizerTimeoutError, GracefulError, InvalidOptionError } from '../lib/errors'
 import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
 

@@ -6,7 +6,7 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import http from 'node:http'
 import { lifecycle, type LifecycleState } from '../index'
-import { probe, type HealthSource } from '../lib/health'
+import { probe, type HealthSource } from '../lib/routes/health'
 import { request } from './fixtures/admin-client'
 import { startFixture, type Fixture } from './helpers/fixture'
 

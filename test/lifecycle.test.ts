@@ -1,12 +1,12 @@
 // Runs in the test process: the process-wide coordinator (lib/lifecycle.ts) and one app's unit
-// (lib/unit.ts) driven through a fake process seam: manual clock, timers, signals, crashes and exit.
+// (lib/drain/app.ts) driven through a fake process seam: manual clock, timers, signals, crashes and exit.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { Lifecycle, exitCodes, type LifecycleState, type ShutdownResult } from '../lib/lifecycle'
-import { GracefulUnit } from '../lib/unit'
+import { GracefulUnit } from '../lib/drain/app'
 import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulError, InvalidOptionError } from '../lib/errors'
 import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'

@@ -244,7 +244,7 @@ test("Fastify's own register options (prefix, logLevel, logSerializers) are not 
 
 // Regression guard: the plugin is a callback plugin (fastify, opts, done); avvio 9 does not catch a
 // sync throw from one, so a bad option used to be an uncaught exception that killed the process
-// instead of a rejection of `await app.register()` / `ready()` (fixed in lib/fastify.ts, 26f60a3).
+// instead of a rejection of `await app.register()` / `ready()` (fixed in lib/adapters/fastify.ts, 26f60a3).
 // Run in a child process so a regression cannot take the test worker down.
 for (const [title, source, shows] of REQUIRED) {
   test(`app.register(graceful, ${source}) rejects (${title}) and installs nothing`, async (t) => {

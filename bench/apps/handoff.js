@@ -1,6 +1,6 @@
 'use strict'
 // Runs in both processes of the "fd hand-off" contenders: a minimal emulation of socket inheritance
-// without graceful-reboot (what lib/handoff/successor.ts does, minus everything else): on SIGUSR2 the
+// without graceful-reboot (what lib/outgoing/spawn.ts does, minus everything else): on SIGUSR2 the
 // old process spawns itself with the listening socket at fd 3 and an IPC channel, waits for the
 // successor's 'ready' message, then runs the contender's own drain and exits.
 const { spawn } = require('node:child_process')

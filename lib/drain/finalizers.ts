@@ -1,7 +1,7 @@
 // Runs in the old process (and any process that shuts down): user finalizers as a dependency graph
 // around the built-in node 'http', each with its own deadline.
-import { FinalizerGraphError, FinalizerTimeoutError, InvalidOptionError, describe } from './errors'
-import type { ProcessSeam } from './os'
+import { FinalizerGraphError, FinalizerTimeoutError, InvalidOptionError, describe } from '../errors'
+import type { ProcessSeam } from '../os'
 
 /** Why the process (or one app) is shutting down. */
 export type ShutdownReason = 'shutdown' | 'reboot' | 'crash' | 'close'

@@ -1,11 +1,11 @@
 // Runs in both processes: the Fastify plugin (decorators, hooks; graceful close()).
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
-import { mountFastifyRoutes } from './admin'
-import type { Finalizer, FinalizerContext, FinalizerOptions } from './finalizers'
-import { lifecycle, type RebootOptions, type ShutdownResult } from './lifecycle'
-import { resolveOptions, type GracefulOptions, type ResolvedOptions } from './options'
-import { GracefulUnit } from './unit'
+import { mountFastifyRoutes } from '../routes/admin'
+import type { Finalizer, FinalizerContext, FinalizerOptions } from '../drain/finalizers'
+import { lifecycle, type RebootOptions, type ShutdownResult } from '../lifecycle'
+import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
+import { GracefulUnit } from '../drain/app'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -5,11 +5,11 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type http from 'node:http'
 import net from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidOptionError, describe, type RebootError } from './errors'
+import { InvalidOptionError, describe, type RebootError } from '../errors'
 import { HEALTH_HEADERS, PROBES, probe } from './health'
-import { lifecycle, type LifecycleState, type RebootOptions, type ShutdownOptions } from './lifecycle'
-import type { Logger } from './log'
-import type { AdminOptions, ResolvedOptions } from './options'
+import { lifecycle, type LifecycleState, type RebootOptions, type ShutdownOptions } from '../lifecycle'
+import type { Logger } from '../log'
+import type { AdminOptions, ResolvedOptions } from '../options'
 
 /** The largest `second` the admin routes accept: one hour. */
 export const MAX_SECOND = 3600

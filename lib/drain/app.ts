@@ -1,13 +1,13 @@
 // Runs in the old process (and any process that shuts down): one application (a Fastify instance,
 // an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
 import type net from 'node:net'
-import { ServerDrain } from './drain'
-import { inherited } from './handoff/inherited'
-import { wrapListen, type Listener } from './handoff/listen'
+import { ServerDrain } from './server'
+import { inherited } from '../incoming/inherited'
+import { wrapListen, type Listener } from '../handoff/listeners'
 import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
-import type { Logger } from './log'
-import type { ProcessSeam } from './os'
-import type { ResolvedOptions } from './options'
+import type { Logger } from '../log'
+import type { ProcessSeam } from '../os'
+import type { ResolvedOptions } from '../options'
 
 /** What one application's drain did. */
 export interface UnitResult {

@@ -1,9 +1,9 @@
 // Runs in both processes: the Express adapter.
 import http from 'node:http'
 import type net from 'node:net'
-import { mountExpressRoutes } from './admin'
-import { gracefulHandle, type GracefulHandle } from './core'
-import { resolveOptions, type GracefulOptions } from './options'
+import { mountExpressRoutes } from '../routes/admin'
+import { gracefulHandle, type GracefulHandle } from './http'
+import { resolveOptions, type GracefulOptions } from '../options'
 
 /** An Express app (or anything with Express's `listen` that takes a request handler). */
 export interface ExpressLike {

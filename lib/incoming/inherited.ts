@@ -2,7 +2,7 @@
 // activation): reads LISTEN_FDS / LISTEN_FDNAMES / LISTEN_PID once and hands the inherited
 // listening sockets to listen() calls whose address matches.
 import fs from 'node:fs'
-import { isListenKey } from './address'
+import { isListenKey } from '../handoff/keys'
 
 /** Environment variable naming the pid of the process that started this one by a reboot. */
 export const PARENT_ENV = 'GRACEFUL_REBOOT_PARENT_PID'

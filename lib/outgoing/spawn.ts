@@ -2,7 +2,7 @@
 // LISTEN_FDS convention), waits for its "ready" message, and kills it if it fails.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import { RebootError } from '../errors'
-import { PARENT_ENV, STATEFUL_ENV } from './inherited'
+import { PARENT_ENV, STATEFUL_ENV } from '../incoming/inherited'
 
 /** The message a successor sends over IPC once it serves. */
 export const READY_MESSAGE = 'graceful-reboot:ready'

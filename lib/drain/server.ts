@@ -3,9 +3,9 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { keepingPath } from './handoff/listen'
+import { keepingPath } from '../handoff/listeners'
 import { UpgradedSockets, trackUpgrades } from './upgraded'
-import type { ProcessSeam } from './os'
+import type { ProcessSeam } from '../os'
 
 /** What one server's drain did. */
 export interface ServerDrainResult {

@@ -2,8 +2,8 @@
 // each listening socket, and the new process adopts the inherited socket instead of binding.
 import fs from 'node:fs'
 import type net from 'node:net'
-import { listenKey, parseListenArgs } from './address'
-import type { Inherited } from './inherited'
+import { listenKey, parseListenArgs } from './keys'
+import type { Inherited } from '../incoming/inherited'
 
 /** A socket this process listens on, as the reboot passes it to a successor. */
 export interface Listener {
