@@ -2,11 +2,12 @@
 import { fastifyGraceful } from './lib/adapters/fastify'
 
 export default fastifyGraceful
-export { fastifyGraceful, GOING_AWAY } from './lib/adapters/fastify'
+export { fastifyGraceful, GOING_AWAY, type FastifyGracefulPlugin } from './lib/adapters/fastify'
 export { expressGraceful, type GracefulExpressApp, type ExpressLike } from './lib/adapters/express'
 export { createGraceful, type GracefulHandle } from './lib/adapters/http'
-export { lifecycle, exitCodes, type Lifecycle, type LifecycleState, type ShutdownResult, type ShutdownOptions, type RebootOptions, type HandoffEvent } from './lib/lifecycle'
-export { rebootedFrom } from './lib/incoming/inherited'
+export { lifecycle, rebootedFrom, type Lifecycle } from './lib/lifecycle'
+export { exitCodes } from './lib/exit-codes'
+export type { LifecycleState, ShutdownResult, ShutdownOptions, RebootOptions, HandoffEvent } from './lib/events'
 export { declareReady } from './lib/adapters/http'
 export type { GracefulOptions, AdminOptions, HealthOptions, SignalMap, SignalAction } from './lib/options'
 export type { Finalizer, FinalizerContext, FinalizerOptions, FinalizerOutcome, ShutdownReason } from './lib/drain/finalizers'

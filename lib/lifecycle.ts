@@ -1,124 +1,27 @@
 // Runs in both processes: the one owner of process state (running -> draining -> stopped, and
-// rebooting), shared by every app in the process. Idempotent shutdown(); state events; the exit code.
-import { spawn } from 'node:child_process'
-import cluster from 'node:cluster'
+// rebooting), shared by every app in the process and by every copy of the package: the registered
+// apps, their listening sockets, the shutdown and its exit code. A reboot's old side lives in
+// outgoing/, the new side's announcement in incoming/.
 import { EventEmitter } from 'node:events'
-import fs from 'node:fs'
-import { InvalidOptionError, RebootError, describe } from './errors'
-import { inherited, type Inherited } from './incoming/inherited'
-import { listeningSockets, type Listener } from './handoff/listeners'
-import { READY_MESSAGE, startSuccessor, type Spawn, type Successor } from './outgoing/spawn'
-import { ms } from './options'
-import { removePidFile, writePidFile } from './pidfile'
+import { InvalidOptionError, type RebootError, describe } from './errors'
+import type { GracefulUnit } from './drain/app'
 import type { ShutdownReason } from './drain/finalizers'
+import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from './events'
+import { exitCodes } from './exit-codes'
+import { ListenerRegistry } from './handoff/listeners'
+import { Announcer } from './incoming/announce'
+import type { Inherited } from './incoming/inherited'
 import type { Logger } from './log'
 import { stderrLogger } from './log'
-import { realProcess, type ProcessSeam } from './os'
+import { DEFAULTS, ms } from './options'
+import { realHost, realProcess, type ProcessSeam, type RebootHost } from './os'
+import { OutgoingReboot } from './outgoing/reboot'
+import { rebootRefusal } from './outgoing/refusal'
+import { removePidFile } from './pidfile'
 import { installSignals } from './signals'
-import type { GracefulUnit, UnitResult } from './drain/app'
 
-export type LifecycleState = 'running' | 'draining' | 'stopped' | 'rebooting'
-
-/** Exit codes of a process-wide shutdown (documented in README.md). */
-export const exitCodes = {
-  /** Every connection drained and every finalizer succeeded. */
-  clean: 0,
-  /** The shutdown was started by an uncaught exception or unhandled rejection. */
-  crash: 1,
-  /** The deadline passed: connections or WebSockets were destroyed. */
-  forced: 75,
-  /** A finalizer threw, rejected or ran past its deadline. */
-  finalizerFailed: 76,
-  /** A second signal arrived during a drain: 128 + the signal number (130 for SIGINT, 143 for SIGTERM). */
-  secondSignalBase: 128
-} as const
-
-export interface ShutdownOptions {
-  reason?: ShutdownReason
-  /** What started it, for logs and finalizers: a signal name, 'admin', 'code'. */
-  trigger?: string
-}
-
-export interface ShutdownResult {
-  /** The exit code this shutdown earns (the process exits with it unless `exit: false`). */
-  code: number
-  reason: ShutdownReason
-  trigger: string
-  ms: number
-  /** HTTP connections plus upgraded sockets destroyed at the deadline, over every app. */
-  forced: number
-  /** Names of finalizers that failed, over every app. */
-  failedFinalizers: string[]
-  apps: UnitResult[]
-}
-
-/** A step of a reboot, as `lifecycle().on('handoff', ...)` reports it. */
-export type HandoffEvent =
-  | { step: 'spawned', pid: number }
-  | { step: 'ready', pid: number, ms: number }
-  | { step: 'failed', pid: number, error: RebootError }
-  | { step: 'drained', pid: number, result: ShutdownResult }
-  /** In the new process: it serves and told the old process so (or, on a first start, it serves). */
-  | { step: 'announced', pid: number, parentPid: number | undefined }
-
-export interface LifecycleEvents {
-  state: [state: LifecycleState, previous: LifecycleState]
-  handoff: [event: HandoffEvent]
-}
-
-/** What a reboot needs from the process, apart from the ProcessSeam (a seam of its own for tests). */
-export interface RebootHost {
-  spawn: Spawn
-  execPath: string
-  execArgv: readonly string[]
-  argv: readonly string[]
-  /** The working directory at start-up, so a chdir() later does not move the successor. */
-  cwd: string
-  env: NodeJS.ProcessEnv
-  isClusterWorker: boolean
-  /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
-  exitingInit: () => string | undefined
-  inherited: () => Inherited
-  /** Sends a message to the old process over the IPC channel, if there is one. */
-  send: (message: unknown) => boolean
-}
-
-const startCwd = process.cwd()
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
 export const CLUSTER_EXIT_LINGER_MS = 300
-/** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
-const STATEFUL_MARGIN_MS = 5_000
-
-export const realHost: RebootHost = {
-  spawn,
-  execPath: process.execPath,
-  execArgv: process.execArgv,
-  argv: process.argv.slice(1),
-  cwd: startCwd,
-  env: process.env,
-  isClusterWorker: cluster.isWorker,
-  exitingInit: () => {
-    if (process.ppid !== 1) return undefined
-    try {
-      const comm = fs.readFileSync('/proc/1/comm', 'utf8').trim()
-      return ['tini', 'docker-init', 'dumb-init'].includes(comm) ? comm : undefined
-    } catch {
-      return undefined
-    }
-  },
-  inherited,
-  send: (message) => {
-    if (typeof process.send !== 'function' || !process.connected) return false
-    process.send(message)
-    return true
-  }
-}
-
-export interface RebootOptions {
-  trigger?: string
-  /** The successor accepts only once this process has exited (apps holding an exclusive resource). */
-  stateful?: boolean
-}
 
 /**
  * The process-wide coordinator. `shutdown()` drains every registered app in parallel, runs their
@@ -126,16 +29,18 @@ export interface RebootOptions {
  */
 export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly seam: ProcessSeam
+  /** The listening sockets of every tracked server: what a reboot hands to the successor. */
+  readonly listening = new ListenerRegistry()
+  private readonly host: RebootHost
   private current: LifecycleState = 'running'
   private readonly units = new Set<GracefulUnit>()
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
   private uninstallSignals: () => void = () => {}
-  private readonly host: RebootHost
   private rebooting: Promise<number> | undefined
-  private successor: Successor | undefined
-  private rebootAborted = false
-  private announced = false
+  private outgoing: OutgoingReboot | undefined
+  private announcer: Announcer | undefined
+  private fromEnv: Inherited | undefined
   private readySwitch = true
 
   constructor (seam: ProcessSeam = realProcess, host: RebootHost = realHost) {
@@ -146,8 +51,14 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   get state (): LifecycleState { return this.current }
 
+  /** The sockets this process inherited (from the old process of a reboot, or systemd), read once. */
+  get inherited (): Inherited {
+    this.fromEnv ??= this.host.inherited()
+    return this.fromEnv
+  }
+
   /** Whether this process announced that it serves (`announceReady()`): /health/startup answers 200 from then on. */
-  get started (): boolean { return this.announced }
+  get started (): boolean { return this.announcer?.announced === true }
 
   /** The manual readiness switch (default true): false takes this process out of traffic (/health/ready 503) without draining. */
   get readyForTraffic (): boolean { return this.readySwitch }
@@ -159,7 +70,15 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   /** Why `reboot()` would be refused right now (the RebootError it would reject with), or undefined. */
-  canReboot (): RebootError | undefined { return this.rebootRefusal() }
+  canReboot (): RebootError | undefined {
+    return rebootRefusal({
+      state: this.current,
+      rebooting: this.rebooting !== undefined,
+      seam: this.seam,
+      host: this.host,
+      blockers: () => [...this.units].map((u) => u.rebootBlocker?.())
+    })
+  }
 
   /** The logger of the first registered app, for process-level messages. */
   get log (): Logger {
@@ -176,7 +95,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.crashError = undefined
       this.setState('running')
     }
-    unit.onListening = (l) => { this.listening(l) }
+    unit.watchServers((server) => {
+      this.listening.wrap(server, this.inherited, (l) => { this.announcement().listening(l) })
+    })
     this.units.add(unit)
     this.refreshSignals()
   }
@@ -200,11 +121,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     } catch (err) {
       return Promise.reject(err)
     }
-    if (this.successor !== undefined) {
-      // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
-      this.rebootAborted = true
-      this.successor.kill()
-    }
+    // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
+    this.outgoing?.abort()
     this.stopping = this.runShutdown(limit, options.reason ?? 'shutdown', options.trigger ?? 'code')
     return this.stopping
   }
@@ -217,7 +135,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * cluster worker, PID 1) or the successor exits or stays silent.
    */
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
-    const refusal = this.rebootRefusal()
+    const refusal = this.canReboot()
     if (refusal !== undefined) return Promise.reject(refusal)
     let limit: number
     try {
@@ -225,83 +143,25 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     } catch (err) {
       return Promise.reject(err)
     }
-    this.rebooting = this.runReboot(limit, options.trigger ?? 'code', options.stateful === true)
-    const clear = (): void => { this.rebooting = undefined }
+    this.setState('rebooting')
+    const outgoing = new OutgoingReboot({
+      seam: this.seam,
+      host: this.host,
+      log: this.log,
+      sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
+      successorTimeout: Math.max(0, ...[...this.units].map((u) => u.options.rebootTimeout)),
+      resume: () => { this.setState('running') },
+      emit: (e) => { this.emit('handoff', e) },
+      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger })
+    })
+    this.outgoing = outgoing
+    this.rebooting = outgoing.run(limit, options.trigger ?? 'code', options.stateful === true)
+    const clear = (): void => {
+      this.rebooting = undefined
+      this.outgoing = undefined
+    }
     this.rebooting.then(clear, clear)
     return this.rebooting
-  }
-
-  /** Why a reboot cannot start now, or undefined. */
-  private rebootRefusal (): RebootError | undefined {
-    const no = (code: 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' | 'ERR_GRACEFUL_SHUTTING_DOWN' | 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', why: string): RebootError => new RebootError(code, why)
-    if (this.rebooting !== undefined || this.current === 'rebooting') return no('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'a reboot is already in progress; one at a time')
-    if (this.current !== 'running') return no('ERR_GRACEFUL_SHUTTING_DOWN', `cannot reboot: the process is ${this.current}`)
-    if (this.seam.platform === 'win32') return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot needs socket inheritance, which Windows does not offer; use shutdown and a supervisor')
-    if (this.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary')
-    if (this.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot as PID 1: its exit would end the container; run with an init (docker run --init, tini)')
-    const init = this.host.exitingInit()
-    if (init !== undefined) {
-      return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as the direct child of ${init}: ${init} exits when this process exits, which ends the container and the successor; in a container, replace the container instead (rolling update)`)
-    }
-    for (const u of this.units) {
-      const why = u.rebootBlocker?.()
-      if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)
-    }
-    return undefined
-  }
-
-  private async runReboot (timeout: number, trigger: string, stateful: boolean): Promise<number> {
-    const start = this.seam.now()
-    this.setState('rebooting')
-    this.rebootAborted = false
-    const sockets = listeningSockets().map((l) => ({ fd: l.fd, key: l.key }))
-    const log = this.log
-    const successor = startSuccessor({
-      sockets,
-      execPath: this.host.execPath,
-      execArgv: this.host.execArgv,
-      argv: this.host.argv,
-      cwd: this.host.cwd,
-      env: this.host.env,
-      parentPid: this.seam.pid,
-      stateful: stateful ? timeout + STATEFUL_MARGIN_MS : false,
-      timeout: Math.max(0, ...[...this.units].map((u) => u.options.rebootTimeout)),
-      spawn: this.host.spawn,
-      timer: (t, fn) => this.seam.timer(t, fn)
-    })
-    this.successor = successor
-    log.info({ trigger, successor: successor.pid, sockets: sockets.map((s) => s.key), stateful }, 'graceful-reboot: successor spawned')
-    this.emit('handoff', { step: 'spawned', pid: successor.pid })
-    try {
-      await successor.ready
-    } catch (err) {
-      successor.kill()
-      const error = this.rebootAborted
-        ? new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'the reboot was aborted by a shutdown; successor killed', successor.pid)
-        : err as RebootError
-      if (!this.rebootAborted) this.setState('running')
-      log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')
-      this.emit('handoff', { step: 'failed', pid: successor.pid, error })
-      throw error
-    } finally {
-      this.successor = undefined
-    }
-    const readyMs = this.seam.now() - start
-    log.info({ successor: successor.pid, ms: readyMs }, `graceful-reboot: successor ready after ${readyMs} ms; draining`)
-    this.emit('handoff', { step: 'ready', pid: successor.pid, ms: readyMs })
-    successor.release()
-    void this.shutdown(timeout, { reason: 'reboot', trigger }).then((result) => {
-      this.emit('handoff', { step: 'drained', pid: this.seam.pid, result })
-    })
-    return successor.pid
-  }
-
-  /** A tracked server is listening: on a first start write the PID file; in a successor, tell the old process once every inherited socket is adopted. */
-  private listening (l: Listener): void {
-    const from = this.host.inherited()
-    if (l.adopted) this.log.info({ key: l.key }, 'graceful-reboot: adopted an inherited socket')
-    if (from.pending > 0 || [...this.units].some((u) => u.options.readiness === 'manual')) return
-    this.announceReady()
   }
 
   /**
@@ -310,22 +170,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * unless an app has `readiness: 'manual'`. Idempotent.
    */
   announceReady (): void {
-    if (this.announced) return
-    this.announced = true
-    const from = this.host.inherited()
-    for (const u of this.units) {
-      if (u.options.pidFile !== undefined) {
-        writePidFile(u.options.pidFile, this.seam.pid)
-        break
-      }
-    }
-    if (from.parentPid !== undefined) {
-      const told = this.host.send({ type: READY_MESSAGE, pid: this.seam.pid })
-      this.log.info({ parent: from.parentPid, told }, 'graceful-reboot: ready; the old process drains now')
-    }
-    const unused = from.closeUnadopted()
-    if (unused.length > 0) this.log.warn({ sockets: unused }, 'graceful-reboot: closed inherited sockets that no listen() adopted')
-    this.emit('handoff', { step: 'announced', pid: this.seam.pid, parentPid: from.parentPid })
+    this.announcement().announce()
   }
 
   /** An uncaught exception or unhandled rejection: drain and exit with the crash code. */
@@ -341,6 +186,19 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   exitNow (code: number, why: string): void {
     this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
     this.seam.exit(code)
+  }
+
+  private announcement (): Announcer {
+    this.announcer ??= new Announcer({
+      pid: this.seam.pid,
+      host: this.host,
+      inherited: this.inherited,
+      log: this.log,
+      pidFile: () => [...this.units].find((u) => u.options.pidFile !== undefined)?.options.pidFile,
+      manual: () => [...this.units].some((u) => u.options.readiness === 'manual'),
+      emit: (e: HandoffEvent) => { this.emit('handoff', e) }
+    })
+    return this.announcer
   }
 
   private async runShutdown (timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
@@ -393,7 +251,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private defaultTimeout (): number {
     let t = 0
     for (const u of this.units) t = Math.max(t, u.options.timeout)
-    return this.units.size === 0 ? 30_000 : t
+    return this.units.size === 0 ? DEFAULTS.timeout : t
   }
 
   private setState (next: LifecycleState): void {
@@ -420,4 +278,9 @@ export function lifecycle (): Lifecycle {
     g[GLOBAL_KEY] = l
   }
   return l
+}
+
+/** The pid of the old process when this process was started by a reboot; undefined otherwise. */
+export function rebootedFrom (): number | undefined {
+  return lifecycle().inherited.parentPid
 }

@@ -1,5 +1,5 @@
 // Runs in both processes: the options of every adapter, their defaults and their validation.
-import os from 'node:os'
+import * as os from 'node:os'
 import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
 

@@ -1,6 +1,11 @@
-// Runs in both processes: the seam between the lifecycle and the operating system.
-// Everything that touches the process (exit, signals, crash events, timers, clock) goes through a
-// `ProcessSeam`, so the state machine can be unit tested with a fake and no forking.
+// Runs in both processes: the seam between the package and the operating system.
+// Everything that touches the process (exit, signals, crash events, timers, clock: `ProcessSeam`;
+// spawning a successor, the IPC channel, who started us: `RebootHost`) goes through here, so the
+// state machine and the reboot can be unit tested with fakes and no forking.
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import cluster from 'node:cluster'
+import * as fs from 'node:fs'
+import { readInherited, type Inherited } from './incoming/inherited'
 
 export type CrashKind = 'uncaughtException' | 'unhandledRejection'
 
@@ -50,5 +55,52 @@ export const realProcess: ProcessSeam = {
   hold () {
     const t = setInterval(() => {}, 1 << 30)
     return () => { clearInterval(t) }
+  }
+}
+
+export type Spawn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess
+
+/** What a reboot needs from the process, apart from the ProcessSeam (a seam of its own for tests). */
+export interface RebootHost {
+  spawn: Spawn
+  execPath: string
+  execArgv: readonly string[]
+  argv: readonly string[]
+  /** The working directory at start-up, so a chdir() later does not move the successor. */
+  cwd: string
+  env: NodeJS.ProcessEnv
+  isClusterWorker: boolean
+  /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
+  exitingInit: () => string | undefined
+  /** Reads the sockets this process inherited (called once per process). */
+  inherited: () => Inherited
+  /** Sends a message to the old process over the IPC channel, if there is one. */
+  send: (message: unknown) => boolean
+}
+
+const startCwd = process.cwd()
+
+export const realHost: RebootHost = {
+  spawn,
+  execPath: process.execPath,
+  execArgv: process.execArgv,
+  argv: process.argv.slice(1),
+  cwd: startCwd,
+  env: process.env,
+  isClusterWorker: cluster.isWorker,
+  exitingInit: () => {
+    if (process.ppid !== 1) return undefined
+    try {
+      const comm = fs.readFileSync('/proc/1/comm', 'utf8').trim()
+      return ['tini', 'docker-init', 'dumb-init'].includes(comm) ? comm : undefined
+    } catch {
+      return undefined
+    }
+  },
+  inherited: readInherited,
+  send: (message) => {
+    if (typeof process.send !== 'function' || !process.connected) return false
+    process.send(message)
+    return true
   }
 }

@@ -1,6 +1,6 @@
 // Runs in both processes: the PID file, written atomically (temp file + rename) and removed only by
 // the process whose pid it holds.
-import fs from 'node:fs'
+import * as fs from 'node:fs'
 
 export function writePidFile (file: string, pid: number): void {
   const tmp = `${file}.${pid}.tmp`

@@ -1,8 +1,21 @@
 // Runs in both processes: OS signals and crashes -> lifecycle actions, with the second-signal policy.
-import os from 'node:os'
-import type { Lifecycle } from './lifecycle'
-import { exitCodes } from './lifecycle'
+import * as os from 'node:os'
+import type { LifecycleState, RebootOptions, ShutdownOptions } from './events'
+import { exitCodes } from './exit-codes'
+import type { Logger } from './log'
 import type { ResolvedOptions, SignalAction } from './options'
+import type { ProcessSeam } from './os'
+
+/** The part of the lifecycle that signals and crashes drive. */
+export interface SignalTarget {
+  readonly state: LifecycleState
+  readonly log: Logger
+  readonly seam: ProcessSeam
+  shutdown (timeout?: number, options?: ShutdownOptions): Promise<unknown>
+  reboot (timeout?: number, options?: RebootOptions): Promise<number>
+  crash (error: unknown, kind: string): void
+  exitNow (code: number, why: string): void
+}
 
 /**
  * Subscribes the union of the apps' signal maps (and crash handling, when any app wants it).
@@ -10,9 +23,9 @@ import type { ResolvedOptions, SignalAction } from './options'
  *
  * Policy: the first shutdown signal starts a drain; a second shutdown signal during that drain exits
  * at once with 128 + the signal number. A reboot signal while a reboot or shutdown is under way is
- * logged and ignored. A crash starts a drain that exits with the crash code; more crashes are logged.
+ * logged and ignored. A crash starts a drain that exits with the crash code; later crashes are ignored (only the first is logged).
  */
-export function installSignals (life: Lifecycle, apps: readonly ResolvedOptions[]): () => void {
+export function installSignals (life: SignalTarget, apps: readonly ResolvedOptions[]): () => void {
   const map = new Map<NodeJS.Signals, SignalAction>()
   for (const a of apps) {
     for (const [sig, action] of Object.entries(a.signals) as Array<[NodeJS.Signals, SignalAction]>) {
@@ -29,7 +42,7 @@ export function installSignals (life: Lifecycle, apps: readonly ResolvedOptions[
   return () => { for (const f of off) f() }
 }
 
-function onSignal (life: Lifecycle, sig: NodeJS.Signals, action: SignalAction): void {
+function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: SignalAction): void {
   const state = life.state
   if (action === 'shutdown') {
     if (state === 'draining' || state === 'stopped') {

@@ -1,12 +1,14 @@
-// Runs in the test process: the reboot state machine (lib/lifecycle.ts + lib/outgoing/spawn.ts)
+// Runs in the test process: the reboot state machine (lib/lifecycle.ts, lib/outgoing/)
 // driven through a fake process seam and a fake spawn: guards, rollback, timeout, abort by a
 // shutdown, and the hand-over on ready, with no fork.
 import { EventEmitter } from 'node:events'
 import type { SpawnOptions } from 'node:child_process'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
-import { READY_MESSAGE } from '../lib/outgoing/spawn'
-import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle, type HandoffEvent, type RebootHost } from '../lib/lifecycle'
+import type { HandoffEvent } from '../lib/events'
+import { READY_MESSAGE } from '../lib/handoff/protocol'
+import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
+import type { RebootHost } from '../lib/os'
 import { resolveOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
 import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'

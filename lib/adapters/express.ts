@@ -1,7 +1,7 @@
-// Runs in both processes: the Express adapter.
-import http from 'node:http'
-import type net from 'node:net'
-import { mountExpressRoutes } from '../routes/admin'
+// Runs in both processes: the Express adapter (decorations, a tracked app.listen(), its routes).
+import * as http from 'node:http'
+import type * as net from 'node:net'
+import { mountExpressRoutes } from './express-routes'
 import { gracefulHandle, type GracefulHandle } from './http'
 import { resolveOptions, type GracefulOptions } from '../options'
 

@@ -1,9 +1,12 @@
-// Runs in both processes: the Fastify plugin (decorators, hooks; graceful close()).
+// Runs in both processes: the Fastify plugin (decorators, hooks, graceful close(), its routes).
+// The only file, with fastify-routes.ts, that imports Fastify; its exported types spell the plugin
+// without Fastify's, so the package's declarations load in projects without fastify installed.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
-import { mountFastifyRoutes } from '../routes/admin'
+import { mountFastifyRoutes } from './fastify-routes'
 import type { Finalizer, FinalizerContext, FinalizerOptions } from '../drain/finalizers'
-import { lifecycle, type RebootOptions, type ShutdownResult } from '../lifecycle'
+import type { RebootOptions, ShutdownResult } from '../events'
+import { lifecycle } from '../lifecycle'
 import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit } from '../drain/app'
 
@@ -115,5 +118,11 @@ function closeWebSockets (fastify: FastifyInstance, ctx: FinalizerContext): void
   }
 }
 
+/**
+ * The plugin's type, written without Fastify's types (a Fastify plugin is a function of the instance,
+ * the options and a callback): `app.register()` infers `GracefulOptions` from it.
+ */
+export type FastifyGracefulPlugin = (instance: unknown, options: GracefulOptions, done: (err?: Error) => void) => void
+
 /** The Fastify plugin. `app.register(graceful, options)`. */
-export const fastifyGraceful = fp(plugin, { fastify: '5.x', name: 'graceful-reboot' })
+export const fastifyGraceful: FastifyGracefulPlugin = fp(plugin, { fastify: '5.x', name: 'graceful-reboot' }) as FastifyGracefulPlugin

@@ -1,7 +1,8 @@
 // Runs in both processes: the framework-free API, for plain http(s) servers and for the Express adapter.
-import type net from 'node:net'
+import type * as net from 'node:net'
 import type { Finalizer, FinalizerOptions } from '../drain/finalizers'
-import { lifecycle, type Lifecycle, type RebootOptions, type ShutdownResult } from '../lifecycle'
+import type { RebootOptions, ShutdownResult } from '../events'
+import { lifecycle, type Lifecycle } from '../lifecycle'
 import { stderrLogger, type Logger } from '../log'
 import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'

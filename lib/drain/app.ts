@@ -1,9 +1,7 @@
-// Runs in the old process (and any process that shuts down): one application (a Fastify instance,
-// an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
-import type net from 'node:net'
+// Runs in every process that shuts down (the old process of a reboot too): one application (a Fastify
+// instance, an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
+import type * as net from 'node:net'
 import { ServerDrain } from './server'
-import { inherited } from '../incoming/inherited'
-import { wrapListen, type Listener } from '../handoff/listeners'
 import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
 import type { Logger } from '../log'
 import type { ProcessSeam } from '../os'
@@ -33,8 +31,8 @@ export class GracefulUnit {
   closeApp: (() => Promise<void>) | undefined
   /** Set by the adapter: why this app cannot be rebooted now (e.g. sockets not handed over), if so. */
   rebootBlocker: (() => string | undefined) | undefined
-  /** Set by the lifecycle: a tracked server is listening. */
-  onListening: (listener: Listener) => void = () => {}
+  /** Set by the lifecycle when the app registers: watches a server's listen() (adoption, hand-over keys). */
+  private watchListen: ((server: net.Server) => void) | undefined
   private readonly seam: ProcessSeam
   private readonly drains = new Map<net.Server, ServerDrain>()
   private draining: Promise<UnitResult> | undefined
@@ -53,13 +51,19 @@ export class GracefulUnit {
     if (d === undefined) {
       d = new ServerDrain(server, this.seam, this.options.idleGrace)
       this.drains.set(server, d)
-      wrapListen(server, inherited(), (l) => { this.onListening(l) })
+      this.watchListen?.(server)
       if (this.draining !== undefined) void d.drain(this.seam.now() + this.options.timeout)
     }
     return d
   }
 
   get servers (): net.Server[] { return [...this.drains.keys()] }
+
+  /** The lifecycle watches every server's listen(), those attached already and those to come. */
+  watchServers (watch: (server: net.Server) => void): void {
+    this.watchListen = watch
+    for (const server of this.drains.keys()) watch(server)
+  }
 
   get isDraining (): boolean { return this.draining !== undefined }
 

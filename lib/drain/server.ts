@@ -1,10 +1,10 @@
-// Runs in the old process (and any process that shuts down): connection tracking and the drain
-// sequence of one http.Server or https.Server (DESIGN.md section 3).
-import net from 'node:net'
-import tls from 'node:tls'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { keepingPath } from '../handoff/listeners'
+// Runs in every process that shuts down (the old process of a reboot too): the drain sequence of one
+// server (DESIGN.md section 3): stop accepting, drain each kind of connection, force what is left.
+import * as net from 'node:net'
+import type { ConnectionSet } from './connections'
+import { Http1Connections } from './http1'
 import { UpgradedSockets, trackUpgrades } from './upgraded'
+import { keepingPath } from '../outgoing/keep-path'
 import type { ProcessSeam } from '../os'
 
 /** What one server's drain did. */
@@ -15,66 +15,44 @@ export interface ServerDrainResult {
   idleClosed: number
 }
 
-interface Conn {
-  /** The socket accepted by the listener; the key of the map. */
-  readonly raw: net.Socket
-  /** The socket HTTP runs on: `raw`, or the TLSSocket wrapping it. */
-  http: net.Socket
-  cancelReap: (() => void) | undefined
-}
-
-/** Node keeps the response in flight on a socket here; `null` when the socket is idle. */
-type HttpSocket = net.Socket & { _httpMessage?: ServerResponse | null, _parent?: net.Socket | null }
-
 /** The Node server types the drain accepts: http.Server, https.Server or any net.Server running HTTP. */
 export type AnyServer = net.Server
 
 /**
  * Tracks the connections of one server from the moment it is constructed, and drains them:
  * 1. stop accepting (the listening handle only: Node's http `close()` would also reset idle sockets);
- * 2. `Connection: close` on every response not yet started, and on every new request;
- * 3. after `idleGrace` ms of idleness, close connections with no request in flight, and go on reaping
- *    connections as they turn idle;
- * 4. at the deadline, destroy what is left and report how many.
- * Upgraded sockets leave the HTTP set and are kept in `upgraded` for the finalizers.
+ * 2. each kind of HTTP connection is drained by its own rule (`ConnectionSet.drain()`);
+ * 3. at the deadline, destroy what is left and report how many.
+ * Upgraded sockets leave the HTTP sets and are kept in `upgraded`, for the finalizers.
  */
 export class ServerDrain {
   readonly server: AnyServer
   readonly upgraded = new UpgradedSockets()
-  private readonly conns = new Map<net.Socket, Conn>()
+  private readonly http1: Http1Connections
+  /** The kinds of connection that must be gone before the 'http' finalizer node completes. */
+  private readonly http: ConnectionSet[]
   private readonly seam: ProcessSeam
-  private readonly idleGrace: number
   private readonly untrack: () => void
   private draining = false
-  private idleClosed = 0
   private result: Promise<ServerDrainResult> | undefined
-  private onEmpty: (() => void) | undefined
 
   constructor (server: AnyServer, seam: ProcessSeam, idleGrace: number) {
     this.server = server
     this.seam = seam
-    this.idleGrace = idleGrace
-    const onConnection = (socket: net.Socket): void => { this.add(socket) }
-    const onSecure = (socket: HttpSocket): void => {
-      const c = socket._parent == null ? undefined : this.conns.get(socket._parent)
-      if (c === undefined) return
-      c.http = socket
-      socket.once('close', () => { this.forget(c.raw) })
-    }
-    server.on('connection', onConnection)
-    const isTls = server instanceof tls.Server
-    if (isTls) server.on('secureConnection', onSecure)
-    const stopUpgrades = trackUpgrades(server, (socket) => { this.upgrade(socket) })
+    this.http1 = new Http1Connections(server, seam, idleGrace)
+    this.http = [this.http1]
+    const stopUpgrades = trackUpgrades(server, (socket) => {
+      this.http1.release(socket)
+      this.upgraded.add(socket)
+    })
     this.untrack = () => {
-      server.removeListener('connection', onConnection)
-      if (isTls) server.removeListener('secureConnection', onSecure)
-      server.removeListener('request', this.onDrainRequest)
+      this.http1.detach()
       stopUpgrades()
     }
   }
 
   /** HTTP connections open now (upgraded sockets not included). */
-  get connections (): number { return this.conns.size }
+  get connections (): number { return this.http.reduce((n, k) => n + k.size, 0) }
 
   get isDraining (): boolean { return this.draining }
 
@@ -98,103 +76,26 @@ export class ServerDrain {
     if (this.result !== undefined) return this.result
     this.draining = true
     this.stopAccepting()
-    this.server.prependListener('request', this.onDrainRequest)
-    for (const c of this.conns.values()) {
-      const res = (c.http as HttpSocket)._httpMessage
-      if (res) this.watch(res, c)
-      else this.scheduleReap(c)
-    }
+    for (const k of this.http) k.drain()
     this.result = new Promise<ServerDrainResult>((resolve) => {
-      let cancelDeadline = (): void => {}
+      let late = false
       const finish = (forced: number): void => {
         cancelDeadline()
-        this.onEmpty = undefined
         // Clears Node's connection-checking interval; the handle is already closed.
         if (typeof (this.server as { closeIdleConnections?: unknown }).closeIdleConnections === 'function') {
           this.server.close(() => {})
         }
-        resolve({ forced, idleClosed: this.idleClosed })
+        resolve({ forced, idleClosed: this.http1.idleClosed })
       }
-      if (this.conns.size === 0) { finish(0); return }
-      this.onEmpty = () => { finish(0) }
-      cancelDeadline = this.seam.timer(deadline - this.seam.now(), () => {
-        this.onEmpty = undefined
-        const forced = this.conns.size
-        for (const c of [...this.conns.values()]) {
-          c.cancelReap?.()
-          c.http.destroy()
-          this.forget(c.raw)
-        }
-        finish(forced)
+      const cancelDeadline = this.seam.timer(deadline - this.seam.now(), () => {
+        late = true
+        finish(this.http.reduce((n, k) => n + k.destroyAll(), 0))
       })
+      void Promise.all(this.http.map((k) => k.whenEmpty())).then(() => { if (!late) finish(0) })
     })
     return this.result
   }
 
   /** Stops tracking: removes every listener this object added to the server. */
   detach (): void { this.untrack() }
-
-  private readonly onDrainRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    res.shouldKeepAlive = false
-    const c = this.conns.get(rawOf(req.socket))
-    if (c === undefined) return
-    c.cancelReap?.()
-    c.cancelReap = undefined
-    this.watch(res, c)
-  }
-
-  /** A response in flight: no keep-alive if it has not started; reap the socket if it stays open idle. */
-  private watch (res: ServerResponse, c: Conn): void {
-    if (!res.headersSent) res.shouldKeepAlive = false
-    res.once('close', () => {
-      if (this.conns.get(c.raw) === c && !(c.http as HttpSocket)._httpMessage) this.scheduleReap(c)
-    })
-  }
-
-  /**
-   * Closes an idle connection once it has stayed idle for the grace. A request that arrives in the
-   * meantime gets `Connection: close`; bytes of a request still arriving postpone the close.
-   */
-  private scheduleReap (c: Conn): void {
-    c.cancelReap?.()
-    const bytes = c.http.bytesRead
-    c.cancelReap = this.seam.timer(this.idleGrace, () => {
-      c.cancelReap = undefined
-      if (this.conns.get(c.raw) !== c || (c.http as HttpSocket)._httpMessage) return
-      if (c.http.bytesRead !== bytes) { this.scheduleReap(c); return }
-      this.idleClosed++
-      c.http.destroy()
-    })
-  }
-
-  private add (socket: net.Socket): void {
-    const c: Conn = { raw: socket, http: socket, cancelReap: undefined }
-    this.conns.set(socket, c)
-    socket.once('close', () => { this.forget(socket) })
-    // A connection accepted just before the listener closed: reap it like any idle one.
-    if (this.draining) this.scheduleReap(c)
-  }
-
-  private upgrade (socket: net.Socket): void {
-    const raw = rawOf(socket)
-    const c = this.conns.get(raw)
-    if (c !== undefined) {
-      c.cancelReap?.()
-      this.conns.delete(raw)
-    }
-    this.upgraded.add(socket)
-    if (this.conns.size === 0) this.onEmpty?.()
-  }
-
-  private forget (raw: net.Socket): void {
-    const c = this.conns.get(raw)
-    if (c === undefined) return
-    c.cancelReap?.()
-    this.conns.delete(raw)
-    if (this.conns.size === 0) this.onEmpty?.()
-  }
-}
-
-function rawOf (socket: net.Socket): net.Socket {
-  return (socket as HttpSocket)._parent ?? socket
 }

@@ -1,10 +1,10 @@
-// Runs in the old process (and any process that shuts down): sockets that left HTTP through an
-// `upgrade` (WebSocket) are tracked apart from HTTP connections, so finalizers can close them
-// properly and the drain can destroy what is left at the deadline.
-import type { Server } from 'node:net'
-import type { Socket } from 'node:net'
+// Runs in every process that shuts down (the old process of a reboot too): sockets that left HTTP
+// through an `upgrade` (WebSocket) are tracked apart from HTTP connections, so finalizers can close
+// them properly and the drain can destroy what is left at the deadline.
+import type { Server, Socket } from 'node:net'
+import type { ConnectionSet } from './connections'
 
-export class UpgradedSockets {
+export class UpgradedSockets implements ConnectionSet {
   private readonly sockets = new Set<Socket>()
   private waiters: Array<() => void> = []
 
@@ -18,6 +18,9 @@ export class UpgradedSockets {
       if (this.sockets.size === 0) this.wake()
     })
   }
+
+  /** Nothing to say at drain start: the protocol on an upgraded socket is the app's (finalizers close WebSockets). */
+  drain (): void {}
 
   /** Resolves once no upgraded socket is open. */
   whenEmpty (): Promise<void> {

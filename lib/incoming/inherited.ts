@@ -1,15 +1,9 @@
 // Runs in the new process (a successor started by a reboot, or a process started by systemd socket
 // activation): reads LISTEN_FDS / LISTEN_FDNAMES / LISTEN_PID once and hands the inherited
 // listening sockets to listen() calls whose address matches.
-import fs from 'node:fs'
+import * as fs from 'node:fs'
 import { isListenKey } from '../handoff/keys'
-
-/** Environment variable naming the pid of the process that started this one by a reboot. */
-export const PARENT_ENV = 'GRACEFUL_REBOOT_PARENT_PID'
-/** Set, to the longest wait in ms, when the reboot is stateful (accept only once the old process exited). */
-export const STATEFUL_ENV = 'GRACEFUL_REBOOT_STATEFUL'
-/** systemd passes sockets from fd 3 on. */
-export const FIRST_FD = 3
+import { FIRST_FD, PARENT_ENV, STATEFUL_ENV } from '../handoff/protocol'
 
 interface InheritedFd { fd: number, name: string, adopted: boolean }
 
@@ -99,15 +93,7 @@ function decode (name: string): string {
   }
 }
 
-let current: Inherited | undefined
-
-/** This process's inherited sockets (read from the environment on first use). */
-export function inherited (): Inherited {
-  current ??= Inherited.fromEnv(process.env, process.pid)
-  return current
-}
-
-/** The pid of the old process when this process was started by a reboot; undefined otherwise. */
-export function rebootedFrom (): number | undefined {
-  return inherited().parentPid
+/** Reads this process's inherited sockets from its environment (the lifecycle does it once per process). */
+export function readInherited (): Inherited {
+  return Inherited.fromEnv(process.env, process.pid)
 }

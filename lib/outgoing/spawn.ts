@@ -2,12 +2,8 @@
 // LISTEN_FDS convention), waits for its "ready" message, and kills it if it fails.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import { RebootError } from '../errors'
-import { PARENT_ENV, STATEFUL_ENV } from '../incoming/inherited'
-
-/** The message a successor sends over IPC once it serves. */
-export const READY_MESSAGE = 'graceful-reboot:ready'
-
-export type Spawn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess
+import { PARENT_ENV, READY_MESSAGE, STATEFUL_ENV } from '../handoff/protocol'
+import type { Spawn } from '../os'
 
 export interface SuccessorOptions {
   /** Listening sockets to pass, in order: they become fds 3, 4, ... */

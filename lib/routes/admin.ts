@@ -1,15 +1,13 @@
-// Runs in both processes: the admin routes /shutdown?second=N and /reboot?second=N (auth, validation,
-// the decision), framework-free, and the few lines that mount them and the health routes on Fastify
-// and Express.
+// Runs in both processes: the admin routes /shutdown?second=N and /reboot?second=N: who is served,
+// the `second` parameter, the decision and when the action starts. Framework-free: the adapters
+// mount it (adapters/fastify-routes.ts, adapters/express-routes.ts).
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type http from 'node:http'
-import net from 'node:net'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type * as http from 'node:http'
+import * as net from 'node:net'
 import { InvalidOptionError, describe, type RebootError } from '../errors'
-import { HEALTH_HEADERS, PROBES, probe } from './health'
-import { lifecycle, type LifecycleState, type RebootOptions, type ShutdownOptions } from '../lifecycle'
+import type { LifecycleState, RebootOptions, ShutdownOptions } from '../events'
 import type { Logger } from '../log'
-import type { AdminOptions, ResolvedOptions } from '../options'
+import type { AdminOptions } from '../options'
 
 /** The largest `second` the admin routes accept: one hour. */
 export const MAX_SECOND = 3600
@@ -249,7 +247,7 @@ function sha256 (s: string): Buffer {
 }
 
 /** Starts the action once the 202 is on the wire; drops it if the response closes unwritten or is not a 202 after all. */
-function startWhenWritten (res: http.ServerResponse, answer: AdminAnswer): void {
+export function startWhenWritten (res: http.ServerResponse, answer: AdminAnswer): void {
   const { start, abandon } = answer
   if (start === undefined || abandon === undefined) return
   let finished = false
@@ -260,120 +258,4 @@ function startWhenWritten (res: http.ServerResponse, answer: AdminAnswer): void 
     else abandon()
   })
   res.once('close', () => { if (!finished) abandon() })
-}
-
-/** The JSON schema of the admin query, for Fastify (and its documentation tools). */
-export const SECOND_QUERY_SCHEMA = {
-  type: 'object',
-  properties: {
-    second: { type: 'integer', minimum: 0, maximum: MAX_SECOND, description: 'drain deadline in seconds' }
-  },
-  required: ['second']
-} as const
-
-/**
- * Mounts the health routes (`options.health`) and the admin routes (`options.admin`) on a Fastify
- * instance, in an encapsulated context of their own: no hook is added to any other route.
- * `appDraining`: this app alone is closing (its own close()), for /ready.
- */
-export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedOptions, appDraining: () => boolean = () => false): void {
-  const { admin, health } = options
-  if (admin === undefined && health === undefined) return
-  const life = lifecycle()
-  fastify.register((scope, _opts, done) => {
-    if (health !== undefined) {
-      for (const which of PROBES) {
-        scope.route({
-          method: 'GET',
-          url: `${health.prefix}/${which}`,
-          // Probes arrive every few seconds: keep them out of the request log.
-          logLevel: 'warn',
-          handler: (_req: FastifyRequest, reply: FastifyReply) => {
-            const a = probe(which, life, appDraining())
-            return reply.code(a.status).headers(HEALTH_HEADERS).send(a.body)
-          }
-        })
-      }
-    }
-    if (admin !== undefined) {
-      const gate = new AdminGate(admin, life)
-      // A POST body is never read: accept any content type (or none) instead of a 415 or a JSON error.
-      scope.removeAllContentTypeParsers()
-      scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 4096 }, (_req, _body, next) => { next(null, undefined) })
-      for (const action of ADMIN_ACTIONS) {
-        scope.route({
-          method: ['GET', 'POST'],
-          url: `${admin.prefix ?? ''}/${action}`,
-          exposeHeadRoute: false,
-          // The schema documents the query; the handler validates the raw query itself, because Ajv's
-          // coercion accepts '1e3', '0x10' and ' 5' as integers, and its messages do not name a repeated parameter.
-          schema: { querystring: SECOND_QUERY_SCHEMA },
-          attachValidation: true,
-          handler: (request: FastifyRequest, reply: FastifyReply) => {
-            const a = gate.handle(action, {
-              method: request.method,
-              url: request.raw.url ?? '',
-              authorization: request.headers.authorization,
-              remoteAddress: peerAddress(request.raw.socket)
-            })
-            startWhenWritten(reply.raw, a)
-            return reply.code(a.status).headers(a.headers).send(a.body)
-          }
-        })
-      }
-    }
-    done()
-  })
-}
-
-type ExpressHandler = (req: http.IncomingMessage & { originalUrl?: string }, res: http.ServerResponse) => void
-interface ExpressRoutes {
-  get: (path: string, handler: ExpressHandler) => unknown
-  post: (path: string, handler: ExpressHandler) => unknown
-}
-
-/**
- * Mounts the health and admin routes on an Express app with `app.get` / `app.post`, at the point
- * where `expressGraceful` is called (call it before your own middleware so probes skip it).
- */
-export function mountExpressRoutes (app: unknown, options: ResolvedOptions): void {
-  const { admin, health } = options
-  if (admin === undefined && health === undefined) return
-  const routes = app as Partial<ExpressRoutes>
-  if (typeof routes.get !== 'function' || typeof routes.post !== 'function') {
-    throw new InvalidOptionError('the "admin" and "health" options need an Express app with get() and post() to mount their routes')
-  }
-  const life = lifecycle()
-  if (health !== undefined) {
-    for (const which of PROBES) {
-      routes.get.call(app, `${health.prefix}/${which}`, (_req, res) => {
-        const a = probe(which, life)
-        sendJson(res, a.status, HEALTH_HEADERS, a.body)
-      })
-    }
-  }
-  if (admin !== undefined) {
-    const gate = new AdminGate(admin, life)
-    for (const action of ADMIN_ACTIONS) {
-      const handler: ExpressHandler = (req, res) => {
-        const a = gate.handle(action, {
-          method: req.method ?? '',
-          url: req.originalUrl ?? req.url ?? '',
-          authorization: req.headers.authorization,
-          remoteAddress: peerAddress(req.socket)
-        })
-        startWhenWritten(res, a)
-        sendJson(res, a.status, a.headers, a.body)
-      }
-      const path = `${admin.prefix ?? ''}/${action}`
-      routes.get.call(app, path, handler)
-      routes.post.call(app, path, handler)
-    }
-  }
-}
-
-function sendJson (res: http.ServerResponse, status: number, headers: Readonly<Record<string, string>>, body: unknown): void {
-  res.statusCode = status
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
-  res.end(JSON.stringify(body))
 }

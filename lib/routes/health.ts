@@ -1,6 +1,6 @@
 // Runs in both processes: the liveness, startup and readiness answers of the health routes, computed
 // from the process-wide lifecycle so that every app in the process agrees. Framework-free.
-import type { LifecycleState } from '../lifecycle'
+import type { LifecycleState } from '../events'
 
 export type HealthProbe = 'live' | 'startup' | 'ready'
 

@@ -1,0 +1,71 @@
+// Runs in both processes: mounts the health and admin routes on a Fastify instance (the decisions
+// are framework-free, in routes/).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { lifecycle } from '../lifecycle'
+import type { ResolvedOptions } from '../options'
+import { ADMIN_ACTIONS, AdminGate, MAX_SECOND, peerAddress, startWhenWritten } from '../routes/admin'
+import { HEALTH_HEADERS, PROBES, probe } from '../routes/health'
+
+/** The JSON schema of the admin query, for Fastify (and its documentation tools). */
+export const SECOND_QUERY_SCHEMA = {
+  type: 'object',
+  properties: {
+    second: { type: 'integer', minimum: 0, maximum: MAX_SECOND, description: 'drain deadline in seconds' }
+  },
+  required: ['second']
+} as const
+
+/**
+ * Mounts the health routes (`options.health`) and the admin routes (`options.admin`) on a Fastify
+ * instance, in an encapsulated context of their own: no hook is added to any other route.
+ * `appDraining`: this app alone is closing (its own close()), for /ready.
+ */
+export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedOptions, appDraining: () => boolean = () => false): void {
+  const { admin, health } = options
+  if (admin === undefined && health === undefined) return
+  const life = lifecycle()
+  fastify.register((scope, _opts, done) => {
+    if (health !== undefined) {
+      for (const which of PROBES) {
+        scope.route({
+          method: 'GET',
+          url: `${health.prefix}/${which}`,
+          // Probes arrive every few seconds: keep them out of the request log.
+          logLevel: 'warn',
+          handler: (_req: FastifyRequest, reply: FastifyReply) => {
+            const a = probe(which, life, appDraining())
+            return reply.code(a.status).headers(HEALTH_HEADERS).send(a.body)
+          }
+        })
+      }
+    }
+    if (admin !== undefined) {
+      const gate = new AdminGate(admin, life)
+      // A POST body is never read: accept any content type (or none) instead of a 415 or a JSON error.
+      scope.removeAllContentTypeParsers()
+      scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 4096 }, (_req, _body, next) => { next(null, undefined) })
+      for (const action of ADMIN_ACTIONS) {
+        scope.route({
+          method: ['GET', 'POST'],
+          url: `${admin.prefix ?? ''}/${action}`,
+          exposeHeadRoute: false,
+          // The schema documents the query; the handler validates the raw query itself, because Ajv's
+          // coercion accepts '1e3', '0x10' and ' 5' as integers, and its messages do not name a repeated parameter.
+          schema: { querystring: SECOND_QUERY_SCHEMA },
+          attachValidation: true,
+          handler: (request: FastifyRequest, reply: FastifyReply) => {
+            const a = gate.handle(action, {
+              method: request.method,
+              url: request.raw.url ?? '',
+              authorization: request.headers.authorization,
+              remoteAddress: peerAddress(request.raw.socket)
+            })
+            startWhenWritten(reply.raw, a)
+            return reply.code(a.status).headers(a.headers).send(a.body)
+          }
+        })
+      }
+    }
+    done()
+  })
+}

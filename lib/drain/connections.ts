@@ -1,0 +1,17 @@
+// Runs in every process that shuts down (the old process of a reboot too): the one interface each
+// kind of connection a server holds (HTTP/1.1 sockets, upgraded sockets, ...) is drained through.
+
+/** The open connections of one kind on one server, and how to drain them. */
+export interface ConnectionSet {
+  /** Connections of this kind open now. */
+  readonly size: number
+  /**
+   * The drain started: tell every connection that no further request is welcome, and close those
+   * that carry none. Stays in effect for connections that arrive afterwards. Idempotent.
+   */
+  drain (): void
+  /** Resolves once no connection of this kind is open. */
+  whenEmpty (): Promise<void>
+  /** The deadline passed: destroys every connection still open; returns how many. */
+  destroyAll (): number
+}

@@ -1,0 +1,46 @@
+// Runs in both processes: the shapes the process-wide lifecycle reports: its states, what a shutdown
+// did, and the steps of a reboot.
+import type { RebootError } from './errors'
+import type { UnitResult } from './drain/app'
+import type { ShutdownReason } from './drain/finalizers'
+
+export type LifecycleState = 'running' | 'draining' | 'stopped' | 'rebooting'
+
+export interface ShutdownOptions {
+  reason?: ShutdownReason
+  /** What started it, for logs and finalizers: a signal name, 'admin', 'code'. */
+  trigger?: string
+}
+
+export interface ShutdownResult {
+  /** The exit code this shutdown earns (the process exits with it unless `exit: false`). */
+  code: number
+  reason: ShutdownReason
+  trigger: string
+  ms: number
+  /** HTTP connections plus upgraded sockets destroyed at the deadline, over every app. */
+  forced: number
+  /** Names of finalizers that failed, over every app. */
+  failedFinalizers: string[]
+  apps: UnitResult[]
+}
+
+export interface RebootOptions {
+  trigger?: string
+  /** The successor accepts only once this process has exited (apps holding an exclusive resource). */
+  stateful?: boolean
+}
+
+/** A step of a reboot, as `lifecycle().on('handoff', ...)` reports it. */
+export type HandoffEvent =
+  | { step: 'spawned', pid: number }
+  | { step: 'ready', pid: number, ms: number }
+  | { step: 'failed', pid: number, error: RebootError }
+  | { step: 'drained', pid: number, result: ShutdownResult }
+  /** In the new process: it serves and told the old process so (or, on a first start, it serves). */
+  | { step: 'announced', pid: number, parentPid: number | undefined }
+
+export interface LifecycleEvents {
+  state: [state: LifecycleState, previous: LifecycleState]
+  handoff: [event: HandoffEvent]
+}

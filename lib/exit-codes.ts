@@ -1,0 +1,15 @@
+// Runs in both processes: the documented exit codes of a process-wide shutdown (README.md, "Exit codes").
+
+/** Exit codes of a process-wide shutdown (documented in README.md). */
+export const exitCodes = {
+  /** Every connection drained and every finalizer succeeded. */
+  clean: 0,
+  /** The shutdown was started by an uncaught exception or unhandled rejection. */
+  crash: 1,
+  /** The deadline passed: connections or WebSockets were destroyed. */
+  forced: 75,
+  /** A finalizer threw, rejected or ran past its deadline. */
+  finalizerFailed: 76,
+  /** A second signal arrived during a drain: 128 + the signal number (130 for SIGINT, 143 for SIGTERM). */
+  secondSignalBase: 128
+} as const

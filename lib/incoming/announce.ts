@@ -1,0 +1,58 @@
+// Runs in the new process (and in any process on its first start): announces that this process
+// serves: writes the PID file, tells the old process of a reboot that it may drain, and closes the
+// inherited sockets that nothing adopted.
+import type { HandoffEvent } from '../events'
+import type { Listener } from '../handoff/listeners'
+import { READY_MESSAGE } from '../handoff/protocol'
+import type { Logger } from '../log'
+import type { RebootHost } from '../os'
+import { writePidFile } from '../pidfile'
+import type { Inherited } from './inherited'
+
+/** What the announcement needs from the lifecycle. */
+export interface AnnounceContext {
+  readonly pid: number
+  readonly host: Pick<RebootHost, 'send'>
+  readonly inherited: Inherited
+  readonly log: Logger
+  /** The PID file of the first app that has one. */
+  pidFile (): string | undefined
+  /** An app has `readiness: 'manual'`: only `declareReady()` announces. */
+  manual (): boolean
+  emit (event: HandoffEvent): void
+}
+
+export class Announcer {
+  private readonly ctx: AnnounceContext
+  private done = false
+
+  constructor (ctx: AnnounceContext) {
+    this.ctx = ctx
+  }
+
+  /** Whether this process announced that it serves. */
+  get announced (): boolean { return this.done }
+
+  /** A tracked server is listening: announce once every inherited socket is adopted (unless readiness is manual). */
+  listening (l: Listener): void {
+    if (l.adopted) this.ctx.log.info({ key: l.key }, 'graceful-reboot: adopted an inherited socket')
+    if (this.ctx.inherited.pending > 0 || this.ctx.manual()) return
+    this.announce()
+  }
+
+  /** This process serves. Idempotent. */
+  announce (): void {
+    if (this.done) return
+    this.done = true
+    const { inherited: from, log } = this.ctx
+    const pidFile = this.ctx.pidFile()
+    if (pidFile !== undefined) writePidFile(pidFile, this.ctx.pid)
+    if (from.parentPid !== undefined) {
+      const told = this.ctx.host.send({ type: READY_MESSAGE, pid: this.ctx.pid })
+      log.info({ parent: from.parentPid, told }, 'graceful-reboot: ready; the old process drains now')
+    }
+    const unused = from.closeUnadopted()
+    if (unused.length > 0) log.warn({ sockets: unused }, 'graceful-reboot: closed inherited sockets that no listen() adopted')
+    this.ctx.emit({ step: 'announced', pid: this.ctx.pid, parentPid: from.parentPid })
+  }
+}
