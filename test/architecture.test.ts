@@ -1,0 +1,84 @@
+// Runs in the test process: the layout rules of lib/ (README.md, "Architecture"): no import cycle
+// (type-only imports included), a first line that says which process runs the file, and framework
+// imports only in the adapters.
+import { readFileSync, readdirSync, statSync } from 'node:fs'
+import path from 'node:path'
+import test from 'ava'
+
+const ROOT = path.join(__dirname, '..', '..')
+const LIB = path.join(ROOT, 'lib')
+
+function sources (dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name)
+    if (statSync(full).isDirectory()) return sources(full)
+    return name.endsWith('.ts') ? [full] : []
+  })
+}
+
+const files = sources(LIB)
+const rel = (f: string): string => path.relative(ROOT, f)
+
+/** Every module specifier a file imports or re-exports, type-only ones included. */
+function specifiers (file: string): string[] {
+  const src = readFileSync(file, 'utf8')
+  return [...src.matchAll(/^(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]|^import\s+['"]([^'"]+)['"]/gm)].map((m) => (m[1] ?? m[2]) as string)
+}
+
+function graph (): Map<string, string[]> {
+  const g = new Map<string, string[]>()
+  for (const f of files) {
+    const deps = specifiers(f).filter((s) => s.startsWith('.')).map((s) => path.resolve(path.dirname(f), s) + '.ts')
+    g.set(f, deps)
+  }
+  return g
+}
+
+test('the module graph of lib/ is read: every relative import names a file of lib/', (t) => {
+  const g = graph()
+  t.true(files.length > 20)
+  for (const [f, deps] of g) {
+    for (const d of deps) t.true(g.has(d), `${rel(f)} imports ${rel(d)}, which is not a lib file`)
+  }
+})
+
+test('lib/ has no import cycle, type-only imports included', (t) => {
+  const g = graph()
+  const state = new Map<string, 'open' | 'done'>()
+  const cycles: string[] = []
+  const visit = (f: string, trail: string[]): void => {
+    if (state.get(f) === 'done') return
+    if (state.get(f) === 'open') {
+      cycles.push([...trail.slice(trail.indexOf(f)), f].map(rel).join(' -> '))
+      return
+    }
+    state.set(f, 'open')
+    for (const d of g.get(f) ?? []) visit(d, [...trail, f])
+    state.set(f, 'done')
+  }
+  for (const f of files) visit(f, [])
+  t.deepEqual(cycles, [])
+})
+
+test('every lib file starts with the process that runs it', (t) => {
+  for (const f of files) {
+    const first = readFileSync(f, 'utf8').split('\n')[0] ?? ''
+    t.regex(first, /^\/\/ Runs in (both processes|the old process|the new process|every process that shuts down)/, rel(f))
+  }
+})
+
+test('files under incoming/ say the new process, under outgoing/ the old one', (t) => {
+  for (const f of files) {
+    const first = readFileSync(f, 'utf8').split('\n')[0] ?? ''
+    if (f.includes(`${path.sep}incoming${path.sep}`)) t.regex(first, /the new process/, rel(f))
+    if (f.includes(`${path.sep}outgoing${path.sep}`)) t.regex(first, /the old process/, rel(f))
+  }
+})
+
+test('only the adapters import a framework', (t) => {
+  for (const f of files) {
+    const frameworks = specifiers(f).filter((s) => /^(fastify|fastify-plugin|express)(\/|$)/.test(s))
+    if (frameworks.length === 0) continue
+    t.regex(rel(f), /^lib\/adapters\/fastify(-routes)?\.ts$/, `${rel(f)} imports ${frameworks.join(', ')}`)
+  }
+})
