@@ -20,6 +20,9 @@ const { shutdownScenario } = require('./scenarios/shutdown')
 const { websocketScenario } = require('./scenarios/websocket')
 const { overheadScenario } = require('./scenarios/overhead')
 
+/** @import { BenchResults } from '../dist/tools/bench-report.js' */
+/** @import { Contender } from './lib/restarters' */
+
 const SCENARIOS = ['restart', 'shutdown', 'websocket', 'overhead']
 
 function options () {
@@ -81,7 +84,7 @@ function machine () {
 }
 
 function versions () {
-  const v = (name) => {
+  const v = (/** @type {string} */ name) => {
     try { return require(`${name}/package.json`).version } catch { return 'missing' }
   }
   return {
@@ -98,10 +101,12 @@ async function main () {
   const o = options()
   const started = performance.now()
   const procs = new Procs()
+  /** @type {string[]} */
   const notes = []
+  /** @type {Pm2 | undefined} started on first use */
   let pm2
   const getPm2 = () => { pm2 ??= new Pm2(procs); return pm2 }
-  const log = (line) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}\n`)
+  const log = (/** @type {string} */ line) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}\n`)
   const ctx = { procs, log, verbose: o.verbose }
 
   let cleaned = false
@@ -122,6 +127,7 @@ async function main () {
     })
   }
 
+  /** @type {BenchResults} */
   const results = {
     meta: { date: new Date().toISOString(), durationMs: 0, quick: o.quick, command: `node bench/run.js ${process.argv.slice(2).join(' ')}`.trim(), machine: machine(), versions: versions() },
     settings: {},
@@ -130,7 +136,8 @@ async function main () {
   try {
     if (o.only.includes('restart')) {
       let list = restartContenders({ pm2: getPm2, pm2Instances: 1 })
-      if (o.contenders !== undefined) list = list.filter((c) => o.contenders.includes(c.key))
+      const wanted = o.contenders
+      if (wanted !== undefined) list = list.filter((c) => wanted.includes(c.key))
       await checkPm2(list, getPm2, notes, log)
       const r = o.restart
       results.settings.restart = r
@@ -182,21 +189,28 @@ async function main () {
       fs.writeFileSync(readme, report.replaceReadmeBlock(fs.readFileSync(readme, 'utf8'), report.readmeBlock(results)))
       log('updated the generated block of README.md (## Benchmark)')
     } catch (err) {
-      log(`README.md not updated: ${err.message}`)
+      log(`README.md not updated: ${/** @type {Error} */ (err).message}`)
     }
   }
   process.stdout.write('\n' + report.targetsTable(results) + '\n')
 }
 
+/** @param {number} n */
 function rounds (n) { return n === 1 ? '1 round' : `${n} rounds` }
 
-/** Marks the PM2 contenders skipped, with the reason, when PM2 cannot start here. */
+/**
+ * Marks the PM2 contenders skipped, with the reason, when PM2 cannot start here.
+ * @param {Contender[]} list
+ * @param {() => Pm2} getPm2
+ * @param {string[]} notes
+ * @param {(line: string) => void} log
+ */
 async function checkPm2 (list, getPm2, notes, log) {
   if (!list.some((c) => c.pm2)) return
   try {
     await getPm2().cli(['ping'], 60_000)
   } catch (err) {
-    const why = `PM2 could not start its daemon: ${err.message.split('\n').find((l) => l.trim() !== '') ?? 'unknown error'}`
+    const why = `PM2 could not start its daemon: ${/** @type {Error} */ (err).message.split('\n').find((l) => l.trim() !== '') ?? 'unknown error'}`
     log(why)
     notes.push(why)
     for (const c of list) if (c.pm2) c.skipped = why

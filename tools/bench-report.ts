@@ -52,6 +52,8 @@ export interface ShutdownRun {
   contender: string
   label: string
   skipped?: string
+  /** Set when a repetition failed: the first line of the (last) error. `samples` holds the repetitions that completed. */
+  error?: string
   /** One entry per repetition. */
   samples: Array<{
     /** Signal -> process exit, ms (as seen by the benchmark). */
@@ -73,6 +75,8 @@ export interface WebSocketRun {
   contender: string
   label: string
   skipped?: string
+  /** Set when a repetition failed: the first line of the (last) error. `samples` holds the repetitions that completed. */
+  error?: string
   samples: Array<{
     clients: number
     /** Close code -> clients that saw it. */
@@ -108,6 +112,8 @@ export interface OverheadResult {
     rssOverheadPerConn: number
     note?: string
   }
+  /** Set instead of `memory` when its measurement failed: `<without|with>: <first line of the error>`. */
+  memoryError?: string
 }
 
 export interface BenchResults {

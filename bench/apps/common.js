@@ -4,6 +4,13 @@
 const { performance } = require('node:perf_hooks')
 const Fastify = require('fastify')
 
+/** @import { FastifyInstance } from 'fastify' */
+/** @import { WebsocketPluginOptions } from '@fastify/websocket' */
+
+/**
+ * @param {string} event
+ * @param {Record<string, unknown>} [fields]
+ */
 function emit (event, fields = {}) {
   process.stdout.write(JSON.stringify({ event, pid: process.pid, ...fields }) + '\n')
 }
@@ -16,6 +23,7 @@ function emit (event, fields = {}) {
  *   GET /mem        runs gc() when exposed and answers process.memoryUsage()
  *   GET /ws         echo WebSocket route when `websocket` is true (@fastify/websocket)
  * `register(app)` runs before the routes (plugins).
+ * @param {{ register?: ((app: FastifyInstance) => unknown) | undefined, websocket?: boolean, websocketOptions?: WebsocketPluginOptions }} [options]
  */
 async function buildApp ({ register, websocket = false, websocketOptions } = {}) {
   const app = Fastify({ logger: false })
@@ -27,7 +35,7 @@ async function buildApp ({ register, websocket = false, websocketOptions } = {})
   let slowRunning = 0
   const slowReport = Number(process.env.SLOW_REPORT ?? 0)
   app.get('/slow', async (req) => {
-    const ms = Number(req.query.ms ?? 1000)
+    const ms = Number(/** @type {{ ms?: string }} */ (req.query).ms ?? 1000)
     slowRunning++
     if (slowRunning === slowReport) emit('slow-started', { running: slowRunning })
     await new Promise((resolve) => setTimeout(resolve, ms))
@@ -52,11 +60,16 @@ function listenOptions () {
   return { port: Number(process.env.PORT ?? 0), host: '127.0.0.1' }
 }
 
+/** @param {FastifyInstance} app */
 function portOf (app) {
-  return app.server.address().port
+  return /** @type {import('node:net').AddressInfo} */ (app.server.address()).port
 }
 
-/** Emits 'exit' with the ms since `since` right before the process exits. */
+/**
+ * Emits 'exit' with the ms since `since` right before the process exits.
+ * @param {number} since performance.now() time
+ * @param {number} [code]
+ */
 function exitAfter (since, code = 0) {
   emit('exit', { ms: Math.round(performance.now() - since), code })
   process.exit(code)

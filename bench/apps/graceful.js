@@ -10,12 +10,14 @@ async function main () {
   const life = graceful.lifecycle()
   const usePlugin = process.env.NO_PLUGIN !== '1'
   if (usePlugin) {
-    life.on('handoff', (e) => { emit('handoff', { step: e.step, other: e.pid, ms: e.ms }) })
+    // Only 'ready' carries ms (JSON leaves the undefined of the other steps out).
+    life.on('handoff', (e) => { emit('handoff', { step: e.step, other: e.pid, ms: e.step === 'ready' ? e.ms : undefined }) })
     life.on('state', (state) => {
       emit('state', { state })
       if (state === 'draining') drainStart = performance.now()
     })
   }
+  /** @type {number | undefined} performance.now() when the drain began */
   let drainStart
   const app = await buildApp({
     websocket: process.env.WS === '1',

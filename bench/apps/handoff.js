@@ -7,13 +7,19 @@ const { spawn } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { emit, listenOptions, portOf, exitAfter } = require('./common')
 
+/** @import { FastifyInstance, FastifyListenOptions } from 'fastify' */
+
 const INHERITED = process.env.BENCH_LISTEN_FD
 
-/** Listens on the inherited fd (successor) or on PORT (first start); a successor then says ready. */
+/**
+ * Listens on the inherited fd (successor) or on PORT (first start); a successor then says ready.
+ * @param {FastifyInstance} app
+ */
 async function listen (app) {
   if (INHERITED !== undefined) {
     delete process.env.BENCH_LISTEN_FD
-    await app.listen({ fd: Number(INHERITED), host: '127.0.0.1' })
+    // Fastify passes the options on to server.listen(), which takes `fd`; its types leave `fd` out.
+    await app.listen(/** @type {FastifyListenOptions} */ ({ fd: Number(INHERITED), host: '127.0.0.1' }))
     if (typeof process.send === 'function') process.send({ type: 'ready' })
   } else {
     await app.listen(listenOptions())
@@ -21,10 +27,16 @@ async function listen (app) {
   emit('listening', { port: portOf(app), parent: INHERITED === undefined ? null : process.ppid })
 }
 
-/** Spawns the successor with the listening fd at 3; resolves with its pid once it is ready. */
+/**
+ * Spawns the successor with the listening fd at 3; resolves with its pid once it is ready.
+ * @param {FastifyInstance} app
+ * @returns {Promise<number | undefined>}
+ */
 function handOff (app) {
-  const fd = app.server._handle.fd
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]], {
+  // The listening socket's fd: node's internal handle (not in its types).
+  const fd = /** @type {import('node:http').Server & { _handle: { fd: number } }} */ (app.server)._handle.fd
+  // argv[1]: this app's script, which node was started with.
+  const child = spawn(process.execPath, [...process.execArgv, /** @type {string} */ (process.argv[1])], {
     stdio: ['inherit', 'inherit', 'inherit', fd, 'ipc'],
     env: { ...process.env, BENCH_LISTEN_FD: '3' }
   })
@@ -33,7 +45,7 @@ function handOff (app) {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('successor not ready in 20 s')) }, 20_000)
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`successor exited (${code})`)) })
     child.on('message', (m) => {
-      if (m?.type !== 'ready') return
+      if (/** @type {{ type?: unknown } | undefined} */ (m)?.type !== 'ready') return
       clearTimeout(timer)
       child.removeAllListeners('exit')
       child.disconnect()
@@ -47,9 +59,15 @@ function handOff (app) {
 /**
  * Wires the signals: SIGTERM -> drain and exit; SIGUSR2 -> hand off, then drain and exit.
  * `drain()` is the contender's way of closing (fastify.close(), http-terminator, ...).
+ * @param {() => Promise<unknown>} drain
+ * @returns {(app: FastifyInstance) => void}
  */
 function onSignals (drain) {
   let busy = false
+  /**
+   * @param {boolean} withHandOff
+   * @param {FastifyInstance} app
+   */
   const run = async (withHandOff, app) => {
     if (busy) return
     busy = true
@@ -60,7 +78,7 @@ function onSignals (drain) {
       await drain()
       exitAfter(since)
     } catch (err) {
-      emit('error', { message: err.message })
+      emit('error', { message: /** @type {Error} */ (err).message })
       busy = false
     }
   }

@@ -12,6 +12,8 @@ async function main () {
   })
   app.onShutdown(() => new Promise((resolve) => setTimeout(resolve, 300)), { name: 'linger', after: ['http'] })
   await app.listen(listenOptions())
+  // A PM2 cluster worker always has its IPC channel; without one this threw a TypeError here before.
+  if (process.send === undefined) throw new Error('no IPC channel: run this app through PM2')
   process.send('ready')
 }
 

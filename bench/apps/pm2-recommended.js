@@ -10,6 +10,8 @@ async function main () {
     app.close().then(() => process.exit(0), () => process.exit(1))
   })
   await app.listen(listenOptions())
+  // A PM2 cluster worker always has its IPC channel; without one this threw a TypeError here before.
+  if (process.send === undefined) throw new Error('no IPC channel: run this app through PM2')
   process.send('ready')
 }
 

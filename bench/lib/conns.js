@@ -5,19 +5,31 @@ const net = require('node:net')
 const { performance } = require('node:perf_hooks')
 
 /**
+ * @typedef {object} IdleConn
+ * @property {import('node:net').Socket} socket
+ * @property {number | undefined} closedAt performance.now() when it closed
+ * @property {string | undefined} error the socket error's code (or message), if any
+ */
+
+/**
  * Opens `n` connections to 127.0.0.1:port, `batch` at a time; each sends `GET path` with
  * keep-alive and waits for the complete answer. Resolves once all are answered and idle.
+ * @param {number} port
+ * @param {number} n
+ * @param {{ batch?: number, path?: string, timeoutMs?: number }} [options]
  */
 async function openIdle (port, n, { batch = 250, path = '/', timeoutMs = 30_000 } = {}) {
+  /** @type {IdleConn[]} */
   const conns = []
   const one = () => new Promise((resolve, reject) => {
+    /** @type {IdleConn} */
     const c = { socket: net.connect({ port, host: '127.0.0.1' }), closedAt: undefined, error: undefined }
     const socket = c.socket
     socket.setNoDelay(true)
     let buf = ''
     let answered = false
     const timer = setTimeout(() => { socket.destroy(); reject(new Error(`connection ${conns.length}: no answer in ${timeoutMs} ms`)) }, timeoutMs)
-    socket.on('error', (err) => { c.error = err.code ?? err.message })
+    socket.on('error', (/** @type {NodeJS.ErrnoException} */ err) => { c.error = err.code ?? err.message })
     socket.on('close', () => {
       c.closedAt = performance.now()
       if (!answered) { clearTimeout(timer); reject(new Error(`connection closed before its answer (${c.error ?? 'no error'})`)) }

@@ -2,12 +2,13 @@
 // Runs in the benchmark process: a free TCP port on 127.0.0.1 (bound, read, released).
 const net = require('node:net')
 
+/** @returns {Promise<number>} */
 function freePort () {
   return new Promise((resolve, reject) => {
     const s = net.createServer()
     s.once('error', reject)
     s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
+      const { port } = /** @type {import('node:net').AddressInfo} */ (s.address())
       s.close(() => resolve(port))
     })
   })

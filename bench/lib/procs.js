@@ -11,17 +11,49 @@ const path = require('node:path')
 const APPS = path.join(__dirname, '..', 'apps')
 const PID_FIELDS = ['pid', 'successor', 'other']
 
+/**
+ * What run.js hands every scenario.
+ * @typedef {object} Ctx
+ * @property {Procs} procs
+ * @property {(line: string) => void} log
+ * @property {boolean} verbose
+ */
+
+/**
+ * One JSON line an app printed (bench/apps/common.js emit()), plus `at`: performance.now() when it was read.
+ * @typedef {{ event: string, pid: number, at: number, step?: string, successor?: number, other?: number, plugin?: boolean, [field: string]: unknown }} AppEvent
+ */
+
+/** @typedef {{ code: number | null, signal: NodeJS.Signals | null, at: number }} ExitInfo */
+
+/** @typedef {import('node:child_process').ChildProcessByStdio<null, import('node:stream').Readable, import('node:stream').Readable>} AppChild */
+
+/** @typedef {{ what: string, match: (e: AppEvent) => boolean, resolve: (e: AppEvent) => void, reject: (err: Error) => void }} Waiter */
+
+/**
+ * A started app: the class App below (not exported).
+ * @typedef {App} AppHandle
+ */
+
 class Procs {
   constructor () {
-    /** Every pid started or reported; killed by killAll(). */
+    /**
+     * Every pid started or reported; killed by killAll().
+     * @type {Set<number>}
+     */
     this.pids = new Set()
   }
 
+  /** @param {number | undefined} pid */
   track (pid) {
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) this.pids.add(pid)
+    if (pid !== undefined && Number.isInteger(pid) && pid > 0 && pid !== process.pid) this.pids.add(pid)
   }
 
-  /** Starts bench/apps/<name>.js; returns an App handle. */
+  /**
+   * Starts bench/apps/<name>.js; returns an App handle.
+   * @param {string} name
+   * @param {{ env?: Record<string, string>, execArgv?: string[], verbose?: boolean }} [options]
+   */
   start (name, { env = {}, execArgv = [], verbose = false } = {}) {
     const file = path.join(APPS, `${name}.js`)
     const child = spawn(process.execPath, [...execArgv, file], {
@@ -34,6 +66,7 @@ class Procs {
 
   /** SIGKILLs every pid still alive; returns the pids that were alive. */
   killAll () {
+    /** @type {number[]} */
     const alive = []
     for (const pid of this.pids) {
       if (isAlive(pid)) {
@@ -46,16 +79,27 @@ class Procs {
 }
 
 class App {
+  /**
+   * @param {Procs} procs
+   * @param {string} name
+   * @param {AppChild} child
+   * @param {boolean} verbose
+   */
   constructor (procs, name, child, verbose) {
     this.procs = procs
     this.name = name
     this.child = child
-    this.pid = child.pid
+    // Undefined only when the spawn failed, and then the child's unhandled 'error' ends this process.
+    this.pid = /** @type {number} */ (child.pid)
+    /** @type {AppEvent[]} */
     this.events = []
+    /** @type {Set<Waiter>} */
     this.waiters = new Set()
     this.stderrText = ''
+    /** @type {Promise<ExitInfo>} */
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
+        /** How the process ended; set when `exited` resolves. */
         this.exitInfo = { code, signal, at: performance.now() }
         resolve(this.exitInfo)
       })
@@ -88,9 +132,12 @@ class App {
   /**
    * Resolves with the first event (from `since` on in this.events) that matches; rejects after
    * timeoutMs or once every process holding the output is gone.
+   * @param {string | ((e: AppEvent) => boolean)} match an event name, or a test
+   * @param {{ timeoutMs?: number, since?: number }} [options]
+   * @returns {Promise<AppEvent>}
    */
   waitFor (match, { timeoutMs = 20_000, since = 0 } = {}) {
-    const m = typeof match === 'string' ? (e) => e.event === match : match
+    const m = typeof match === 'string' ? (/** @type {AppEvent} */ e) => e.event === match : match
     const what = typeof match === 'string' ? match : 'a matching event'
     const seen = this.events.slice(since).find(m)
     if (seen !== undefined) return Promise.resolve(seen)
@@ -99,6 +146,7 @@ class App {
         this.waiters.delete(w)
         reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms; stderr:\n${this.stderrText.slice(-2000)}`))
       }, timeoutMs)
+      /** @type {Waiter} */
       const w = {
         what,
         match: m,
@@ -113,12 +161,13 @@ class App {
 /**
  * Whether `pid` runs. A zombie counts as gone: orphaned successors are reparented to PID 1, which
  * on some machines reaps them only every few seconds.
+ * @param {number} pid
  */
 function isAlive (pid) {
   try {
     process.kill(pid, 0)
   } catch (err) {
-    return err.code === 'EPERM'
+    return /** @type {NodeJS.ErrnoException} */ (err).code === 'EPERM'
   }
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -129,7 +178,11 @@ function isAlive (pid) {
   }
 }
 
-/** Resolves once `pid` no longer exists (polled every 20 ms: it may not be our child), or false after timeoutMs. */
+/**
+ * Resolves once `pid` no longer exists (polled every 20 ms: it may not be our child), or false after timeoutMs.
+ * @param {number} pid
+ * @param {number} [timeoutMs]
+ */
 async function waitGone (pid, timeoutMs = 20_000) {
   const end = performance.now() + timeoutMs
   while (performance.now() < end) {
@@ -139,6 +192,10 @@ async function waitGone (pid, timeoutMs = 20_000) {
   return false
 }
 
+/**
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
 function sleep (ms) { return new Promise((resolve) => setTimeout(resolve, ms)) }
 
 module.exports = { Procs, isAlive, waitGone, sleep }

@@ -6,9 +6,37 @@ const path = require('node:path')
 const { performance } = require('node:perf_hooks')
 const { waitGone, isAlive } = require('./procs')
 
-/** A contender whose old process hands its socket to a successor on SIGUSR2 (graceful-reboot or an emulation). */
+/** @import { AppHandle, AppEvent, Ctx } from './procs' */
+/** @import { Pm2 } from './pm2' */
+
+/**
+ * What restart() measured: ms from the trigger until the new process served (`readyMs`) and until
+ * the old one was gone too (`doneMs`); PM2 rows also give how long after the start of restart()
+ * the trigger (`pm2 reload`) came (`signalOffsetMs`).
+ * @typedef {{ readyMs: number, doneMs: number, successor: number | undefined, signalOffsetMs?: number }} RestartInfo
+ */
+
+/**
+ * A contender of scenario 1. `skipped` is set by run.js when it cannot run here (PM2 without its daemon).
+ * @typedef {object} Contender
+ * @property {string} key
+ * @property {string} label
+ * @property {boolean} [pm2]
+ * @property {string} [skipped]
+ * @property {(ctx: Ctx & { port: number }) => Promise<void>} start
+ * @property {() => Promise<RestartInfo>} restart
+ * @property {() => Promise<void>} stop
+ */
+
+/**
+ * A contender whose old process hands its socket to a successor on SIGUSR2 (graceful-reboot or an emulation).
+ * @param {{ key: string, label: string, app: string, env?: Record<string, string>, readyEvent: (e: AppEvent, old: number) => boolean }} options
+ * @returns {Contender}
+ */
 function handOffContender ({ key, label, app, env = {}, readyEvent }) {
+  /** @type {AppHandle} set by start(), which runs first */
   let proc
+  /** @type {number | undefined} the process that serves now */
   let current
   return {
     key,
@@ -21,7 +49,8 @@ function handOffContender ({ key, label, app, env = {}, readyEvent }) {
     async restart () {
       const t0 = performance.now()
       const since = proc.events.length
-      const old = current
+      // start() or the previous restart() set it (a ready event names its successor).
+      const old = /** @type {number} */ (current)
       process.kill(old, 'SIGUSR2')
       const ready = await proc.waitFor((e) => readyEvent(e, old), { since, timeoutMs: 30_000 })
       const successor = ready.successor ?? ready.other
@@ -37,9 +66,14 @@ function handOffContender ({ key, label, app, env = {}, readyEvent }) {
   }
 }
 
-/** Naive restart: SIGTERM -> the app runs fastify.close() and exits -> a fresh process starts on the same port. */
+/**
+ * Naive restart: SIGTERM -> the app runs fastify.close() and exits -> a fresh process starts on the same port.
+ * @returns {Contender}
+ */
 function naiveContender () {
+  /** @type {AppHandle} set by start(), which runs first */
   let proc
+  /** @type {Ctx & { port: number }} set by start() */
   let ctxRef
   return {
     key: 'naive-restart',
@@ -65,9 +99,14 @@ function naiveContender () {
   }
 }
 
-/** PM2 cluster mode, `pm2 reload <name>`: `pm2 reload` returns once the old workers were stopped. */
+/**
+ * PM2 cluster mode, `pm2 reload <name>`: `pm2 reload` returns once the old workers were stopped.
+ * @param {{ key: string, label: string, script: string, ctxPm2: () => Pm2, instances: number }} options
+ * @returns {Contender}
+ */
 function pm2Contender ({ key, label, script, ctxPm2, instances }) {
   const name = key
+  /** @type {Pm2} set by start(), which runs first */
   let pm2
   return {
     key,
@@ -104,6 +143,10 @@ function pm2Contender ({ key, label, script, ctxPm2, instances }) {
   }
 }
 
+/**
+ * @param {{ pm2: () => Pm2, pm2Instances: number }} options the PM2 driver (started on first use) and the workers per PM2 app
+ * @returns {Contender[]}
+ */
 function contenders ({ pm2, pm2Instances }) {
   return [
     handOffContender({

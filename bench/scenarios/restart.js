@@ -8,6 +8,33 @@ const { failuresPerRestart, refusedMs } = require('../../dist/tools/bench-report
 const { sleep } = require('../lib/procs')
 const { freePort } = require('../lib/net')
 
+/** @import { Ctx } from '../lib/procs' */
+/** @import { Contender } from '../lib/restarters' */
+/** @import { RestartRun, RestartSample } from '../../dist/tools/bench-report.js' */
+/** @import { LoadResult } from '../../dist/tools/load.js' */
+
+/**
+ * Scenario 1's settings (bench/run.js options().restart).
+ * @typedef {object} RestartOptions
+ * @property {number} restarts
+ * @property {number} keepAliveConnections
+ * @property {number} newConnectionLoops
+ * @property {number} warmupMs
+ * @property {number} gapMs
+ * @property {number} tailMs
+ * @property {number} requestTimeoutMs
+ * @property {number} bucketMs
+ * @property {number} maxRunMs
+ * @property {number} maxRequests
+ */
+
+/**
+ * @param {Ctx} ctx
+ * @param {Contender} contender
+ * @param {RestartRun['mode']} mode
+ * @param {RestartOptions} o
+ * @returns {Promise<RestartRun>}
+ */
 async function runOne (ctx, contender, mode, o) {
   const port = await freePort()
   const base = { contender: contender.key, label: contender.label, mode, connections: mode === 'keep-alive' ? o.keepAliveConnections : o.newConnectionLoops }
@@ -22,8 +49,11 @@ async function runOne (ctx, contender, mode, o) {
     requestTimeoutMs: o.requestTimeoutMs,
     bucketMs: o.bucketMs
   })
+  /** @type {LoadResult[]} */
   const snapshots = []
+  /** @type {Array<Omit<RestartSample, 'failed' | 'causes'>>} */
   const samples = []
+  /** @type {string | undefined} */
   let error
   try {
     await sleep(o.warmupMs)
@@ -37,8 +67,9 @@ async function runOne (ctx, contender, mode, o) {
       await sleep(o.gapMs)
     }
   } catch (err) {
-    error = err.message.split('\n')[0]
-    ctx.log(`  ${contender.key} ${mode}: ${err.message}`)
+    const message = /** @type {Error} */ (err).message
+    error = message.split('\n')[0]
+    ctx.log(`  ${contender.key} ${mode}: ${message}`)
   }
   await sleep(o.tailMs)
   run.stop()
@@ -63,10 +94,16 @@ async function runOne (ctx, contender, mode, o) {
   }
 }
 
-/** Runs every contender in both modes; the new-connection pass runs the contenders in reverse order. */
+/**
+ * Runs every contender in both modes; the new-connection pass runs the contenders in reverse order.
+ * @param {Ctx} ctx
+ * @param {Contender[]} contenders
+ * @param {RestartOptions} o
+ */
 async function restartScenario (ctx, contenders, o) {
+  /** @type {RestartRun[]} */
   const runs = []
-  for (const mode of ['keep-alive', 'new-connection']) {
+  for (const mode of /** @type {const} */ (['keep-alive', 'new-connection'])) {
     const order = mode === 'keep-alive' ? contenders : [...contenders].reverse()
     for (const c of order) {
       if (c.skipped !== undefined) {
@@ -81,9 +118,12 @@ async function restartScenario (ctx, contenders, o) {
   }
   // Report in contender order.
   const index = new Map(contenders.map((c, i) => [c.key, i]))
-  return runs.sort((a, b) => (a.mode === b.mode ? 0 : a.mode === 'keep-alive' ? -1 : 1) || index.get(a.contender) - index.get(b.contender))
+  // Every run's contender is in `index`: the runs were made from `contenders`.
+  const at = (/** @type {RestartRun} */ r) => /** @type {number} */ (index.get(r.contender))
+  return runs.sort((a, b) => (a.mode === b.mode ? 0 : a.mode === 'keep-alive' ? -1 : 1) || at(a) - at(b))
 }
 
+/** @param {number} n */
 function round (n) { return Math.round(n * 10) / 10 }
 
 module.exports = { restartScenario }

@@ -8,25 +8,50 @@ const { openIdle } = require('../lib/conns')
 const { freePort } = require('../lib/net')
 const { sleep, waitGone } = require('../lib/procs')
 
+/** @import { Ctx } from '../lib/procs' */
+/** @import { ShutdownRun } from '../../dist/tools/bench-report.js' */
+
+/**
+ * Scenario 2's settings (bench/run.js options().shutdown).
+ * @typedef {{ repetitions: number, idle: number, inFlight: number, slowMs: number, capMs: number }} ShutdownOptions
+ */
+
+/** @typedef {{ key: string, label: string, app: string }} ShutdownContender */
+
+/** @type {ShutdownContender[]} */
 const CONTENDERS = [
   { key: 'graceful-reboot', label: 'graceful-reboot shutdown (SIGTERM)', app: 'graceful' },
   { key: 'fastify-close', label: 'fastify.close()', app: 'fastify-close' },
   { key: 'http-terminator', label: 'http-terminator (default 1 s timeout)', app: 'http-terminator' }
 ]
 
-/** Starts `n` GET /slow?ms=... on their own keep-alive connections; resolves per request with 'ok' or a cause. */
+/**
+ * Starts `n` GET /slow?ms=... on their own keep-alive connections; resolves per request with 'ok' or a cause.
+ * @param {number} port
+ * @param {number} n
+ * @param {number} ms
+ * @param {http.Agent} agent
+ * @returns {Array<Promise<string>>}
+ */
 function inFlight (port, n, ms, agent) {
   return Array.from({ length: n }, () => new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path: `/slow?ms=${ms}`, agent }, (res) => {
       res.resume()
       res.on('end', () => resolve(res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`))
-      res.on('error', (err) => resolve(err.code ?? err.message))
+      res.on('error', (/** @type {NodeJS.ErrnoException} */ err) => resolve(err.code ?? err.message))
       res.on('aborted', () => resolve('aborted'))
     })
-    req.on('error', (err) => resolve(err.code ?? err.message))
+    req.on('error', (/** @type {NodeJS.ErrnoException} */ err) => resolve(err.code ?? err.message))
   }))
 }
 
+/**
+ * @param {Ctx} ctx
+ * @param {ShutdownContender} c
+ * @param {ShutdownOptions} o
+ * @param {number} capMs
+ * @returns {Promise<ShutdownRun['samples'][number]>}
+ */
 async function sample (ctx, c, o, capMs) {
   const port = await freePort()
   const app = ctx.procs.start(c.app, { env: { PORT: String(port), SLOW_REPORT: String(o.inFlight) }, verbose: ctx.verbose })
@@ -46,6 +71,7 @@ async function sample (ctx, c, o, capMs) {
   }
   const exitAt = app.exitInfo.at
   const outcomes = await Promise.all(requests)
+  /** @type {Record<string, number>} */
   const lostCauses = {}
   for (const out of outcomes) if (out !== 'ok') lostCauses[out] = (lostCauses[out] ?? 0) + 1
   const ok = outcomes.filter((x) => x === 'ok').length
@@ -65,12 +91,18 @@ async function sample (ctx, c, o, capMs) {
   return s
 }
 
+/**
+ * @param {Ctx} ctx
+ * @param {ShutdownOptions} o
+ */
 async function shutdownScenario (ctx, o) {
+  /** @type {ShutdownRun[]} */
   const runs = CONTENDERS.map((c) => ({ contender: c.key, label: c.label, samples: [] }))
   for (let rep = 0; rep < o.repetitions; rep++) {
     for (let i = 0; i < CONTENDERS.length; i++) {
-      const c = CONTENDERS[(i + rep) % CONTENDERS.length]
-      const run = runs.find((r) => r.contender === c.key)
+      // Both in range: the index is taken modulo the length, and `runs` has a run per contender.
+      const c = /** @type {ShutdownContender} */ (CONTENDERS[(i + rep) % CONTENDERS.length])
+      const run = /** @type {ShutdownRun} */ (runs.find((r) => r.contender === c.key))
       // A contender that needed more than a minute once is measured once: it is not noise.
       if (run.samples.some((s) => s.closeMs > 60_000)) continue
       ctx.log(`scenario 2: ${c.label}, round ${rep + 1}`)
@@ -79,8 +111,9 @@ async function shutdownScenario (ctx, o) {
         ctx.log(`  => closed in ${s.closeMs} ms${s.killed ? ' (killed at the cap)' : ''}, in-flight ok ${s.inFlightOk}/${s.inFlight}, lost ${JSON.stringify(s.lostCauses)}, idle open at exit ${s.idleOpenAtExit}`)
         run.samples.push(s)
       } catch (err) {
-        ctx.log(`  ${c.key}: ${err.message}`)
-        run.error = err.message.split('\n')[0]
+        const message = /** @type {Error} */ (err).message
+        ctx.log(`  ${c.key}: ${message}`)
+        run.error = /** @type {string} */ (message.split('\n')[0])
       }
     }
   }

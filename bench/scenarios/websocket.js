@@ -7,16 +7,37 @@ const WebSocket = require('ws')
 const { freePort } = require('../lib/net')
 const { sleep, waitGone } = require('../lib/procs')
 
+/** @import { Ctx } from '../lib/procs' */
+/** @import { WebSocketRun } from '../../dist/tools/bench-report.js' */
+
+/**
+ * Scenario 3's settings (bench/run.js options().websocket).
+ * @typedef {{ repetitions: number, clients: number, capMs: number }} WebSocketOptions
+ */
+
+/** @typedef {{ key: string, label: string, app: string }} WebSocketContender */
+
+/**
+ * A client: the close code it saw and when (performance.now()); `ready` resolves once its hello was echoed.
+ * @typedef {{ ws: WebSocket, code: number | undefined, closedAt: number | undefined, closed: Promise<void>, ready: Promise<void> }} Client
+ */
+
+/** @type {WebSocketContender[]} */
 const CONTENDERS = [
   { key: 'graceful-reboot', label: 'graceful-reboot shutdown (SIGTERM)', app: 'graceful' },
   { key: 'fastify-close', label: 'fastify.close() (@fastify/websocket default close)', app: 'fastify-close' },
   { key: 'http-terminator', label: 'http-terminator (default 1 s timeout)', app: 'http-terminator' }
 ]
 
+/**
+ * @param {number} port
+ * @param {number} n
+ */
 async function connect (port, n) {
   const clients = Array.from({ length: n }, (_, i) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
-    const c = { ws, code: undefined, closedAt: undefined }
+    // `closed` and `ready` are set right below.
+    const c = /** @type {Client} */ ({ ws, code: undefined, closedAt: undefined })
     c.closed = new Promise((resolve) => {
       ws.once('close', (code) => { c.code = code; c.closedAt = performance.now(); resolve() })
     })
@@ -32,6 +53,12 @@ async function connect (port, n) {
   return clients
 }
 
+/**
+ * @param {Ctx} ctx
+ * @param {WebSocketContender} c
+ * @param {WebSocketOptions} o
+ * @returns {Promise<WebSocketRun['samples'][number]>}
+ */
 async function sample (ctx, c, o) {
   const port = await freePort()
   const app = ctx.procs.start(c.app, { env: { PORT: String(port), WS: '1' }, verbose: ctx.verbose })
@@ -48,6 +75,7 @@ async function sample (ctx, c, o) {
   }
   // Once the process is gone every client learns it (a closed TCP connection is a 1006).
   await Promise.race([Promise.all(clients.map((x) => x.closed)), sleep(5000)])
+  /** @type {Record<string, number>} */
   const codes = {}
   for (const x of clients) {
     const k = x.code === undefined ? 'still open' : String(x.code)
@@ -64,20 +92,27 @@ async function sample (ctx, c, o) {
   }
 }
 
+/**
+ * @param {Ctx} ctx
+ * @param {WebSocketOptions} o
+ */
 async function websocketScenario (ctx, o) {
+  /** @type {WebSocketRun[]} */
   const runs = CONTENDERS.map((c) => ({ contender: c.key, label: c.label, samples: [] }))
   for (let rep = 0; rep < o.repetitions; rep++) {
     for (let i = 0; i < CONTENDERS.length; i++) {
-      const c = CONTENDERS[(i + rep) % CONTENDERS.length]
-      const run = runs.find((r) => r.contender === c.key)
+      // Both in range: the index is taken modulo the length, and `runs` has a run per contender.
+      const c = /** @type {WebSocketContender} */ (CONTENDERS[(i + rep) % CONTENDERS.length])
+      const run = /** @type {WebSocketRun} */ (runs.find((r) => r.contender === c.key))
       ctx.log(`scenario 3: ${c.label}, round ${rep + 1}`)
       try {
         const s = await sample(ctx, c, o)
         ctx.log(`  => codes ${JSON.stringify(s.codes)}, last client closed after ${s.lastCloseMs} ms, exit after ${s.closeMs} ms${s.killed ? ' (killed)' : ''}`)
         run.samples.push(s)
       } catch (err) {
-        ctx.log(`  ${c.key}: ${err.message}`)
-        run.error = err.message.split('\n')[0]
+        const message = /** @type {Error} */ (err).message
+        ctx.log(`  ${c.key}: ${message}`)
+        run.error = /** @type {string} */ (message.split('\n')[0])
       }
     }
   }
