@@ -42,8 +42,9 @@ export type RebootErrorCode =
   | 'ERR_GRACEFUL_SUCCESSOR_EXITED'
   | 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT'
   | 'ERR_GRACEFUL_SUCCESSOR_SPAWN'
+  | 'ERR_GRACEFUL_SUCCESSOR_PROBATION'
 
-/** An inherited socket could not be adopted at listen(). */
+/** A successor listens on an address the old process did not pass it (the reboot is rolled back). */
 export class AdoptionError extends GracefulError {
   constructor (message: string) {
     super('ERR_GRACEFUL_ADOPTION', message)

@@ -6,6 +6,8 @@ export const exitCodes = {
   clean: 0,
   /** The shutdown was started by an uncaught exception or unhandled rejection. */
   crash: 1,
+  /** A successor started by a reboot was not ready within `rebootTimeout` of its own start, and gave up. */
+  notReady: 70,
   /** The deadline passed: connections or WebSockets were destroyed. */
   forced: 75,
   /** A finalizer threw, rejected or ran past its deadline. */

@@ -3,7 +3,7 @@
 // apps, their listening sockets, the shutdown and its exit code. A reboot's old side lives in
 // outgoing/, the new side's announcement in incoming/.
 import { EventEmitter } from 'node:events'
-import { InvalidOptionError, type RebootError, describe } from './errors'
+import { AdoptionError, InvalidOptionError, type RebootError, describe } from './errors'
 import type { GracefulUnit } from './drain/app'
 import type { ShutdownReason } from './drain/finalizers'
 import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from './events'
@@ -11,13 +11,15 @@ import { exitCodes } from './exit-codes'
 import { ListenerRegistry } from './handoff/listeners'
 import { Announcer } from './incoming/announce'
 import type { Inherited } from './incoming/inherited'
+import { ParentChannel } from './incoming/parent'
+import { readyWatchdog } from './incoming/watchdog'
 import type { Logger } from './log'
 import { stderrLogger } from './log'
 import { DEFAULTS, ms } from './options'
 import { realHost, realProcess, type ProcessSeam, type RebootHost } from './os'
 import { OutgoingReboot } from './outgoing/reboot'
 import { rebootRefusal } from './outgoing/refusal'
-import { removePidFile } from './pidfile'
+import { removePidFile, writePidFile } from './pidfile'
 import { installSignals } from './signals'
 
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
@@ -41,6 +43,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private outgoing: OutgoingReboot | undefined
   private announcer: Announcer | undefined
   private fromEnv: Inherited | undefined
+  /** In a successor: the IPC channel to the old process (set up at the first register). */
+  private parent: ParentChannel | undefined
+  private incomingSetUp = false
+  /** A successor that was not ready in time is shutting down: it exits with `exitCodes.notReady`. */
+  private gaveUp = false
   private readySwitch = true
 
   constructor (seam: ProcessSeam = realProcess, host: RebootHost = realHost) {
@@ -95,8 +102,12 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.crashError = undefined
       this.setState('running')
     }
+    this.setUpIncoming()
     unit.watchServers((server) => {
-      this.listening.wrap(server, this.inherited, (l) => { this.announcement().listening(l) })
+      this.listening.wrap(server, this.inherited, {
+        listening: (l) => { this.announcement().listening(l) },
+        unmatched: (key) => { this.unmatched(key) }
+      })
     })
     this.units.add(unit)
     this.refreshSignals()
@@ -150,7 +161,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       log: this.log,
       sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
       successorTimeout: Math.max(0, ...[...this.units].map((u) => u.options.rebootTimeout)),
-      resume: () => { this.setState('running') },
+      probation: Math.max(0, ...[...this.units].map((u) => u.options.rebootProbation)),
+      resume: () => { this.resume() },
       emit: (e) => { this.emit('handoff', e) },
       drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger })
     })
@@ -188,13 +200,63 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.seam.exit(code)
   }
 
+  /**
+   * In a process started by a reboot: listens for a rollback from the old process, and gives up
+   * (exit code `notReady`) when not ready within the old process's `rebootTimeout` of its own start.
+   */
+  private setUpIncoming (): void {
+    if (this.incomingSetUp) return
+    this.incomingSetUp = true
+    const from = this.inherited
+    if (from.parentPid === undefined) return
+    const parent = new ParentChannel(this.host, this.seam.pid)
+    this.parent = parent
+    parent.onAbort((timeout) => {
+      this.log.warn({ parent: from.parentPid, timeout }, 'graceful-reboot: the old process rolled the reboot back; draining')
+      void this.shutdown(timeout, { reason: 'shutdown', trigger: 'rollback' })
+    })
+    const within = from.readyWithin
+    if (within === undefined) return
+    readyWatchdog(this.seam, within, () => this.started || this.current !== 'running', () => {
+      this.gaveUp = true
+      this.log.error({ parent: from.parentPid, rebootTimeout: within, pending: from.pendingKeys }, `graceful-reboot: not ready within ${within} ms of the start (rebootTimeout); giving up so a supervisor can act`)
+      void this.shutdown(undefined, { reason: 'shutdown', trigger: 'not-ready' })
+    })
+  }
+
+  /** A listen() in a successor bound an address the old process did not pass while inherited sockets wait: the new code listens elsewhere. */
+  private unmatched (key: string): void {
+    const pending = this.inherited.pendingKeys
+    if (this.parent === undefined || pending.length === 0) return
+    const err = new AdoptionError(`listen() asked for ${key}, which the old process did not pass; it passed ${pending.join(', ')}, still waiting for a listen()`)
+    this.log.error({ err }, 'graceful-reboot: the new code listens on other addresses than the old process; the reboot will be rolled back')
+    this.parent.adoptionMismatch(key, pending)
+  }
+
+  /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
+  private resume (): void {
+    this.setState('running')
+    const pidFile = this.pidFile()
+    if (pidFile === undefined) return
+    try {
+      writePidFile(pidFile, this.seam.pid)
+    } catch (err) {
+      this.log.error({ err, pidFile }, 'graceful-reboot: could not restore the PID file')
+    }
+  }
+
+  /** The PID file of the first app that has one (of `units`: an app that closed during the drain counts too). */
+  private pidFile (units: Iterable<GracefulUnit> = this.units): string | undefined {
+    return [...units].find((u) => u.options.pidFile !== undefined)?.options.pidFile
+  }
+
   private announcement (): Announcer {
     this.announcer ??= new Announcer({
       pid: this.seam.pid,
-      host: this.host,
+      tellParent: () => this.parent?.ready() === true,
       inherited: this.inherited,
       log: this.log,
-      pidFile: () => [...this.units].find((u) => u.options.pidFile !== undefined)?.options.pidFile,
+      pidFile: () => this.pidFile(),
       manual: () => [...this.units].some((u) => u.options.readiness === 'manual'),
       emit: (e: HandoffEvent) => { this.emit('handoff', e) }
     })
@@ -214,6 +276,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   private async drainAll (start: number, log: Logger, timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
     this.setState('draining')
+    // A successor in probation: the old process rolls back at once and goes on serving.
+    this.parent?.failing(reason, trigger)
     const units = [...this.units]
     // With no app registered there is nothing of ours to end the process for.
     const exit = units.length > 0 && units.every((u) => u.options.exit)
@@ -226,9 +290,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const failedFinalizers = apps.flatMap((a) => a.finalizers.filter((f) => !f.ok).map((f) => f.name))
     const code = this.crashError !== undefined
       ? exitCodes.crash
-      : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
+      : this.gaveUp ? exitCodes.notReady : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
     const result: ShutdownResult = { code, reason: this.crashError !== undefined ? 'crash' : reason, trigger, ms: this.seam.now() - start, forced, failedFinalizers, apps }
-    const pidFile = units.find((u) => u.options.pidFile !== undefined)?.options.pidFile
+    const pidFile = this.pidFile(units)
     if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
     this.setState('stopped')
     for (const u of units) this.unregister(u)

@@ -40,8 +40,13 @@ export interface GracefulOptions {
   health?: HealthOptions | boolean
   /** Path of a PID file written when the app is ready, removed at shutdown if it still holds this pid. */
   pidFile?: string
-  /** Ms a successor has to become ready before it is killed and this process keeps serving. Default 60000. */
+  /** Ms a successor has to become ready before it is stopped and this process keeps serving. Default 60000. */
   rebootTimeout?: number
+  /**
+   * Ms both processes serve after the successor is ready, before this one drains; a successor that
+   * fails within it is rolled back and this process goes on serving. Default 1000; 0: drain at once.
+   */
+  rebootProbation?: number
   /** Where the package logs (Express and plain servers; Fastify uses fastify.log). Default: stderr. */
   logger?: Logger
   /**
@@ -62,6 +67,7 @@ export interface ResolvedOptions {
   health: Required<HealthOptions> | undefined
   pidFile: string | undefined
   rebootTimeout: number
+  rebootProbation: number
   logger: Logger | undefined
   readiness: 'listen' | 'manual'
 }
@@ -71,10 +77,11 @@ export const DEFAULTS = {
   idleGrace: 250,
   readinessDelay: 0,
   rebootTimeout: 60_000,
+  rebootProbation: 1_000,
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as SignalMap
 } as const
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'logger', 'readiness'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'logger', 'readiness'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -96,6 +103,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     health: resolveHealth(o.health),
     pidFile: optionalString(o.pidFile, 'pidFile'),
     rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
+    rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
     logger: resolveLogger(o.logger),
     readiness: resolveReadiness(o.readiness)
   }

@@ -74,8 +74,10 @@ export interface RebootHost {
   exitingInit: () => string | undefined
   /** Reads the sockets this process inherited (called once per process). */
   inherited: () => Inherited
-  /** Sends a message to the old process over the IPC channel, if there is one. */
+  /** Sends a message to the old process over the IPC channel, if there is one; false when it cannot. Never throws. */
   send: (message: unknown) => boolean
+  /** Subscribes to messages from the old process; returns the unsubscribe function. */
+  onParentMessage: (fn: (message: unknown) => void) => () => void
 }
 
 const startCwd = process.cwd()
@@ -100,7 +102,19 @@ export const realHost: RebootHost = {
   inherited: readInherited,
   send: (message) => {
     if (typeof process.send !== 'function' || !process.connected) return false
-    process.send(message)
-    return true
+    try {
+      // With a callback, a failed send (EPIPE: the old process died) is reported to it, not thrown
+      // as an 'error' event on process, which would be an uncaught exception.
+      return process.send(message, undefined, {}, () => {})
+    } catch {
+      return false
+    }
+  },
+  onParentMessage: (fn) => {
+    if (typeof process.send !== 'function') return () => {}
+    process.on('message', fn)
+    // Our listener must not keep the process alive once the app is done.
+    process.channel?.unref()
+    return () => { process.removeListener('message', fn) }
   }
 }

@@ -6,10 +6,11 @@ import type { SpawnOptions } from 'node:child_process'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
 import type { HandoffEvent } from '../lib/events'
-import { READY_MESSAGE } from '../lib/handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE } from '../lib/handoff/protocol'
+import { ROLLBACK_GRACE_MS } from '../lib/outgoing/spawn'
 import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
 import type { RebootHost } from '../lib/os'
-import { resolveOptions } from '../lib/options'
+import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
 import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
 
@@ -34,13 +35,21 @@ class FakeChild extends EventEmitter {
     this.emit('exit', code, signal)
   }
 
-  disconnect (): void { this.disconnected = true; this.connected = false }
+  readonly sent: unknown[] = []
+  send (message: unknown, cb?: () => void): boolean {
+    if (!this.connected) return false
+    this.sent.push(message)
+    cb?.()
+    return true
+  }
+
+  disconnect (): void { this.disconnected = true; this.connected = false; this.emit('disconnect') }
   unref (): void { this.unrefed = true }
 }
 
 interface Spawned { command: string, args: readonly string[], options: SpawnOptions }
 
-function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[] } {
+function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[] } {
   const child = new FakeChild()
   const spawned: Spawned[] = []
   const life = new Lifecycle(seam, {
@@ -57,9 +66,10 @@ function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}): { seam: 
     exitingInit: () => undefined,
     inherited: () => new Inherited([], undefined, false),
     send: () => false,
+    onParentMessage: () => () => {},
     ...host
   })
-  life.register(new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000 }), memoryLogger(), seam))
+  life.register(new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000, ...options }), memoryLogger(), seam))
   const events: HandoffEvent[] = []
   life.on('handoff', (e) => { events.push(e) })
   return { seam, life, child, spawned, events }
@@ -128,29 +138,97 @@ test('a second reboot while one is in flight is refused at once; a successor tha
   t.deepEqual(events.map((e) => e.step), ['spawned', 'failed'])
 })
 
-test('a successor that stays silent is killed at rebootTimeout', async (t) => {
+test('a successor that stays silent is asked to drain at rebootTimeout, and killed only after the rollback grace', async (t) => {
   const { seam, life, child } = world()
   const p = life.reboot(1000)
   const failed = t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT', message: /not ready within 2000 ms/ })
   await seam.advance(1999)
-  t.is(child.killedWith, undefined)
+  t.deepEqual(child.sent, [])
   await seam.advance(1)
   await failed
-  t.is(child.killedWith, 'SIGKILL')
+  t.deepEqual(child.sent, [{ type: ABORT_MESSAGE, timeout: ROLLBACK_GRACE_MS }], 'asked to drain what it may have accepted')
+  t.is(child.killedWith, undefined)
   t.is(life.state, 'running')
+  await seam.advance(ROLLBACK_GRACE_MS + 500)
+  t.is(child.killedWith, 'SIGKILL', 'killed once the grace is over')
 })
 
-test('a shutdown during a reboot wins: the successor is killed, reboot() rejects as aborted, the drain runs', async (t) => {
+test('a rolled-back successor without an IPC channel gets SIGTERM, not SIGKILL', async (t) => {
+  const { seam, life, child } = world()
+  const p = life.reboot(1000)
+  child.connected = false
+  const failed = t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT' })
+  await seam.advance(2000)
+  await failed
+  t.is(child.killedWith, 'SIGTERM')
+})
+
+test('a shutdown during a reboot wins: the successor is asked to drain, reboot() rejects as aborted, the drain runs', async (t) => {
   const { life, child } = world()
   const reboot = life.reboot(1000)
   const aborted = t.throwsAsync(reboot, { code: 'ERR_GRACEFUL_REBOOT_ABORTED' })
   const shutdown = life.shutdown(1000)
   await aborted
-  t.is(child.killedWith, 'SIGKILL')
+  t.deepEqual(child.sent, [{ type: ABORT_MESSAGE, timeout: ROLLBACK_GRACE_MS }])
   const result = await shutdown
   t.is(result.reason, 'shutdown')
   t.is(life.state, 'stopped')
   await t.throwsAsync(life.reboot(1000), { code: 'ERR_GRACEFUL_SHUTTING_DOWN' })
+})
+
+test('probation: reboot() resolves only after the window, and the old process drains only then', async (t) => {
+  const { seam, life, child, events } = world(new FakeSeam(), {}, { rebootProbation: 1000 })
+  const p = life.reboot(1000)
+  let resolved = false
+  void p.then(() => { resolved = true })
+  child.emit('message', { type: READY_MESSAGE })
+  await settle()
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready'])
+  await seam.advance(999)
+  t.false(resolved)
+  t.is(life.state, 'rebooting', 'both processes serve')
+  t.false(child.disconnected)
+  await seam.advance(1)
+  t.is(await p, 5151)
+  t.true(child.disconnected, 'the channel is released after probation')
+  await settle()
+  t.is(life.state === 'draining' || life.state === 'stopped', true)
+})
+
+test('probation: a successor that reports it shuts down within the window rolls back at once; the old process keeps serving', async (t) => {
+  const { seam, life, child, events } = world(new FakeSeam(), {}, { rebootProbation: 1000 })
+  const p = life.reboot(1000)
+  const failed = t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_PROBATION', message: /started shutting down \(uncaughtException\) within the 1000 ms probation/ })
+  child.emit('message', { type: READY_MESSAGE })
+  await seam.advance(200)
+  child.emit('message', { type: FAILING_MESSAGE, pid: 5151, reason: 'crash', trigger: 'uncaughtException' })
+  await failed
+  t.is(life.state, 'running')
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready', 'failed'])
+  t.deepEqual(seam.exits, [])
+})
+
+test('probation: a successor whose channel closes or that exits within the window rolls back too', async (t) => {
+  for (const how of ['disconnect', 'exit'] as const) {
+    const { seam, life, child } = world(new FakeSeam(), {}, { rebootProbation: 1000 })
+    const p = life.reboot(1000)
+    const failed = t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_PROBATION', message: how === 'exit' ? /was killed by SIGSEGV/ : /closed its IPC channel/ })
+    child.emit('message', { type: READY_MESSAGE })
+    await seam.advance(10)
+    if (how === 'exit') child.exit(null, 'SIGSEGV')
+    else child.disconnect()
+    await failed
+    t.is(life.state, 'running', how)
+  }
+})
+
+test('a successor that listens on an address it did not inherit fails the reboot at once with the adoption error', async (t) => {
+  const { life, child } = world()
+  const p = life.reboot(1000)
+  child.emit('message', { type: ADOPTION_MESSAGE, pid: 5151, asked: 'tcp:127.0.0.1:4000', inherited: ['tcp:127.0.0.1:3000'] })
+  await t.throwsAsync(p, { code: 'ERR_GRACEFUL_ADOPTION', message: /listens on tcp:127\.0\.0\.1:4000.*inherited tcp:127\.0\.0\.1:3000/ })
+  t.is(life.state, 'running')
+  t.deepEqual(child.sent, [{ type: ABORT_MESSAGE, timeout: ROLLBACK_GRACE_MS }])
 })
 
 test("Fastify bound to 'localhost' (one socket per address) refuses to reboot, naming the fix", async (t) => {

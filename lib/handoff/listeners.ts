@@ -34,9 +34,11 @@ export class ListenerRegistry {
 
   /**
    * Replaces `server.listen` with one that records the requested address and, when an inherited
-   * socket matches it, listens on that fd instead. `onListening` runs after each successful listen.
+   * socket matches it, listens on that fd instead. `on.listening` runs after each successful listen;
+   * `on.unmatched` when a listen() binds an address that no inherited socket matched.
    */
-  wrap (server: net.Server, from: Inherited, onListening: (l: Listener) => void): void {
+  wrap (server: net.Server, from: Inherited, on: { listening: (l: Listener) => void, unmatched: (key: string) => void }): void {
+    const onListening = on.listening
     const s = server as net.Server & { [WRAPPED]?: true }
     if (s[WRAPPED] === true) return
     s[WRAPPED] = true
@@ -56,7 +58,10 @@ export class ListenerRegistry {
         onListening(record)
       })
       this.once('close', () => { listeners.delete(this) })
-      if (fd === undefined) return original.apply(this, args as Parameters<net.Server['listen']>)
+      if (fd === undefined) {
+        on.unmatched(key)
+        return original.apply(this, args as Parameters<net.Server['listen']>)
+      }
       // Node answers address() of a pipe from the path it bound; an adopted one has none of its own.
       if (req.path !== undefined) (this as net.Server & { _pipeName?: string })._pipeName = req.path
       const options: net.ListenOptions & { fd: number } = { fd }

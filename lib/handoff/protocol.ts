@@ -7,5 +7,28 @@ export const FIRST_FD = 3
 export const PARENT_ENV = 'GRACEFUL_REBOOT_PARENT_PID'
 /** Set, to the longest wait in ms, when the reboot is stateful (accept only once the old process exited). */
 export const STATEFUL_ENV = 'GRACEFUL_REBOOT_STATEFUL'
-/** The message a successor sends over IPC once it serves. */
+/** The ms a successor has to become ready (`rebootTimeout`), counted by the successor itself too. */
+export const READY_WITHIN_ENV = 'GRACEFUL_REBOOT_READY_WITHIN'
+
+/** New -> old: this process serves (every inherited socket adopted, or `declareReady()`). */
 export const READY_MESSAGE = 'graceful-reboot:ready'
+/** New -> old: this process started shutting down (a crash, a signal, code) and will not serve for long. */
+export const FAILING_MESSAGE = 'graceful-reboot:failing'
+/** New -> old: a listen() asked for an address the old process did not pass (the new code listens elsewhere). */
+export const ADOPTION_MESSAGE = 'graceful-reboot:adoption'
+/** Old -> new: the reboot is rolled back; drain and exit within `timeout` ms. */
+export const ABORT_MESSAGE = 'graceful-reboot:abort'
+
+export type NewToOld =
+  | { type: typeof READY_MESSAGE, pid: number }
+  | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
+  | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
+
+export interface OldToNew { type: typeof ABORT_MESSAGE, timeout: number }
+
+/** The `type` of an IPC message, if it is one of ours. */
+export function messageType (m: unknown): string | undefined {
+  if (m === null || typeof m !== 'object') return undefined
+  const type = (m as { type?: unknown }).type
+  return typeof type === 'string' && type.startsWith('graceful-reboot:') ? type : undefined
+}

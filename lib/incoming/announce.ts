@@ -3,17 +3,16 @@
 // inherited sockets that nothing adopted.
 import type { HandoffEvent } from '../events'
 import type { Listener } from '../handoff/listeners'
-import { READY_MESSAGE } from '../handoff/protocol'
 import type { Logger } from '../log'
-import type { RebootHost } from '../os'
 import { writePidFile } from '../pidfile'
 import type { Inherited } from './inherited'
 
 /** What the announcement needs from the lifecycle. */
 export interface AnnounceContext {
   readonly pid: number
-  readonly host: Pick<RebootHost, 'send'>
   readonly inherited: Inherited
+  /** Tells the old process of a reboot that this one serves; false when it is gone. */
+  tellParent (): boolean
   readonly log: Logger
   /** The PID file of the first app that has one. */
   pidFile (): string | undefined
@@ -48,8 +47,8 @@ export class Announcer {
     const pidFile = this.ctx.pidFile()
     if (pidFile !== undefined) writePidFile(pidFile, this.ctx.pid)
     if (from.parentPid !== undefined) {
-      const told = this.ctx.host.send({ type: READY_MESSAGE, pid: this.ctx.pid })
-      log.info({ parent: from.parentPid, told }, 'graceful-reboot: ready; the old process drains now')
+      if (this.ctx.tellParent()) log.info({ parent: from.parentPid }, 'graceful-reboot: ready; told the old process')
+      else log.warn({ parent: from.parentPid }, 'graceful-reboot: ready; the old process is gone, serving alone')
     }
     const unused = from.closeUnadopted()
     if (unused.length > 0) log.warn({ sockets: unused }, 'graceful-reboot: closed inherited sockets that no listen() adopted')

@@ -3,7 +3,7 @@
 // listening sockets to listen() calls whose address matches.
 import * as fs from 'node:fs'
 import { isListenKey } from '../handoff/keys'
-import { FIRST_FD, PARENT_ENV, STATEFUL_ENV } from '../handoff/protocol'
+import { FIRST_FD, PARENT_ENV, READY_WITHIN_ENV, STATEFUL_ENV } from '../handoff/protocol'
 
 interface InheritedFd { fd: number, name: string, adopted: boolean }
 
@@ -13,11 +13,14 @@ export class Inherited {
   readonly parentPid: number | undefined
   /** false, or the longest wait (ms) for the old process to exit before accepting. */
   readonly stateful: number | false
+  /** Started by a reboot: the ms this process has, from its start, to become ready (`rebootTimeout`). */
+  readonly readyWithin: number | undefined
 
-  constructor (fds: InheritedFd[], parentPid: number | undefined, stateful: number | false) {
+  constructor (fds: InheritedFd[], parentPid: number | undefined, stateful: number | false, readyWithin?: number) {
     this.fds = fds
     this.parentPid = parentPid
     this.stateful = stateful
+    this.readyWithin = readyWithin
   }
 
   /**
@@ -26,19 +29,26 @@ export class Inherited {
    */
   static fromEnv (env: NodeJS.ProcessEnv, pid: number): Inherited {
     const count = Number(env.LISTEN_FDS)
-    const forUs = env.LISTEN_PID === String(pid) && Number.isInteger(count) && count > 0
+    const forUs = env.LISTEN_PID === String(pid) && Number.isInteger(count) && count >= 0
     const names = (env.LISTEN_FDNAMES ?? '').split(':')
     const parent = Number(env[PARENT_ENV])
     const wait = Number(env[STATEFUL_ENV])
     const stateful = env[STATEFUL_ENV] !== undefined && Number.isFinite(wait) && wait >= 0 ? wait : false
-    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV]) delete env[key]
+    const within = Number(env[READY_WITHIN_ENV])
+    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV, READY_WITHIN_ENV]) delete env[key]
     if (!forUs) return new Inherited([], undefined, false)
     const fds: InheritedFd[] = []
     for (let i = 0; i < count; i++) fds.push({ fd: FIRST_FD + i, name: decode(names[i] ?? ''), adopted: false })
-    return new Inherited(fds, Number.isInteger(parent) && parent > 0 ? parent : undefined, stateful)
+    // A reboot of an app with no listening socket passes LISTEN_FDS=0: still a successor.
+    const parentPid = Number.isInteger(parent) && parent > 0 ? parent : undefined
+    if (fds.length === 0 && parentPid === undefined) return new Inherited([], undefined, false)
+    return new Inherited(fds, parentPid, stateful, parentPid !== undefined && Number.isFinite(within) && within > 0 ? within : undefined)
   }
 
   get pending (): number { return this.fds.filter((f) => !f.adopted).length }
+
+  /** Names of the inherited sockets passed by a reboot (address keys) that no listen() adopted yet. */
+  get pendingKeys (): string[] { return this.fds.filter((f) => !f.adopted && isListenKey(f.name)).map((f) => f.name) }
 
   /**
    * The inherited fd for a listen() on `key`: the one with that exact name, else (systemd names

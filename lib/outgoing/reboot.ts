@@ -1,5 +1,6 @@
 // Runs in the old process of a reboot: one reboot from spawn to hand-over: start the successor with
-// the listening sockets, wait until it is ready, roll back if it fails, then drain this process.
+// the listening sockets, wait until it is ready, serve beside it through probation, roll back if it
+// fails at any point, then drain this process.
 import { RebootError } from '../errors'
 import type { HandoffEvent, ShutdownResult } from '../events'
 import type { Logger } from '../log'
@@ -18,7 +19,9 @@ export interface OutgoingContext {
   sockets (): Array<{ fd: number, key: string }>
   /** Ms the successor has to become ready. */
   readonly successorTimeout: number
-  /** The reboot failed and nothing else changed the state: back to 'running'. */
+  /** Ms both processes serve after ready before this one drains (0: drain at once). */
+  readonly probation: number
+  /** The reboot failed and nothing else changed the state: back to 'running' (and the PID file back to this pid). */
   resume (): void
   emit (event: HandoffEvent): void
   /** Drains this process (reason 'reboot') once the successor serves. */
@@ -29,22 +32,25 @@ export class OutgoingReboot {
   private readonly ctx: OutgoingContext
   private successor: Successor | undefined
   private aborted = false
+  private onAbort: (() => void) | undefined
 
   constructor (ctx: OutgoingContext) {
     this.ctx = ctx
   }
 
-  /** A shutdown wins over a reboot whose successor is not ready yet: kills the successor. */
+  /** A shutdown wins over a reboot whose successor is not through probation yet: stops the successor. */
   abort (): void {
     if (this.successor === undefined) return
     this.aborted = true
-    this.successor.kill()
+    this.successor.stop()
+    this.onAbort?.()
   }
 
   /**
-   * Spawns the successor, waits for its ready message, then starts this process's drain with the
-   * deadline `timeout` ms. Resolves with the successor's pid once it is ready; rejects with a
-   * RebootError (the successor killed, this process still serving) when it fails or is aborted.
+   * Spawns the successor, waits for its ready message and through probation (both processes serve),
+   * then starts this process's drain with the deadline `timeout` ms. Resolves with the successor's
+   * pid after probation; rejects with a RebootError or AdoptionError (the successor stopped, this
+   * process still serving) when it fails or the reboot is aborted.
    */
   async run (timeout: number, trigger: string, stateful: boolean): Promise<number> {
     const { seam, host, log } = this.ctx
@@ -64,25 +70,40 @@ export class OutgoingReboot {
       timer: (t, fn) => seam.timer(t, fn)
     })
     this.successor = successor
+    const aborted = new Promise<never>((_resolve, reject) => {
+      this.onAbort = () => {
+        reject(new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'the reboot was aborted by a shutdown; successor stopped', successor.pid))
+      }
+    })
+    aborted.catch(() => {})
     log.info({ trigger, successor: successor.pid, sockets: sockets.map((s) => s.key), stateful }, 'graceful-reboot: successor spawned')
     this.ctx.emit({ step: 'spawned', pid: successor.pid })
     try {
-      await successor.ready
+      await Promise.race([successor.ready, aborted])
+      const readyMs = seam.now() - start
+      this.ctx.emit({ step: 'ready', pid: successor.pid, ms: readyMs })
+      // A stateful successor does not serve before this process exits: nothing to watch.
+      const probation = stateful ? 0 : this.ctx.probation
+      if (probation > 0) {
+        log.info({ successor: successor.pid, ms: readyMs, probation }, `graceful-reboot: successor ready after ${readyMs} ms; both serve for ${probation} ms of probation`)
+        await Promise.race([successor.probation(probation), aborted])
+      }
+      log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
     } catch (err) {
-      successor.kill()
-      const error = this.aborted
-        ? new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'the reboot was aborted by a shutdown; successor killed', successor.pid)
-        : err as RebootError
-      if (!this.aborted) this.ctx.resume()
-      log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')
+      successor.stop()
+      const error = err as RebootError
+      if (this.aborted) {
+        log.warn({ err: error, successor: successor.pid }, 'graceful-reboot: reboot aborted by a shutdown; successor stopped')
+      } else {
+        this.ctx.resume()
+        log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')
+      }
       this.ctx.emit({ step: 'failed', pid: successor.pid, error })
       throw error
     } finally {
       this.successor = undefined
+      this.onAbort = undefined
     }
-    const readyMs = seam.now() - start
-    log.info({ successor: successor.pid, ms: readyMs }, `graceful-reboot: successor ready after ${readyMs} ms; draining`)
-    this.ctx.emit({ step: 'ready', pid: successor.pid, ms: readyMs })
     successor.release()
     void this.ctx.drain(timeout, trigger).then((result) => {
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })

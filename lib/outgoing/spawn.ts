@@ -1,9 +1,13 @@
-// Runs in the old process: starts the successor with the listening sockets at fds 3.. (systemd's
-// LISTEN_FDS convention), waits for its "ready" message, and kills it if it fails.
+// Runs in the old process of a reboot: starts the successor with the listening sockets at fds 3..
+// (systemd's LISTEN_FDS convention), waits for its "ready" message, watches it through probation,
+// and stops it (asked to drain first, killed at the end of a grace) when the reboot is rolled back.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
-import { RebootError } from '../errors'
-import { PARENT_ENV, READY_MESSAGE, STATEFUL_ENV } from '../handoff/protocol'
+import { AdoptionError, RebootError } from '../errors'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
+
+/** Ms a rolled-back successor is given to drain what it accepted (asked over IPC, else SIGTERM) before SIGKILL. */
+export const ROLLBACK_GRACE_MS = 5_000
 
 export interface SuccessorOptions {
   /** Listening sockets to pass, in order: they become fds 3, 4, ... */
@@ -17,7 +21,7 @@ export interface SuccessorOptions {
   parentPid: number
   /** false, or the ms after which a stateful successor accepts even if the old process still runs. */
   stateful: number | false
-  /** Ms the successor has to send ready before it is killed. */
+  /** Ms the successor has to send ready before it is stopped. */
   timeout: number
   spawn: Spawn
   timer: (ms: number, fn: () => void) => () => void
@@ -25,10 +29,15 @@ export interface SuccessorOptions {
 
 export interface Successor {
   readonly pid: number
-  /** Resolves when the successor is ready; rejects with a RebootError if it exits or times out first. */
+  /** Resolves when the successor is ready; rejects with a RebootError (or AdoptionError) if it fails first. */
   readonly ready: Promise<void>
-  /** Kills the successor (rollback). */
-  kill (): void
+  /**
+   * After ready: resolves once `ms` have passed with the successor serving; rejects with a RebootError
+   * as soon as it reports that it shuts down, its IPC channel closes or it exits.
+   */
+  probation (ms: number): Promise<void>
+  /** Rollback: asks the successor to drain within `graceMs` (over IPC, else SIGTERM), then kills it. */
+  stop (graceMs?: number): void
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
   release (): void
 }
@@ -45,7 +54,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     ...o.env,
     LISTEN_FDS: String(o.sockets.length),
     LISTEN_FDNAMES: o.sockets.map((s) => encodeURIComponent(s.key)).join(':'),
-    [PARENT_ENV]: String(o.parentPid)
+    [PARENT_ENV]: String(o.parentPid),
+    [READY_WITHIN_ENV]: String(o.timeout)
   }
   delete env.LISTEN_PID
   if (o.stateful !== false) env[STATEFUL_ENV] = String(o.stateful)
@@ -55,40 +65,91 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })
   } catch (err) {
     const e = new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${(err as Error).message}`)
-    return { pid: 0, ready: Promise.reject(e), kill () {}, release () {} }
+    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, release () {} }
   }
   const pid = child.pid ?? 0
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null
+  // An IPC error (the successor died with a message in flight) is never a crash of ours.
+  child.on('error', () => {})
   let settled = false
   const ready = new Promise<void>((resolve, reject) => {
     const cancel = o.timer(o.timeout, () => {
-      fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_TIMEOUT', `successor ${pid} was not ready within ${o.timeout} ms; killed it`, pid))
-      child.kill('SIGKILL')
+      fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_TIMEOUT', `successor ${pid} was not ready within ${o.timeout} ms (it is ready once a listen() adopted each of ${o.sockets.map((s) => s.key).join(', ') || 'no socket'}, or declareReady() with readiness 'manual'); stopping it`, pid))
     })
-    const fail = (err: RebootError): void => {
+    const fail = (err: Error): void => {
       if (settled) return
       settled = true
       cancel()
       reject(err)
     }
     child.on('message', (m: unknown) => {
-      if (settled || (m as { type?: unknown } | null)?.type !== READY_MESSAGE) return
-      settled = true
-      cancel()
-      resolve()
+      const type = messageType(m)
+      if (type === READY_MESSAGE && !settled) {
+        settled = true
+        cancel()
+        resolve()
+      } else if (type === ADOPTION_MESSAGE) {
+        const a = m as Extract<NewToOld, { type: typeof ADOPTION_MESSAGE }>
+        fail(new AdoptionError(`successor ${pid} listens on ${a.asked}, which this process did not pass; it inherited ${a.inherited.join(', ')} (listen on the same addresses, or restart instead of rebooting)`))
+      } else if (type === FAILING_MESSAGE) {
+        const f = m as Extract<NewToOld, { type: typeof FAILING_MESSAGE }>
+        fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `successor ${pid} started shutting down (${f.trigger}) before it was ready`, pid))
+      }
     })
     child.once('error', (err) => {
       fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${err.message}`, pid))
     })
     child.once('exit', (code, signal) => {
-      const how = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
-      fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `successor ${pid} ${how} before it was ready`, pid))
+      fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `successor ${pid} ${exitWords(code, signal)} before it was ready`, pid))
     })
   })
+  let stopping = false
   return {
     pid,
     ready,
-    kill () {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    probation (ms) {
+      return new Promise<void>((resolve, reject) => {
+        let done = false
+        const end = (err?: RebootError): void => {
+          if (done) return
+          done = true
+          cancel()
+          child.removeListener('message', onMessage)
+          child.removeListener('disconnect', onDisconnect)
+          child.removeListener('exit', onExit)
+          if (err === undefined) resolve()
+          else reject(err)
+        }
+        const failed = (why: string): RebootError =>
+          new RebootError('ERR_GRACEFUL_SUCCESSOR_PROBATION', `successor ${pid} ${why} within the ${ms} ms probation; rolled back, this process goes on serving`, pid)
+        const onMessage = (m: unknown): void => {
+          if (messageType(m) !== FAILING_MESSAGE) return
+          const f = m as Extract<NewToOld, { type: typeof FAILING_MESSAGE }>
+          end(failed(`started shutting down (${f.trigger})`))
+        }
+        const onDisconnect = (): void => { end(failed('closed its IPC channel')) }
+        const onExit = (code: number | null, signal: NodeJS.Signals | null): void => { end(failed(exitWords(code, signal))) }
+        const cancel = o.timer(ms, () => { end() })
+        child.on('message', onMessage)
+        child.once('disconnect', onDisconnect)
+        child.once('exit', onExit)
+        if (!alive()) onExit(child.exitCode, child.signalCode)
+        else if (!child.connected) onDisconnect()
+      })
+    },
+    stop (graceMs = ROLLBACK_GRACE_MS) {
+      if (stopping || !alive()) return
+      stopping = true
+      const abort: OldToNew = { type: ABORT_MESSAGE, timeout: graceMs }
+      let asked = false
+      if (child.connected) {
+        try {
+          asked = child.send(abort, () => {})
+        } catch {}
+      }
+      if (!asked) child.kill('SIGTERM')
+      const cancel = o.timer(graceMs + 500, () => { if (alive()) child.kill('SIGKILL') })
+      child.once('exit', cancel)
     },
     release () {
       if (o.stateful !== false) {
@@ -99,4 +160,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
       child.unref()
     }
   }
+}
+
+function exitWords (code: number | null, signal: NodeJS.Signals | null): string {
+  return signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
 }

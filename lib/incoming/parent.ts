@@ -1,0 +1,36 @@
+// Runs in the new process of a reboot: its side of the IPC channel to the old process: says it is
+// ready, that it fails (so the old process rolls back at once), or that the new code listens on an
+// address it did not inherit; obeys a rollback. The old process may be gone at any moment: an IPC
+// failure is never a crash, and the new process then carries on alone.
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import type { RebootHost } from '../os'
+
+export class ParentChannel {
+  private readonly host: Pick<RebootHost, 'send' | 'onParentMessage'>
+  private readonly pid: number
+
+  constructor (host: Pick<RebootHost, 'send' | 'onParentMessage'>, pid: number) {
+    this.host = host
+    this.pid = pid
+  }
+
+  /** Tells the old process to drain; false when it can no longer be told (it is gone). */
+  ready (): boolean { return this.say({ type: READY_MESSAGE, pid: this.pid }) }
+
+  /** This process started shutting down: an old process still in probation rolls back. */
+  failing (reason: string, trigger: string): boolean { return this.say({ type: FAILING_MESSAGE, pid: this.pid, reason, trigger }) }
+
+  /** A listen() asked for `asked`, which was not passed; `inherited` were. */
+  adoptionMismatch (asked: string, inherited: string[]): boolean { return this.say({ type: ADOPTION_MESSAGE, pid: this.pid, asked, inherited }) }
+
+  /** Calls `fn` with the drain deadline when the old process rolls the reboot back. Returns the unsubscribe function. */
+  onAbort (fn: (timeout: number) => void): () => void {
+    return this.host.onParentMessage((m) => {
+      if (messageType(m) === ABORT_MESSAGE) fn((m as OldToNew).timeout)
+    })
+  }
+
+  private say (m: NewToOld): boolean {
+    return this.host.send(m)
+  }
+}
