@@ -11,7 +11,8 @@ async function main (): Promise<void> {
   const token = process.env.ADMIN_TOKEN
   await app.register(graceful, {
     timeout: 10_000,
-    // /shutdown?second=N and /reboot?second=N with `Authorization: Bearer <token>`; loopback only without a token.
+    // /shutdown?second=N and /reboot?second=N with `Authorization: Bearer <token>`; without a token,
+    // plain local calls only (a loopback peer, no proxy header, no cross-site browser mark).
     admin: token === undefined || token === '' ? true : { token },
     health: true
   })

@@ -7,7 +7,11 @@ export type SignalAction = 'shutdown' | 'reboot'
 export type SignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
 
 export interface AdminOptions {
-  /** Bearer token required on /shutdown and /reboot. Without one, only loopback peers are served. */
+  /**
+   * Bearer token required on /shutdown and /reboot, from any peer: visible ASCII, no whitespace.
+   * Without one, only plain local calls are served: a loopback or Unix-socket peer whose request
+   * carries no proxy header and no cross-site browser mark.
+   */
   token?: string
   /** Path prefix for the admin routes, e.g. '/_admin'. Default: none. */
   prefix?: string
@@ -162,12 +166,35 @@ function resolveAdmin (value: unknown): AdminOptions | undefined {
   const out: AdminOptions = {}
   if (a.token !== undefined) {
     if (typeof a.token !== 'string' || a.token === '') {
-      throw new InvalidOptionError(`"admin.token" must be a non-empty string, got ${describe(a.token)}; leave it out to serve loopback peers only`)
+      throw new InvalidOptionError(`"admin.token" must be a non-empty string, got ${describe(a.token)}; leave it out to serve plain local calls only`)
     }
+    const problem = tokenProblem(a.token)
+    if (problem !== undefined) throw new InvalidOptionError(problem)
     out.token = a.token
   }
   if (a.prefix !== undefined) out.prefix = prefix(a.prefix, 'admin.prefix')
   return out
+}
+
+const WHITESPACE: Record<string, string> = { ' ': 'a space', '\t': 'a tab', '\n': 'a newline', '\r': 'a carriage return' }
+
+/**
+ * Why `token` cannot be an admin token, or undefined: it must fit `Authorization: Bearer <token>` as
+ * one word of visible ASCII (0x21-0x7E). A token with whitespace never matches what a client sends
+ * (the header's token ends at the first space), and control or non-ASCII characters do not survive
+ * an HTTP header the same way in every client. The message never shows the token itself.
+ */
+export function tokenProblem (token: string): string | undefined {
+  const at = token.search(/[^\x21-\x7e]/)
+  if (at === -1) return undefined
+  const ch = token[at] as string
+  const code = token.codePointAt(at) as number
+  const where = at + (code > 0xffff ? 2 : 1) === token.length ? 'at its end' : at === 0 ? 'at its start' : `at index ${at}`
+  if (/\s/.test(ch)) {
+    return `"admin.token" must not contain whitespace: it has ${WHITESPACE[ch] ?? 'whitespace'} ${where} (a token read from a file or an environment variable often keeps its trailing newline: trim it); a Bearer token is one word ("Authorization: Bearer <token>"), so this one could never match`
+  }
+  const what = code < 0x20 || code === 0x7f ? 'a control character' : 'a character beyond ASCII'
+  return `"admin.token" must be visible ASCII characters only (0x21-0x7E): it has ${what} (U+${code.toString(16).toUpperCase().padStart(4, '0')}) ${where}, which an HTTP header does not carry the same way in every client`
 }
 
 function resolveHealth (value: unknown): Required<HealthOptions> | undefined {

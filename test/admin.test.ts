@@ -1,7 +1,9 @@
 // Runs in the test process: the admin routes. Unit level: `second` validation, the loopback check with
-// injected peer addresses, auth, and the decision against a fake lifecycle. End to end, against
-// Fastify and Express fixture processes: bad input changes nothing, 202 drains an in-flight request
-// and exits 0, 409 for a reboot while one is in flight, 501 in a cluster worker.
+// injected peer addresses, the plain-local-call check (proxy headers, browser marks), auth, and the
+// decision against a fake lifecycle. End to end, against Fastify and Express fixture processes: bad
+// input changes nothing, without a token a proxied or cross-site request changes nothing while a
+// plain local call is served, with a token a proxied request is served, 202 drains an in-flight
+// request and exits 0, 409 for a reboot while one is in flight, 501 in a cluster worker.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import fs from 'node:fs'
@@ -10,7 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import express from 'express'
 import { expressGraceful, RebootError, type LifecycleState } from '../index'
-import { AdminGate, MAX_SECOND, isLoopback, parseSecond, peerAddress, type AdminAnswer, type AdminRequest, type AdminTarget } from '../lib/routes/admin'
+import { AdminGate, MAX_SECOND, PROXY_HEADERS, isLoopback, notPlainLocalCall, parseSecond, peerAddress, type AdminAnswer, type AdminHeaders, type AdminRequest, type AdminTarget } from '../lib/routes/admin'
 import { resolveOptions } from '../lib/options'
 import { bearer, request } from './fixtures/admin-client'
 import { startFixture, type Fixture } from './helpers/fixture'
@@ -37,8 +39,17 @@ function fake (): Fake {
   return f
 }
 
-const req = (url: string, over: Partial<AdminRequest> = {}): AdminRequest =>
-  ({ method: 'POST', url, authorization: undefined, remoteAddress: '127.0.0.1', ...over })
+/** A request from 127.0.0.1 as curl on the host sends it (Host only), unless `over` says otherwise. */
+function req (url: string, over: Partial<AdminRequest> & { authorization?: string | string[] | undefined } = {}): AdminRequest {
+  const { authorization, headers, ...rest } = over
+  return {
+    method: 'POST',
+    url,
+    remoteAddress: '127.0.0.1',
+    ...rest,
+    headers: { host: '127.0.0.1:3000', 'user-agent': 'curl/8.5.0', accept: '*/*', ...headers, ...(authorization === undefined ? {} : { authorization }) }
+  }
+}
 
 // ---------------------------------------------------------------- unit: validation
 
@@ -131,7 +142,138 @@ test('no token: loopback and Unix peers are served, every other peer gets 403 an
       t.is(a.start, undefined)
     }
   }
-  // A forged X-Forwarded-For is not even an input: the adapters pass the socket's address only.
+  // X-Forwarded-For never names the peer (the adapters pass the socket's address only): a forged one
+  // from a remote peer changes nothing, and from a local peer it marks a proxy (below).
+  t.is(gate.handle('shutdown', req('/shutdown?second=1', { remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': '127.0.0.1' } })).status, 403)
+  t.deepEqual(f.calls, [])
+})
+
+/** Headers a proxy on the host adds: each alone turns a loopback request into one that is refused without a token. */
+const PROXIED: AdminHeaders[] = [
+  { forwarded: 'for=203.0.113.7;proto=https' },
+  { 'x-forwarded-for': '203.0.113.7' },
+  { 'x-forwarded-for': '' },
+  { 'x-real-ip': '203.0.113.7' },
+  { via: '1.1 nginx' },
+  { 'x-forwarded-proto': 'https' },
+  { 'x-forwarded-host': 'example.com' },
+  { 'x-forwarded-port': '443' },
+  { 'x-client-ip': '203.0.113.7' },
+  { 'true-client-ip': '203.0.113.7' },
+  { 'cf-connecting-ip': '203.0.113.7' },
+  { 'X-Forwarded-For': '203.0.113.7' }
+]
+
+/** Marks a browser puts on a request another site's page makes (an image tag, a form, fetch). */
+const CROSS_SITE: AdminHeaders[] = [
+  { 'sec-fetch-site': 'cross-site' },
+  { 'sec-fetch-site': 'same-site' },
+  { 'sec-fetch-site': 'Cross-Site' },
+  { 'sec-fetch-site': 'something-new' },
+  { 'sec-fetch-site': ['none', 'cross-site'] },
+  { origin: 'https://evil.example' },
+  { origin: 'null' },
+  { origin: 'http://localhost:3000' },
+  { origin: 'http://127.0.0.1:3001' },
+  { origin: 'http://127.0.0.1' },
+  { origin: 'http://127.0.0.1:3000, https://evil.example' },
+  { origin: 'http://user@127.0.0.1:3000' },
+  { origin: 'file://' },
+  { origin: 'not a url' },
+  { origin: 'http://127.0.0.1:3000', host: 'evil.example@127.0.0.1:3000' },
+  { origin: 'http://127.0.0.1:3000', host: undefined },
+  { origin: 'http://127.0.0.1:3000', 'sec-fetch-site': 'cross-site' }
+]
+
+/** Browser requests that are the user's own (typed URL, bookmark) or a page of the admin routes' own origin. */
+const SAME_ORIGIN: AdminHeaders[] = [
+  { 'sec-fetch-site': 'none' },
+  { 'sec-fetch-site': 'same-origin' },
+  { 'sec-fetch-site': 'Same-Origin' },
+  { origin: 'http://127.0.0.1:3000' },
+  { origin: 'http://127.0.0.1:3000', 'sec-fetch-site': 'same-origin' },
+  { origin: 'http://127.0.0.1:3000/' },
+  { origin: 'HTTP://127.0.0.1:3000' },
+  { origin: 'http://localhost:3000', host: 'LOCALHOST:3000' },
+  { origin: 'http://[::1]:3000', host: '[::1]:3000' },
+  { origin: 'http://127.0.0.1', host: '127.0.0.1:80' },
+  { origin: 'https://127.0.0.1', host: '127.0.0.1' },
+  { origin: 'https://127.0.0.1:3000', host: undefined, ':authority': '127.0.0.1:3000' },
+  { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'sec-fetch-user': '?1', 'sec-fetch-site': 'none' }
+]
+
+test('no token: a loopback or Unix request with a proxy header gets 403 naming the header and admin.token; nothing happens', (t) => {
+  const f = fake()
+  const gate = new AdminGate({}, f)
+  for (const headers of PROXIED) {
+    const name = (Object.keys(headers)[0] as string).toLowerCase()
+    for (const remoteAddress of ['127.0.0.1', '::1', 'unix']) {
+      for (const action of ['shutdown', 'reboot'] as const) {
+        const a = gate.handle(action, req(`/${action}?second=0`, { remoteAddress, headers, method: 'GET' }))
+        t.is(a.status, 403, `${JSON.stringify(headers)} from ${remoteAddress}`)
+        t.like(a.body, { statusCode: 403, error: 'Forbidden', code: 'ERR_GRACEFUL_ADMIN_FORBIDDEN' })
+        const message = (a.body as { message: string }).message
+        t.true(message.includes(name), message)
+        t.regex(message, /proxy/)
+        t.regex(message, /configure admin\.token/)
+        t.is(a.start, undefined)
+      }
+    }
+  }
+  // The check comes before the query is read: a proxied caller learns nothing about it.
+  t.is(gate.handle('shutdown', req('/shutdown?second=abc', { headers: { via: '1.1 nginx' } })).status, 403)
+  t.deepEqual(f.calls, [])
+})
+
+test('no token: a request with another site\'s browser marks gets 403; nothing happens', (t) => {
+  const f = fake()
+  const gate = new AdminGate({}, f)
+  for (const headers of CROSS_SITE) {
+    for (const action of ['shutdown', 'reboot'] as const) {
+      const a = gate.handle(action, req(`/${action}?second=0`, { headers, method: 'GET' }))
+      t.is(a.status, 403, JSON.stringify(headers))
+      t.like(a.body, { code: 'ERR_GRACEFUL_ADMIN_FORBIDDEN' })
+      t.regex((a.body as { message: string }).message, /a browser sent it on behalf of .*another .*configure admin\.token/)
+      t.is(a.start, undefined)
+    }
+  }
+  t.deepEqual(f.calls, [])
+})
+
+test('no token: a plain local call, and a browser request of the same origin, are served', (t) => {
+  t.is(notPlainLocalCall({ host: '127.0.0.1:3000', 'user-agent': 'curl/8.5.0', accept: '*/*' }), undefined)
+  t.is(notPlainLocalCall({}), undefined, 'no header at all (HTTP/1.0, no Host)')
+  t.is(notPlainLocalCall({ host: 'localhost', authorization: 'Bearer x', 'content-type': 'application/json', 'content-length': '0' }), undefined)
+  for (const headers of SAME_ORIGIN) t.is(notPlainLocalCall({ host: '127.0.0.1:3000', ...headers }), undefined, JSON.stringify(headers))
+  for (const headers of [...PROXIED, ...CROSS_SITE]) t.not(notPlainLocalCall({ host: '127.0.0.1:3000', ...headers }), undefined, JSON.stringify(headers))
+  t.true(PROXY_HEADERS.includes('forwarded') && PROXY_HEADERS.includes('x-forwarded-for') && PROXY_HEADERS.includes('x-real-ip') && PROXY_HEADERS.includes('via'))
+  const f = fake()
+  const gate = new AdminGate({}, f)
+  for (const headers of SAME_ORIGIN) {
+    const a = gate.handle('shutdown', req('/shutdown?second=1', { headers }))
+    t.is(a.status, 202, JSON.stringify(headers))
+    a.abandon?.()
+  }
+  for (const remoteAddress of ['127.0.0.1', '::1', '::ffff:127.0.0.1', 'unix']) {
+    const a = gate.handle('reboot', req('/reboot?second=1', { remoteAddress }))
+    t.is(a.status, 202, remoteAddress)
+    a.abandon?.()
+  }
+  t.deepEqual(f.calls, [])
+})
+
+test('token: the token decides; proxy headers and browser marks do not matter', (t) => {
+  const f = fake()
+  const gate = new AdminGate({ token: 's3cret-token' }, f)
+  for (const headers of [...PROXIED, ...CROSS_SITE]) {
+    for (const remoteAddress of ['127.0.0.1', '203.0.113.7']) {
+      t.is(gate.handle('shutdown', req('/shutdown?second=1', { remoteAddress, headers })).status, 401, JSON.stringify(headers))
+      t.is(gate.handle('shutdown', req('/shutdown?second=1', { remoteAddress, headers, authorization: 'Bearer wrong' })).status, 403)
+      const a = gate.handle('shutdown', req('/shutdown?second=1', { remoteAddress, headers, authorization: 'Bearer s3cret-token' }))
+      t.is(a.status, 202, `${JSON.stringify(headers)} from ${remoteAddress}`)
+      a.abandon?.()
+    }
+  }
   t.deepEqual(f.calls, [])
 })
 
@@ -161,8 +303,11 @@ test('token: missing -> 401 with WWW-Authenticate, wrong -> 403, right -> 202, f
   t.deepEqual(ok.body, { action: 'shutdown', timeout: 2000, pid: 4242 })
 })
 
-test('an empty admin.token is refused at start-up', (t) => {
+test('an empty admin.token, or one a Bearer header cannot carry, is refused at start-up', (t) => {
   t.throws(() => new AdminGate({ token: '' }, fake()), { code: 'ERR_GRACEFUL_INVALID_OPTION' })
+  t.throws(() => new AdminGate({ token: 's3cret token' }, fake()), { code: 'ERR_GRACEFUL_INVALID_OPTION', message: /whitespace/ })
+  t.throws(() => new AdminGate({ token: 's3cret\n' }, fake()), { code: 'ERR_GRACEFUL_INVALID_OPTION', message: /newline at its end/ })
+  t.throws(() => expressGraceful(express(), { admin: { token: 's3cret\n' }, signals: false, exit: false }), { code: 'ERR_GRACEFUL_INVALID_OPTION', message: /admin\.token.*whitespace/ })
   t.throws(() => expressGraceful(express(), { admin: { token: '' }, signals: false, exit: false }), { code: 'ERR_GRACEFUL_INVALID_OPTION', message: /admin\.token/ })
   // Fastify: the same resolveOptions() runs in the plugin (a throw there is not yet turned into a
   // rejected register(); see the report), so it is checked through the options alone here.
@@ -293,6 +438,19 @@ for (const framework of FRAMEWORKS) {
     // A POST whose (empty) body claims JSON still reaches the handler: the body is never parsed.
     const json = await request(port, '/_admin/reboot?second=1.5', { method: 'POST', headers: { ...auth, 'content-type': 'application/json' } })
     t.like(json.body, { statusCode: 400, code: 'ERR_GRACEFUL_ADMIN_SECOND' })
+    // A body: up to 4 KiB, ignored. Larger: Fastify reads bodies before the handler and answers its own
+    // 413 (nothing happens); Express never reads it.
+    for (const type of ['application/json', 'application/octet-stream']) {
+      const small = await request(port, '/_admin/reboot?second=1.5', { method: 'POST', headers: { ...auth, 'content-type': type }, body: '{'.repeat(4096) })
+      t.like(small.body, { statusCode: 400, code: 'ERR_GRACEFUL_ADMIN_SECOND' }, type)
+      const large = await request(port, '/_admin/reboot?second=1.5', { method: 'POST', headers: { ...auth, 'content-type': type }, body: '{'.repeat(4097) })
+      if (framework === 'fastify') {
+        t.is(large.status, 413, type)
+        t.like(large.body, { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
+      } else {
+        t.like(large.body, { statusCode: 400, code: 'ERR_GRACEFUL_ADMIN_SECOND' }, type)
+      }
+    }
     const none = await request(port, '/_admin/shutdown?second=1', { method: 'POST' })
     t.is(none.status, 401)
     t.is(none.headers['www-authenticate'], 'Bearer realm="graceful-reboot"')
@@ -308,6 +466,63 @@ for (const framework of FRAMEWORKS) {
     t.is(after.body.pid, f.pid)
     t.is((await request(port, '/health/ready')).status, 200)
     t.deepEqual(f.lines.filter((e) => e.event === 'state' || (e.event === 'handoff' && e.step !== 'announced')), [], 'no state change')
+  })
+
+  test(`${framework}: no token: a proxied or cross-site request gets 403 and nothing happens; a plain local call gets 202 and the process exits 0`, async (t) => {
+    const { f, port } = await start(t, framework)
+    const marked: Array<Record<string, string>> = [
+      { 'x-forwarded-for': '203.0.113.7' },
+      { forwarded: 'for=203.0.113.7' },
+      { 'x-real-ip': '203.0.113.7' },
+      { via: '1.1 nginx' },
+      { 'x-forwarded-proto': 'https' },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { origin: 'https://evil.example' },
+      { origin: 'null' }
+    ]
+    for (const headers of marked) {
+      for (const [method, target] of [['GET', '/shutdown?second=0'], ['POST', '/reboot?second=0']] as const) {
+        const r = await request(port, target, { method, headers })
+        t.is(r.status, 403, `${method} ${target} ${JSON.stringify(headers)}`)
+        t.like(r.body, { statusCode: 403, error: 'Forbidden', code: 'ERR_GRACEFUL_ADMIN_FORBIDDEN' })
+        t.regex(String(r.body.message), /configure admin\.token/)
+        t.regex(String(r.headers['content-type']), /^application\/json/)
+      }
+    }
+    // What an <img src="http://127.0.0.1:PORT/shutdown?second=0"> on another site's page sends.
+    const img = await request(port, '/shutdown?second=0', { headers: { accept: 'image/avif,image/webp,*/*', 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image', referer: 'https://evil.example/' } })
+    t.is(img.status, 403)
+    // Still serving, and nothing was started.
+    const after = await request(port, '/')
+    t.is(after.status, 200)
+    t.is(after.body.pid, f.pid)
+    t.is((await request(port, '/health/ready')).status, 200)
+    t.deepEqual(f.lines.filter((e) => e.event === 'state' || (e.event === 'handoff' && e.step !== 'announced')), [], 'no state change')
+    // A same-origin page's request and a plain local call (curl on the host) are served.
+    const sameOrigin = await request(port, '/shutdown?second=abc', { headers: { origin: `http://127.0.0.1:${port}`, 'sec-fetch-site': 'same-origin' } })
+    t.is(sameOrigin.status, 400, 'past the gate, refused on the query')
+    const r = await request(port, '/shutdown?second=1', { headers: { 'user-agent': 'curl/8.5.0', accept: '*/*' } })
+    t.is(r.status, 202)
+    t.deepEqual(r.body, { action: 'shutdown', timeout: 1000, pid: f.pid })
+    t.deepEqual(await f.exited, { code: 0, signal: null })
+    t.true(f.lines.some((e) => e.event === 'state' && e.state === 'draining'))
+  })
+
+  test(`${framework}: with a token, a proxied cross-site request with the right token is served`, async (t) => {
+    const { f, port } = await start(t, framework, { TOKEN })
+    const proxied = { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', forwarded: 'for=203.0.113.7', 'x-real-ip': '203.0.113.7', via: '1.1 nginx', origin: 'https://ops.example', 'sec-fetch-site': 'cross-site' }
+    const none = await request(port, '/shutdown?second=1', { method: 'POST', headers: proxied })
+    t.is(none.status, 401)
+    const wrong = await request(port, '/shutdown?second=1', { method: 'POST', headers: { ...proxied, ...bearer('not-the-token') } })
+    t.is(wrong.status, 403)
+    t.is((await request(port, '/')).body.pid, f.pid)
+    t.deepEqual(f.lines.filter((e) => e.event === 'state'), [], 'no state change')
+    const r = await request(port, '/shutdown?second=1', { method: 'POST', headers: { ...proxied, ...bearer(TOKEN) } })
+    t.is(r.status, 202)
+    t.deepEqual(r.body, { action: 'shutdown', timeout: 1000, pid: f.pid })
+    t.deepEqual(await f.exited, { code: 0, signal: null })
+    t.true(f.lines.some((e) => e.event === 'state' && e.state === 'draining'))
   })
 
   test(`${framework}: 202 with a token, the in-flight request completes, the process exits 0`, async (t) => {

@@ -22,6 +22,7 @@ const REQUIRED: Array<[string, string, string]> = [
   ['bad signal action', "{ signals: { SIGTERM: 'restart' } }", '"restart"'],
   ['unknown option key (typo)', '{ timout: 1000 }', '"timout"'],
   ['empty admin token', "{ admin: { token: '' } }", '""'],
+  ['admin token with whitespace', "{ admin: { token: 'abc def' } }", 'whitespace'],
   ['non-boolean exit', "{ exit: 'yes' }", '"yes"']
 ]
 
@@ -120,6 +121,31 @@ for (const [title, source, shows] of [...REQUIRED, ...MORE]) {
     checkError(t, err, shows)
   })
 }
+
+test('admin.token: whitespace, control and non-ASCII characters are refused, naming the problem, never the token', (t) => {
+  const bad: Array<[token: string, problem: RegExp]> = [
+    ['s3cret-token\n', /whitespace: it has a newline at its end .*trim it/],
+    ['s3cret-token\r\n', /whitespace: it has a carriage return at index 12/],
+    [' s3cret-token', /whitespace: it has a space at its start/],
+    ['s3cret token', /whitespace: it has a space at index 6/],
+    ['s3cret\ttoken', /whitespace: it has a tab at index 6/],
+    ['s3cret\u00a0token', /whitespace/],
+    ['s3cret\u0000token', /visible ASCII .*a control character \(U\+0000\) at index 6/],
+    ['s3cret\u007ftoken', /a control character \(U\+007F\)/],
+    ['p\u00e4sswort-token', /a character beyond ASCII \(U\+00E4\) at index 1/],
+    ['s3cret-token\u{1F511}', /a character beyond ASCII \(U\+1F511\) at its end/]
+  ]
+  for (const [token, problem] of bad) {
+    const err = t.throws(() => resolveOptions({ admin: { token } }), { instanceOf: InvalidOptionError, code: 'ERR_GRACEFUL_INVALID_OPTION' }, JSON.stringify(token))
+    t.regex(err?.message ?? '', /^"admin\.token" must /, JSON.stringify(token))
+    t.regex(err?.message ?? '', problem, JSON.stringify(token))
+    t.false((err?.message ?? '').includes('s3cret'), 'the token is not shown')
+  }
+  // Every visible ASCII character is fine (what /^Bearer +(\S+) *$/ reads back as one word).
+  for (const token of ['t', 's3cret-token', 'A-Za-z0-9._~+/=', '!"#$%&\'()*,:;<>?@[\\]^`{|}']) {
+    t.is(resolveOptions({ admin: { token } }).admin?.token, token)
+  }
+})
 
 test('an unknown key error lists the known ones', (t) => {
   const err = t.throws(() => resolveOptions({ timout: 1 }))

@@ -40,7 +40,7 @@ export function mountExpressRoutes (app: unknown, options: ResolvedOptions): voi
         const a = gate.handle(action, {
           method: req.method ?? '',
           url: req.originalUrl ?? req.url ?? '',
-          authorization: req.headers.authorization,
+          headers: req.headers,
           remoteAddress: peerAddress(req.socket)
         })
         startWhenWritten(res, a)

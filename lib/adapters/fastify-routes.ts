@@ -41,7 +41,9 @@ export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedO
     }
     if (admin !== undefined) {
       const gate = new AdminGate(admin, life)
-      // A POST body is never read: accept any content type (or none) instead of a 415 or a JSON error.
+      // A POST body is not used: accept any content type (or none) instead of a 415 or a JSON error.
+      // Fastify still reads it before the handler runs: up to 4 KiB, then discarded; a larger one gets
+      // Fastify's 413 (FST_ERR_CTP_BODY_TOO_LARGE) before any admin check, and nothing happens.
       scope.removeAllContentTypeParsers()
       scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 4096 }, (_req, _body, next) => { next(null, undefined) })
       for (const action of ADMIN_ACTIONS) {
@@ -57,7 +59,7 @@ export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedO
             const a = gate.handle(action, {
               method: request.method,
               url: request.raw.url ?? '',
-              authorization: request.headers.authorization,
+              headers: request.raw.headers,
               remoteAddress: peerAddress(request.raw.socket)
             })
             startWhenWritten(reply.raw, a)

@@ -7,7 +7,7 @@ import * as net from 'node:net'
 import { InvalidOptionError, describe, type RebootError } from '../errors'
 import type { LifecycleState, RebootOptions, ShutdownOptions } from '../events'
 import type { Logger } from '../log'
-import type { AdminOptions } from '../options'
+import { tokenProblem, type AdminOptions } from '../options'
 
 /** The largest `second` the admin routes accept: one hour. */
 export const MAX_SECOND = 3600
@@ -15,13 +15,20 @@ export const MAX_SECOND = 3600
 export type AdminAction = 'shutdown' | 'reboot'
 export const ADMIN_ACTIONS: readonly AdminAction[] = ['shutdown', 'reboot']
 
+/** Request headers as Node's IncomingMessage.headers has them: names in lower case. */
+export type AdminHeaders = Readonly<Record<string, string | string[] | undefined>>
+
 /** One admin request, as any framework sees it. */
 export interface AdminRequest {
   method: string
   /** The request target (path and query string); only the query string is read. */
   url: string
-  /** The Authorization header as received. */
-  authorization: string | string[] | undefined
+  /**
+   * The headers as received (the framework's raw headers, not a copy a hook may have changed). Read:
+   * Authorization; without a token also the proxy headers (PROXY_HEADERS, X-Forwarded-*) and the
+   * browser's marks (Origin against Host, Sec-Fetch-Site).
+   */
+  headers: AdminHeaders
   /**
    * The peer as the socket reports it (never X-Forwarded-For or a framework's `ip`, which a client can
    * forge), or 'unix' for a peer on a Unix socket; undefined when unknown (the peer already went away).
@@ -101,9 +108,79 @@ export function isLoopback (address: string | undefined): boolean {
   return loopback.check(address, family === 4 ? 'ipv4' : 'ipv6')
 }
 
-/** A peer the routes serve without a token: loopback, or a Unix-socket peer ('unix'). */
+/** A peer the routes may serve without a token: loopback, or a Unix-socket peer ('unix'). */
 export function isLocalPeer (address: string | undefined): boolean {
   return address === 'unix' || isLoopback(address)
+}
+
+/**
+ * Headers a forwarding proxy, load balancer or CDN adds (besides every X-Forwarded-* header). A
+ * request that carries one came through a proxy: its loopback peer is the proxy, not the caller.
+ */
+export const PROXY_HEADERS: readonly string[] = ['forwarded', 'x-forwarded-for', 'x-real-ip', 'via', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip']
+
+/** Sec-Fetch-Site values of a request the user made (typed URL, bookmark) or a page of the same origin made. */
+const SAME_ORIGIN_FETCH = new Set(['none', 'same-origin'])
+
+/**
+ * Why a request from a local peer is not a plain local call (curl on the host), or undefined when it
+ * is one. Without a token only plain local calls are served, because a local peer is not
+ * necessarily the caller:
+ * - a proxy on the same host (nginx, a sidecar) makes every caller a loopback peer: refused when the
+ *   request carries a header a proxy adds (PROXY_HEADERS or any X-Forwarded-*);
+ * - a browser on the host runs pages of any site: refused when the request carries a mark of another
+ *   site's page (an Origin other than the Host's, `null` included; Sec-Fetch-Site other than `none`
+ *   or `same-origin`).
+ * A proxy that adds no header at all is not detectable here: configure a token.
+ */
+export function notPlainLocalCall (headers: AdminHeaders): string | undefined {
+  for (const [key, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    const name = key.toLowerCase()
+    if (PROXY_HEADERS.includes(name) || name.startsWith('x-forwarded-')) {
+      return `the request came through a proxy (it carries the header ${shorten(name)}), and behind a proxy every caller looks local`
+    }
+  }
+  const site = header(headers, 'sec-fetch-site')
+  if (site !== undefined && !SAME_ORIGIN_FETCH.has(site.trim().toLowerCase())) {
+    return `a browser sent it on behalf of another site's page (sec-fetch-site: ${shorten(site)})`
+  }
+  const origin = header(headers, 'origin')
+  // HTTP/2 names the authority in a pseudo-header instead of Host.
+  const host = header(headers, 'host') ?? header(headers, ':authority')
+  if (origin !== undefined && !sameOrigin(origin, host)) {
+    return `a browser sent it on behalf of a page of another origin (origin ${shorten(origin)}, host ${host === undefined ? 'none' : shorten(host)})`
+  }
+  return undefined
+}
+
+/** One header's value (several of the same name joined with ', '), or undefined when absent. */
+function header (headers: AdminHeaders, name: string): string | undefined {
+  const value = headers[name] ?? Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1]
+  if (value === undefined) return undefined
+  return typeof value === 'string' ? value : value.join(', ')
+}
+
+/** Whether an Origin header names the origin the Host header names (http or https; `null` never does). */
+function sameOrigin (origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false
+  let o: URL
+  let h: URL
+  try {
+    o = new URL(origin)
+    // The Host header read as an authority of the Origin's scheme, so a default port compares equal.
+    h = new URL(`${o.protocol}//${host}`)
+  } catch {
+    return false
+  }
+  if (o.protocol !== 'http:' && o.protocol !== 'https:') return false
+  // Both must be a bare authority: no credentials, path, query or fragment (several values joined fail here too).
+  const bare = (u: URL): boolean => u.username === '' && u.password === '' && u.pathname === '/' && u.search === '' && u.hash === ''
+  return bare(o) && bare(h) && o.host === h.host
+}
+
+function shorten (value: string): string {
+  return describe(value.length > 60 ? `${value.slice(0, 60)}...` : value)
 }
 
 /** The peer of a request socket, for AdminRequest.remoteAddress ('unix' for a Unix-socket peer). */
@@ -147,13 +224,16 @@ export class AdminGate {
 
   constructor (options: AdminOptions, target: AdminTarget) {
     if (options.token === '') throw new InvalidOptionError('"admin.token" must be a non-empty string')
+    const problem = options.token === undefined ? undefined : tokenProblem(options.token)
+    if (problem !== undefined) throw new InvalidOptionError(problem)
     this.digest = options.token === undefined ? undefined : sha256(options.token)
     this.target = target
   }
 
   /**
    * Decides one request, in this order: method (405), auth (401 missing token, 403 wrong token or,
-   * without a token, a non-local peer), `second` (400), state (409 in flight, 501 unsupported), and
+   * without a token, a request that is not a plain local call: a non-local peer, a proxy header, a
+   * cross-site browser mark), `second` (400), state (409 in flight, 501 unsupported), and
    * 202. Nothing happens unless the answer is 202 and the adapter calls `start()` once it is written.
    */
   handle (action: AdminAction, req: AdminRequest): AdminAnswer {
@@ -162,7 +242,8 @@ export class AdminGate {
     }
     const denied = this.authorize(req)
     if (denied !== undefined) {
-      this.target.log.warn({ action, peer: req.remoteAddress, status: denied.status }, 'graceful-reboot: admin request refused')
+      const { code, message } = denied.body as AdminErrorBody
+      this.target.log.warn({ action, peer: req.remoteAddress, status: denied.status, code, reason: message }, 'graceful-reboot: admin request refused')
       return denied
     }
     const parsed = parseSecond(req.url)
@@ -174,11 +255,15 @@ export class AdminGate {
 
   private authorize (req: AdminRequest): AdminAnswer | undefined {
     if (this.digest === undefined) {
-      if (isLocalPeer(req.remoteAddress)) return undefined
-      return refuse(403, ADMIN_CODES.forbidden, 'without admin.token only loopback peers may use the admin routes')
+      if (!isLocalPeer(req.remoteAddress)) {
+        return refuse(403, ADMIN_CODES.forbidden, `no "admin.token" is configured, so only plain local calls (a loopback or Unix-socket peer) are served; configure admin.token and send "Authorization: Bearer <token>" to call from elsewhere`)
+      }
+      const problem = notPlainLocalCall(req.headers)
+      if (problem === undefined) return undefined
+      return refuse(403, ADMIN_CODES.forbidden, `no "admin.token" is configured, so only plain local calls are served, and this is not one: ${problem}; configure admin.token and send "Authorization: Bearer <token>"`)
     }
-    const header = typeof req.authorization === 'string' ? req.authorization : undefined
-    const token = BEARER.exec(header ?? '')?.[1]
+    const authorization = req.headers.authorization
+    const token = BEARER.exec(typeof authorization === 'string' ? authorization : '')?.[1]
     if (token === undefined) {
       return refuse(401, ADMIN_CODES.unauthorized, 'missing "Authorization: Bearer <token>"', { 'www-authenticate': 'Bearer realm="graceful-reboot"' })
     }
