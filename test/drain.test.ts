@@ -1,15 +1,19 @@
 // Runs in the test process: one drain suite, written once and run against Fastify and Express, with
 // real servers on 127.0.0.1:0 and real client sockets. The lifecycle is process-wide (a shutdown
-// drains every app in this process), so every test is serial and tears its server down.
+// drains every app in this process), so every test is serial and tears its server down. The idle
+// grace is driven through a fake process seam where a test must cross it at a chosen moment.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import type net from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { exitCodes, lifecycle, type ShutdownResult } from '../index'
 import { runLoad, type LoadResult, type LoadRun } from '../tools/load'
+import { Http1Connections } from '../lib/drain/http1'
+import { FakeSeam } from './fixtures/finalizer-fake-seam'
 import {
-  builders, closedAt, expressBuilder, fastifyBuilder, connectError, get, handled, keepAliveAgent, rawConnect, within,
-  type Answer, type ServerBuilder
+  builders, closedAt, expressBuilder, fastifyBuilder, connectError, get, handled, keepAliveAgent, nextAccepted,
+  parseResponses, rawClient, rawConnect, requestText, serverReceived, within,
+  type Answer, type RawResponse, type ServerBuilder
 } from './helpers/servers'
 
 /** Node's default keepAliveTimeout in Fastify 5: what a non-graceful close would wait for. */
@@ -194,13 +198,125 @@ const deadlineCutsClose: Scenario = async (t, b) => {
   if (unit !== undefined) t.is(unit.forced, 1)
 }
 
+/** [status, connection header, body] of each response. */
+function summary (responses: RawResponse[]): Array<[number, string | undefined, string]> {
+  return responses.map((r) => [r.status, r.headers.connection, r.body])
+}
+
+const pipelinedDuringDrain: Scenario = async (t, b) => {
+  const s = await b.start(t)
+  const client = await rawClient(t, s.port)
+  client.socket.write(requestText('GET', '/held'))
+  await within(10_000, 'request A in the handler', s.whenHeld(1))
+
+  const shutdown = s.shutdown(10_000)
+  await nextTurn()
+  t.false(s.server.listening, 'the drain has started')
+  // B, pipelined behind A (still unanswered) on the same connection.
+  client.socket.write(requestText('POST', '/effect'))
+  await within(10_000, "request B's handler ran", s.whenEffects(1))
+  s.release()
+
+  const text = await within(10_000, 'the server to close the connection', client.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'held'], [200, 'close', 'effect 1']],
+    'both answered in order, the last with connection: close')
+  t.is(s.effects(), 1, "B's side effect happened once")
+  const result = await within(10_000, 'the shutdown', shutdown)
+  t.is(result.forced, 0)
+  t.is(result.code, exitCodes.clean)
+}
+
+const pipelinedBeforeDrain: Scenario = async (t, b) => {
+  const s = await b.start(t)
+  const client = await rawClient(t, s.port)
+  // A and B arrive together: both are in the app's handlers before the drain starts.
+  client.socket.write(requestText('GET', '/held') + requestText('GET', '/held'))
+  await within(10_000, 'requests A and B in the handler', s.whenHeld(2))
+
+  const shutdown = s.shutdown(10_000)
+  await nextTurn()
+  t.false(s.server.listening, 'the drain has started')
+  s.release()
+  await within(10_000, 'the answer to A', client.until((text) => parseResponses(text).length === 1))
+  s.release()
+
+  const text = await within(10_000, 'the server to close the connection', client.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'held'], [200, 'close', 'held']],
+    'B, received before the drain and queued behind A, is answered too, with connection: close')
+  const result = await within(10_000, 'the shutdown', shutdown)
+  t.is(result.forced, 0)
+  t.is(result.code, exitCodes.clean)
+}
+
+const pipelinedAfterClose: Scenario = async (t, b) => {
+  const s = await b.start(t)
+  const accepted = nextAccepted(s.server)
+  const client = await rawClient(t, s.port)
+  const serverSide = await within(5000, 'the connection accepted', accepted)
+  client.socket.write(requestText('GET', '/held'))
+  await within(10_000, 'request A in the handler', s.whenHeld(1))
+
+  const shutdown = s.shutdown(10_000)
+  await nextTurn()
+  t.false(s.server.listening, 'the drain has started')
+  s.heldHead()
+  await within(10_000, "A's head", client.until((text) => text.includes('\r\n\r\n')))
+  t.regex(client.received(), /\r\nConnection: close\r\n/i, "A's head, sent during the drain, closes the connection")
+  // B arrives behind a response that closes the connection: it could never be answered.
+  const bParsed = serverReceived(serverSide, 'POST /effect')
+  client.socket.write(requestText('POST', '/effect'))
+  await within(10_000, "the server parsed B's bytes", bParsed)
+  s.release()
+
+  const text = await within(10_000, 'the server to close the connection', client.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'close', 'held']], 'A answered, then the connection closed')
+  t.deepEqual(s.requests(), ['GET /held'], 'B was not handed to the app')
+  t.is(s.effects(), 0, "B's handler did not run")
+  const result = await within(10_000, 'the shutdown', shutdown)
+  t.is(result.forced, 0)
+}
+
+const trickleAcrossGrace: Scenario = async (t, b) => {
+  // The plugin's own drain stays idle; this one runs the same HTTP/1.1 rule on the app's server with
+  // timers fired by hand, so the grace passes exactly between the bytes of a request.
+  const s = await b.start(t)
+  const seam = new FakeSeam()
+  const conns = new Http1Connections(s.server, seam, 250)
+  t.teardown(() => { conns.detach() })
+  const accepted = nextAccepted(s.server)
+  const client = await rawClient(t, s.port)
+  const serverSide = await within(5000, 'the connection accepted', accepted)
+
+  conns.drain()
+  t.deepEqual(seam.pending, [{ ms: 250 }], 'the idle connection is due to be reaped after the grace')
+  const request = requestText('GET', '/')
+  const parts = [request.slice(0, 10), request.slice(10, 20), request.slice(20)]
+  for (const [i, part] of parts.slice(0, -1).entries()) {
+    const arrived = serverReceived(serverSide, part)
+    client.socket.write(part)
+    await within(5000, `part ${i + 1} of the request at the server`, arrived)
+    await seam.advance(250)
+    t.false(serverSide.destroyed, `bytes arrived during grace ${i + 1}: the connection stays`)
+    t.deepEqual(seam.pending, [{ ms: 250 }], 'the close is postponed by another grace')
+  }
+  client.socket.write(parts[parts.length - 1] as string)
+
+  const text = await within(10_000, 'the server to close the connection', client.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'close', 'ok']])
+  t.is(conns.idleClosed, 0)
+}
+
 const scenarios: Array<[string, Scenario]> = [
   ['shutdown: 20 in-flight requests get 200 + connection: close; new connections refused; idle and silent sockets closed after the grace; forced 0', inFlightIdleAndSilent],
   ['shutdown under keep-alive load: no request lost (failed 0, sent === answered)', loadLosesNothing],
   ['close(): in-flight requests and a request on an open keep-alive connection get 200 + connection: close, well before keepAliveTimeout', closeServesOpenConnections],
   ['shutdown: a streaming response whose headers went out before the drain completes, then its socket closes', streamingFinishes],
   ['shutdown(300): a 5 s request is cut at the deadline and reported as forced', deadlineCutsShutdown],
-  ['close() with timeout 300: a 5 s request is cut at the deadline', deadlineCutsClose]
+  ['close() with timeout 300: a 5 s request is cut at the deadline', deadlineCutsClose],
+  ['pipelining: B sent behind A (in the handler) after the drain starts: both answered in order, the last with connection: close, B run once', pipelinedDuringDrain],
+  ['pipelining: A and B both in their handlers when the drain starts: both answered, the last with connection: close', pipelinedBeforeDrain],
+  ['pipelining: B arriving behind a head already sent with connection: close is not handed to the app', pipelinedAfterClose],
+  ['idle grace: a request whose bytes trickle in across the grace is answered', trickleAcrossGrace]
 ]
 
 for (const [title, scenario] of scenarios) {

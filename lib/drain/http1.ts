@@ -1,6 +1,7 @@
 // Runs in every process that shuts down (the old process of a reboot too): the HTTP/1.1 connections
-// of one server, and their drain: `Connection: close` on every response not yet started, idle
-// connections closed after a grace, busy ones closed once their response is done.
+// of one server, and their drain: `Connection: close` on the last response of each connection (the
+// last request it has received), a request that arrives behind a response already sent with
+// `Connection: close` never reaches the app, idle connections closed after a grace.
 import type * as net from 'node:net'
 import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -13,16 +14,44 @@ interface Conn {
   /** The socket HTTP runs on: `raw`, or the TLSSocket wrapping it. */
   http: net.Socket
   cancelReap: (() => void) | undefined
+  /**
+   * During the drain: the response that ends this connection's pipeline with `Connection: close`.
+   * While its head is not stored, a request arriving behind it takes the role over.
+   */
+  last: ServerResponse | undefined
+  /** What `last.shouldKeepAlive` was before the drain turned it off (false: its client asked to close). */
+  lastKeepAlive: boolean
 }
 
-/** Node keeps the response in flight on a socket here; `null` when the socket is idle. */
-type HttpSocket = net.Socket & { _httpMessage?: ServerResponse | null, _parent?: net.Socket | null }
+/**
+ * Node's HTTP state on a socket: the response at the head of its queue (`null` when the socket is
+ * idle; pipelined responses wait behind it), and the parser, whose `incoming` is the last request
+ * received on the socket.
+ */
+type HttpSocket = net.Socket & {
+  _httpMessage?: ServerResponse | null
+  _parent?: net.Socket | null
+  parser?: { incoming?: IncomingMessage | null } | null
+}
+
+/** Node sets `_last` when it stores a head that closes the connection after this response. */
+type Response = ServerResponse & { _last?: boolean }
+
+type Emit = (this: net.Server, event: string | symbol, ...args: unknown[]) => boolean
+
+/** The events by which Node hands a request to the app. */
+const REQUEST_EVENTS = new Set<string | symbol>(['request', 'checkContinue', 'checkExpectation'])
 
 /**
- * Tracks the HTTP/1.1 connections of one server from the moment it is constructed. Once `drain()`
- * is called: `Connection: close` on every response not yet started, and on every new request;
- * after `idleGrace` ms of idleness, connections with no request in flight are closed, and
- * connections are reaped as they turn idle. Upgraded sockets leave the set (`release`).
+ * Tracks the HTTP/1.1 connections of one server from the moment it is constructed (nothing is added
+ * per request before the drain). Once `drain()` is called:
+ * - the last response of each connection (the one to the last request received on it) carries
+ *   `Connection: close`, unless its head was already sent; responses pipelined before it keep the
+ *   connection open, so every request received is answered and the connection closes after the last;
+ * - a request that arrives behind a response already sent with `Connection: close` would never be
+ *   answered: it is not handed to the app;
+ * - after `idleGrace` ms of idleness, connections with no request in flight are closed, and
+ *   connections are reaped as they turn idle. Upgraded sockets leave the set (`release`).
  */
 export class Http1Connections implements ConnectionSet {
   private readonly server: net.Server
@@ -31,6 +60,7 @@ export class Http1Connections implements ConnectionSet {
   private readonly idleGrace: number
   private readonly untrack: () => void
   private draining = false
+  private ungate: () => void = () => {}
   private waiters: Array<() => void> = []
   /** Idle keep-alive or never-spoke connections closed after the idle grace. */
   idleClosed = 0
@@ -52,7 +82,7 @@ export class Http1Connections implements ConnectionSet {
     this.untrack = () => {
       server.removeListener('connection', onConnection)
       if (isTls) server.removeListener('secureConnection', onSecure)
-      server.removeListener('request', this.onDrainRequest)
+      this.ungate()
     }
   }
 
@@ -61,10 +91,10 @@ export class Http1Connections implements ConnectionSet {
   drain (): void {
     if (this.draining) return
     this.draining = true
-    this.server.prependListener('request', this.onDrainRequest)
+    this.gate()
     for (const c of this.conns.values()) {
-      const res = (c.http as HttpSocket)._httpMessage
-      if (res) this.watch(res, c)
+      const res = headOf(c)
+      if (res) this.follow(res, c)
       else this.scheduleReap(c)
     }
   }
@@ -92,20 +122,88 @@ export class Http1Connections implements ConnectionSet {
   /** Stops tracking: removes every listener this object added to the server. */
   detach (): void { this.untrack() }
 
-  private readonly onDrainRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    res.shouldKeepAlive = false
-    const c = this.conns.get(rawOf(req.socket))
-    if (c === undefined) return
-    c.cancelReap?.()
-    c.cancelReap = undefined
-    this.watch(res, c)
+  /**
+   * From the drain on, every request passes here before Node hands it to the app (server.emit is
+   * wrapped on this server only, so nothing runs per request before the drain). A request the
+   * connection will never answer is not handed over.
+   */
+  private gate (): void {
+    const server = this.server
+    const own = Object.prototype.hasOwnProperty.call(server, 'emit')
+    const emit = server.emit as Emit
+    const admit = (req: IncomingMessage, res: ServerResponse): boolean => this.admit(req, res)
+    let active = true
+    const gated: Emit = function (this: net.Server, event, ...args) {
+      if (active && REQUEST_EVENTS.has(event) && !admit(args[0] as IncomingMessage, args[1] as ServerResponse)) return true
+      return emit.call(this, event, ...args)
+    }
+    server.emit = gated
+    this.ungate = () => {
+      // Inert from now on, even if something wrapped emit again after us and it cannot be unwrapped.
+      active = false
+      if (server.emit !== gated) return
+      if (own) server.emit = emit
+      else delete (server as Partial<net.Server>).emit
+    }
   }
 
-  /** A response in flight: no keep-alive if it has not started; reap the socket if it stays open idle. */
-  private watch (res: ServerResponse, c: Conn): void {
-    if (!res.headersSent) res.shouldKeepAlive = false
+  /**
+   * A request received during the drain: it becomes the last of its connection (`Connection: close`),
+   * taking the role over from the one before it if that one's head is not stored yet. Returns false
+   * when a response queued before it closes the connection: it would never be answered.
+   */
+  private admit (req: IncomingMessage, res: ServerResponse): boolean {
+    const c = this.conns.get(rawOf(req.socket))
+    if (c === undefined) {
+      res.shouldKeepAlive = false
+      return true
+    }
+    if (this.closesBefore(c)) return false
+    c.cancelReap?.()
+    c.cancelReap = undefined
+    this.endPipelineWith(res, c)
+    // Queued behind another response, it is followed once that one is done.
+    if (headOf(c) === res) this.follow(res, c)
+    return true
+  }
+
+  /**
+   * Whether the connection closes after a response already queued on it, so that a request arriving
+   * now would not be answered. If the response that ends the pipeline has not stored its head yet,
+   * it keeps the connection open again (as its client asked) and the new request ends it instead.
+   */
+  private closesBefore (c: Conn): boolean {
+    const socket = c.http as HttpSocket
+    if (socket.writableEnded || socket.destroyed) return true
+    const prev = c.last as Response | undefined
+    if (prev === undefined) return (socket._httpMessage as Response | null | undefined)?._last === true
+    if (prev.headersSent) return prev._last === true
+    prev.shouldKeepAlive = c.lastKeepAlive
+    return !c.lastKeepAlive
+  }
+
+  private endPipelineWith (res: ServerResponse, c: Conn): void {
+    c.last = res
+    c.lastKeepAlive = res.shouldKeepAlive
+    res.shouldKeepAlive = false
+  }
+
+  /**
+   * The response at the head of a connection's queue during the drain (each head is followed once:
+   * the one at the drain's start, then each that takes its place). If it answers the last request
+   * received and its head is not stored, it ends the pipeline. When it is done, the next response in
+   * the queue is followed, or the connection is reaped if it stays idle.
+   */
+  private follow (res: ServerResponse, c: Conn): void {
+    if (res !== c.last && !res.headersSent) {
+      const incoming = (c.http as HttpSocket).parser?.incoming
+      if (incoming == null || incoming === res.req) this.endPipelineWith(res, c)
+    }
     res.once('close', () => {
-      if (this.conns.get(c.raw) === c && !(c.http as HttpSocket)._httpMessage) this.scheduleReap(c)
+      if (this.conns.get(c.raw) !== c) return
+      const next = headOf(c)
+      if (next) this.follow(next, c)
+      else this.scheduleReap(c)
     })
   }
 
@@ -118,7 +216,7 @@ export class Http1Connections implements ConnectionSet {
     const bytes = c.http.bytesRead
     c.cancelReap = this.seam.timer(this.idleGrace, () => {
       c.cancelReap = undefined
-      if (this.conns.get(c.raw) !== c || (c.http as HttpSocket)._httpMessage) return
+      if (this.conns.get(c.raw) !== c || headOf(c)) return
       if (c.http.bytesRead !== bytes) { this.scheduleReap(c); return }
       this.idleClosed++
       c.http.destroy()
@@ -126,7 +224,7 @@ export class Http1Connections implements ConnectionSet {
   }
 
   private add (socket: net.Socket): void {
-    const c: Conn = { raw: socket, http: socket, cancelReap: undefined }
+    const c: Conn = { raw: socket, http: socket, cancelReap: undefined, last: undefined, lastKeepAlive: false }
     this.conns.set(socket, c)
     socket.once('close', () => { this.forget(socket) })
     // A connection accepted just before the listener closed: reap it like any idle one.
@@ -144,6 +242,11 @@ export class Http1Connections implements ConnectionSet {
       for (const fn of w) fn()
     }
   }
+}
+
+/** The response at the head of the connection's queue; undefined when it is idle. */
+function headOf (c: Conn): ServerResponse | undefined {
+  return (c.http as HttpSocket)._httpMessage ?? undefined
 }
 
 function rawOf (socket: net.Socket): net.Socket {

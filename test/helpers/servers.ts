@@ -12,8 +12,10 @@ import graceful, { expressGraceful, type GracefulOptions, type Logger, type Shut
 export const silent: Logger = { info: () => {}, warn: () => {}, error: () => {} }
 
 /**
- * A started server with the routes `/` ("ok"), `/slow?ms=N` ("slow" after N ms) and `/stream?ms=N`
- * (headers and "first " at once, "last" after N ms; counted by `slowInFlight` too).
+ * A started server with the routes `/` ("ok"), `/slow?ms=N` ("slow" after N ms), `/stream?ms=N`
+ * (headers and "first " at once, "last" after N ms; counted by `slowInFlight` too), `/held` (answered
+ * "held" when the test says: `heldHead`, `release`) and `POST /effect` (a side effect: counts, then
+ * answers "effect <count>").
  */
 export interface Started {
   readonly framework: 'fastify' | 'express'
@@ -33,6 +35,18 @@ export interface Started {
   slowInFlight: () => number
   /** Resolves once `n` `/slow` requests are in the handler at the same time. */
   whenSlowInFlight: (n: number) => Promise<void>
+  /** Resolves once `n` `/held` requests are waiting in the handler. */
+  whenHeld: (n: number) => Promise<void>
+  /** Stores and sends the head of the oldest waiting `/held` response (`content-length: 4`). */
+  heldHead: () => void
+  /** Ends the oldest waiting `/held` response with "held". */
+  release: () => void
+  /** `POST /effect` handlers run so far. */
+  effects: () => number
+  /** Resolves once `n` `POST /effect` handlers have run. */
+  whenEffects: (n: number) => Promise<void>
+  /** "METHOD url" of every request Node's server handed to the app ('request' events), in order. */
+  requests: () => readonly string[]
 }
 
 export interface ServerBuilder {
@@ -45,6 +59,9 @@ export interface ServerBuilder {
 class Probe extends EventEmitter {
   accepted = 0
   slow = 0
+  effects = 0
+  readonly held: http.ServerResponse[] = []
+  readonly requests: string[] = []
   readonly sockets = new Set<net.Socket>()
   readonly timers = new Set<NodeJS.Timeout>()
 
@@ -55,6 +72,31 @@ class Probe extends EventEmitter {
       s.once('close', () => { this.sockets.delete(s) })
       this.emit('change')
     })
+    server.on('request', (req: http.IncomingMessage) => { this.requests.push(`${req.method ?? ''} ${req.url ?? ''}`) })
+  }
+
+  hold (res: http.ServerResponse): void {
+    this.held.push(res)
+    this.emit('change')
+  }
+
+  heldHead (): void {
+    const res = this.held[0]
+    if (res === undefined) throw new Error('no /held request is waiting')
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' })
+    res.flushHeaders()
+  }
+
+  release (): void {
+    const res = this.held.shift()
+    if (res === undefined) throw new Error('no /held request is waiting')
+    res.end('held')
+  }
+
+  effect (): string {
+    this.effects++
+    this.emit('change')
+    return `effect ${this.effects}`
   }
 
   /** Answers after `ms` unless the response closes first (a cut request must not leave a timer behind). */
@@ -129,7 +171,13 @@ function started (
     accepted: () => probe.accepted,
     whenAccepted: (n) => probe.until(() => probe.accepted >= n),
     slowInFlight: () => probe.slow,
-    whenSlowInFlight: (n) => probe.until(() => probe.slow >= n)
+    whenSlowInFlight: (n) => probe.until(() => probe.slow >= n),
+    whenHeld: (n) => probe.until(() => probe.held.length >= n),
+    heldHead: () => { probe.heldHead() },
+    release: () => { probe.release() },
+    effects: () => probe.effects,
+    whenEffects: (n) => probe.until(() => probe.effects >= n),
+    requests: () => [...probe.requests]
   }
 }
 
@@ -148,6 +196,11 @@ export const fastifyBuilder: ServerBuilder = {
       reply.hijack()
       stream(probe, slowMs(req.query), reply.raw)
     })
+    app.get('/held', (_req, reply) => {
+      reply.hijack()
+      probe.hold(reply.raw)
+    })
+    app.post('/effect', async () => probe.effect())
     await app.listen({ port: 0, host: '127.0.0.1' })
     return started(t, 'fastify', app.server, probe,
       (ms) => app.shutdown(ms),
@@ -165,6 +218,8 @@ export const expressBuilder: ServerBuilder = {
       probe.slowly(slowMs(req.query), res, () => { res.send('slow') })
     })
     app.get('/stream', (req, res) => { stream(probe, slowMs(req.query), res) })
+    app.get('/held', (_req, res) => { probe.hold(res) })
+    app.post('/effect', (_req, res) => { res.send(probe.effect()) })
     const server = app.listen(0, '127.0.0.1') as http.Server
     probe.watch(server)
     await once(server, 'listening')
@@ -264,4 +319,95 @@ export function keepAliveAgent (t: ExecutionContext, maxSockets: number): http.A
 export function closedAt (socket: net.Socket): Promise<number> {
   if (socket.destroyed && socket.closed) return Promise.resolve(performance.now())
   return new Promise((resolve) => { socket.once('close', () => { resolve(performance.now()) }) })
+}
+
+/** A raw HTTP/1.1 client connection: requests are written as text, so they can be pipelined. */
+export interface RawClient {
+  readonly socket: net.Socket
+  /** Everything received so far (latin1). */
+  received: () => string
+  /** Resolves once `ok(received)` holds. */
+  until: (ok: (text: string) => boolean) => Promise<void>
+  /** Resolves with everything received, once the server has closed the connection. */
+  readonly closed: Promise<string>
+}
+
+/** Connects a RawClient to 127.0.0.1:port (destroyed in teardown); resolves once connected. */
+export async function rawClient (t: ExecutionContext, port: number): Promise<RawClient> {
+  const socket = await rawConnect(t, port)
+  let text = ''
+  const events = new EventEmitter()
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk: string) => {
+    text += chunk
+    events.emit('data')
+  })
+  const closed = new Promise<string>((resolve) => { socket.once('close', () => { resolve(text) }) })
+  const until = (ok: (text: string) => boolean): Promise<void> => new Promise((resolve) => {
+    const check = (): void => {
+      if (!ok(text)) return
+      events.removeListener('data', check)
+      resolve()
+    }
+    events.on('data', check)
+    check()
+  })
+  return { socket, received: () => text, until, closed }
+}
+
+/** An HTTP/1.1 request head as text (`Content-Length: 0` for a POST). */
+export function requestText (method: string, path: string): string {
+  return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${method === 'POST' ? 'Content-Length: 0\r\n' : ''}\r\n`
+}
+
+export interface RawResponse {
+  status: number
+  /** Lower-case names. */
+  headers: Record<string, string>
+  body: string
+}
+
+/** The complete responses in `text` (each with a Content-Length), in order; a trailing partial one is left out. */
+export function parseResponses (text: string): RawResponse[] {
+  const out: RawResponse[] = []
+  let at = 0
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n', at)
+    if (end === -1) return out
+    const [statusLine = '', ...lines] = text.slice(at, end).split('\r\n')
+    const headers: Record<string, string> = {}
+    for (const line of lines) {
+      const colon = line.indexOf(':')
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+    }
+    const length = Number(headers['content-length'])
+    if (!Number.isInteger(length)) throw new Error(`response without a content-length: ${statusLine}`)
+    if (text.length < end + 4 + length) return out
+    out.push({ status: Number(statusLine.split(' ')[1]), headers, body: text.slice(end + 4, end + 4 + length) })
+    at = end + 4 + length
+  }
+}
+
+/** Resolves with the next connection `server` accepts (its server-side socket). */
+export async function nextAccepted (server: net.Server): Promise<net.Socket> {
+  const [socket] = await once(server, 'connection') as [net.Socket]
+  return socket
+}
+
+/**
+ * Resolves once the server-side `socket` has received `needle`. Listening to 'data' makes Node feed
+ * its HTTP parser from 'data' events too, its own listener first: when this resolves, the parser has
+ * run over those bytes, and any request they completed was handed to the app.
+ */
+export function serverReceived (socket: net.Socket, needle: string): Promise<void> {
+  let text = ''
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('latin1')
+      if (!text.includes(needle)) return
+      socket.removeListener('data', onData)
+      resolve()
+    }
+    socket.on('data', onData)
+  })
 }
