@@ -329,20 +329,21 @@ test('default signals: SIGTERM, SIGINT, SIGUSR2 and crashes are subscribed; all 
   t.is(w.seam.crashListeners, 0)
 })
 
-test('signals: false subscribes nothing (no crash handling either); a custom map subscribes only its signals', (t) => {
+test('signals: false subscribes nothing (no crash handling either); a custom map is merged with the defaults, false removes one', (t) => {
   const w = world()
   const u = w.unit({ signals: false })
   t.deepEqual(w.seam.subscribedSignals, [])
   t.is(w.seam.crashListeners, 0)
   w.life.unregister(u)
   const v = w.unit({ signals: { SIGHUP: 'shutdown', SIGUSR1: 'reboot' } })
-  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGUSR1'])
+  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2'], 'the defaults stay')
   t.is(w.seam.crashListeners, 1)
-  w.unit({ signals: { SIGTERM: 'shutdown' }, crash: false })
-  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGTERM', 'SIGUSR1'], 'the union over the apps, one listener each')
+  w.unit({ signals: { SIGINT: false, SIGUSR2: false }, crash: false })
+  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2'], 'the union over the apps, one listener each')
   t.is(w.seam.listeners('SIGHUP'), 1)
+  t.is(w.seam.listeners('SIGTERM'), 1)
   w.life.unregister(v)
-  t.deepEqual(w.seam.subscribedSignals, ['SIGTERM'])
+  t.deepEqual(w.seam.subscribedSignals, ['SIGTERM'], 'the app left removed SIGINT and SIGUSR2 from its own map')
   t.is(w.seam.crashListeners, 0)
 })
 
@@ -410,9 +411,9 @@ test('a reboot signal during a drain is ignored and logged', async (t) => {
 
 test('a shutdown mapped to a custom signal works like SIGTERM, with 128 + its number on the second', async (t) => {
   const w = world()
-  const u = w.unit({ signals: { SIGHUP: 'shutdown' } })
+  const u = w.unit({ signals: { SIGHUP: 'shutdown', SIGTERM: false } })
   const h = hold(u)
-  t.is(w.seam.fire('SIGTERM'), 0, 'SIGTERM is not handled by this map')
+  t.is(w.seam.fire('SIGTERM'), 0, 'SIGTERM is removed from this map')
   t.is(w.life.state, 'running')
   w.seam.fire('SIGHUP')
   await h.started

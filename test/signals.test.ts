@@ -211,10 +211,11 @@ test.serial('in process: a Fastify app adds signal and crash listeners and app.c
 test.serial('in process: app.shutdown() with exit: false removes every listener too', async (t) => {
   const before = counts()
   const app = Fastify()
-  await app.register(graceful, { exit: false, signals: { SIGHUP: 'shutdown' } })
+  await app.register(graceful, { exit: false, signals: { SIGHUP: 'shutdown', SIGTERM: false } })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.is(process.listenerCount('SIGHUP'), before.SIGHUP + 1)
-  t.is(process.listenerCount('SIGTERM'), before.SIGTERM)
+  t.is(process.listenerCount('SIGTERM'), before.SIGTERM, 'removed from the map with false')
+  t.is(process.listenerCount('SIGINT'), before.SIGINT + 1, 'kept from the defaults')
   const result = await app.shutdown(2_000)
   t.is(result.code, 0)
   t.deepEqual(counts(), before)
