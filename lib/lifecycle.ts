@@ -36,6 +36,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private readonly units = new Set<GracefulUnit>()
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
+  /** What started the shutdown under way. */
+  private cause: { reason: ShutdownReason, trigger: string } | undefined
+  /** The shutdown signal that started or joined the shutdown under way: the next one is a second signal. */
+  private signalled: NodeJS.Signals | undefined
   private uninstallSignals: () => void = () => {}
   private rebooting: Promise<number> | undefined
   private outgoing: OutgoingReboot | undefined
@@ -50,6 +54,17 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   get state (): LifecycleState { return this.current }
+
+  /** What started the shutdown under way (its reason and trigger); undefined while none is. */
+  get shutdownCause (): { reason: ShutdownReason, trigger: string } | undefined { return this.cause }
+
+  /** The shutdown signal that started or joined the shutdown under way, if any. */
+  get shutdownSignal (): NodeJS.Signals | undefined { return this.signalled }
+
+  /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
+  noteShutdownSignal (signal: NodeJS.Signals): void {
+    this.signalled ??= signal
+  }
 
   /** The sockets this process inherited (from the old process of a reboot, or systemd), read once. */
   get inherited (): Inherited {
@@ -93,6 +108,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (this.current === 'stopped') {
       this.stopping = undefined
       this.crashError = undefined
+      this.cause = undefined
+      this.signalled = undefined
       this.setState('running')
     }
     unit.watchServers((server) => {
@@ -123,7 +140,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     }
     // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
     this.outgoing?.abort()
-    this.stopping = this.runShutdown(limit, options.reason ?? 'shutdown', options.trigger ?? 'code')
+    this.cause = { reason: options.reason ?? 'shutdown', trigger: options.trigger ?? 'code' }
+    this.stopping = this.runShutdown(limit, this.cause.reason, this.cause.trigger)
     return this.stopping
   }
 

@@ -393,6 +393,70 @@ test('a second signal with exit: false still exits at once (the operator insists
   h.release()
 })
 
+// A shutdown signal during a drain that no shutdown signal started is not a "second" signal: it joins
+// the drain (systemd's SIGTERM to the whole cgroup on `systemctl stop` reaches an old process that is
+// still draining after `systemctl reload`; its in-flight requests must finish).
+const NON_SIGNAL_STARTS: Array<[string, (w: World) => void, number]> = [
+  // What lib/routes/admin.ts calls once the 202 is written.
+  ['the admin route', (w) => { void w.life.shutdown(1_000, { reason: 'shutdown', trigger: 'admin' }) }, exitCodes.finalizerFailed],
+  ['code (app.shutdown())', (w) => { void w.life.shutdown(1_000) }, exitCodes.finalizerFailed],
+  ['a crash', (w) => { w.seam.crash(new Error('boom'), 'uncaughtException') }, exitCodes.crash]
+]
+
+for (const [what, start, code] of NON_SIGNAL_STARTS) {
+  test(`a first SIGTERM during a drain started by ${what} joins it: no exit until the drain ends, with the drain's own code ${code}`, async (t) => {
+    const w = world()
+    const u = w.unit()
+    u.finalizers.add(() => { throw new Error('x') }, { name: 'bad' }) // gives the drain a code of its own (76)
+    const h = hold(u)
+    const exited = w.seam.nextExit()
+    start(w)
+    await h.started
+    t.is(w.life.state, 'draining')
+    t.is(w.seam.fire('SIGTERM'), 1)
+    await settle()
+    t.deepEqual(w.seam.exits, [], 'no exit at once')
+    t.is(w.life.state, 'draining')
+    t.true(w.log.lines.some((l) => l.level === 'info' && /SIGTERM received during a drain .*joining it/.test(l.msg)), JSON.stringify(w.log.lines.map((l) => l.msg)))
+    h.release()
+    t.is(await exited, code)
+    await settle()
+    t.deepEqual(w.seam.exits, [code])
+  })
+}
+
+test('a shutdown signal after one that joined a drain is a second signal: exit at once', async (t) => {
+  const w = world()
+  const u = w.unit()
+  const h = hold(u)
+  void w.life.shutdown(1_000, { reason: 'shutdown', trigger: 'admin' })
+  await h.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [])
+  w.seam.fire('SIGINT')
+  t.deepEqual(w.seam.exits, [130])
+  t.true(w.log.lines.some((l) => l.level === 'error' && /second shutdown signal SIGINT \(after SIGTERM\)/.test(l.msg)))
+  h.release()
+})
+
+test('the memory of a signal ends with the shutdown: after a restart (exit: false, register again) a first SIGTERM joins again', async (t) => {
+  const w = world()
+  const first = w.unit({ exit: false }, 'first')
+  const h1 = hold(first)
+  w.seam.fire('SIGTERM')
+  await h1.started
+  h1.release()
+  await w.life.shutdown()
+  const second = w.unit({ exit: false }, 'second')
+  const h2 = hold(second)
+  const p = w.life.shutdown(1_000)
+  await h2.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [], 'the SIGTERM of the earlier shutdown does not count')
+  h2.release()
+  t.is((await p).code, 0)
+})
+
 test('a reboot signal during a drain is ignored and logged', async (t) => {
   const w = world()
   const u = w.unit()
