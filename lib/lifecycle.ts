@@ -200,10 +200,17 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     void this.shutdown(undefined, { reason: 'crash', trigger: kind })
   }
 
-  /** Ends the process at once (a second signal during a drain). */
+  /** Ends the process at once (a second signal during a drain); removes the PID file if it holds this pid. */
   exitNow (code: number, why: string): void {
     this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
+    const pidFile = this.pidFile()
+    if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
     this.seam.exit(code)
+  }
+
+  /** The PID file of the first app that has one. */
+  private pidFile (units: readonly GracefulUnit[] = [...this.units]): string | undefined {
+    return units.find((u) => u.options.pidFile !== undefined)?.options.pidFile
   }
 
   private announcement (): Announcer {
@@ -246,7 +253,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       ? exitCodes.crash
       : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
     const result: ShutdownResult = { code, reason: this.crashError !== undefined ? 'crash' : reason, trigger, ms: this.seam.now() - start, forced, failedFinalizers, apps }
-    const pidFile = units.find((u) => u.options.pidFile !== undefined)?.options.pidFile
+    // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
+    const pidFile = this.pidFile(units)
     if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
     this.setState('stopped')
     for (const u of units) this.unregister(u)

@@ -2,7 +2,10 @@
 // (lib/drain/app.ts) driven through a fake process seam: manual clock, timers, signals, crashes and exit.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
+import * as fs from 'node:fs'
 import http from 'node:http'
+import * as os from 'node:os'
+import path from 'node:path'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { LifecycleState, ShutdownResult } from '../lib/events'
@@ -455,6 +458,41 @@ test('the memory of a signal ends with the shutdown: after a restart (exit: fals
   t.deepEqual(w.seam.exits, [], 'the SIGTERM of the earlier shutdown does not count')
   h2.release()
   t.is((await p).code, 0)
+})
+
+function tempPidFile (t: ExecutionContext, content: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-pid-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const file = path.join(dir, 'app.pid')
+  fs.writeFileSync(file, content)
+  return file
+}
+
+test('the exit at once of a second signal removes the PID file that holds this pid', async (t) => {
+  const w = world()
+  const file = tempPidFile(t, `${w.seam.pid}\n`)
+  const u = w.unit({ pidFile: file })
+  const h = hold(u)
+  w.seam.fire('SIGTERM')
+  await h.started
+  t.true(fs.existsSync(file), 'kept while draining')
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [143])
+  t.false(fs.existsSync(file))
+  h.release()
+})
+
+test('the exit at once of a second signal leaves a PID file that holds another pid (a successor)', async (t) => {
+  const w = world()
+  const file = tempPidFile(t, '5151\n')
+  const u = w.unit({ pidFile: file })
+  const h = hold(u)
+  w.seam.fire('SIGTERM')
+  await h.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [143])
+  t.is(fs.readFileSync(file, 'utf8'), '5151\n')
+  h.release()
 })
 
 test('a reboot signal during a drain is ignored and logged', async (t) => {
