@@ -150,7 +150,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * ready (`rebootTimeout`), then drains this process with the deadline `timeout` ms and exits.
    * Resolves with the successor's pid once it is ready. Rejects with a RebootError, and keeps
    * serving, when the reboot cannot start (another reboot in flight, shutting down, Windows, a
-   * cluster worker, PID 1) or the successor exits or stays silent.
+   * cluster worker, PID 1) or the successor exits or stays silent; with ERR_GRACEFUL_REBOOT_ABORTED,
+   * and drains, when a shutdown starts before the successor is ready.
    */
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
     const refusal = this.canReboot()

@@ -79,6 +79,8 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: SignalAction
   }
   life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
   life.reboot(undefined, { trigger: sig }).catch((err: unknown) => {
+    // An abort by a shutdown is logged by the reboot itself: this process is draining, not serving.
+    if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
     life.log.error({ err }, 'graceful-reboot: reboot failed; still serving')
   })
 }

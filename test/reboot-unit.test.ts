@@ -155,6 +155,21 @@ test('a shutdown during a reboot wins: the successor is killed, reboot() rejects
   await t.throwsAsync(life.reboot(1000), { code: 'ERR_GRACEFUL_SHUTTING_DOWN' })
 })
 
+test('an aborted reboot (SIGUSR2, then SIGTERM before the successor is ready) logs that it drains, not that it still serves', async (t) => {
+  const { seam, life, child, log } = world()
+  const exited = seam.nextExit()
+  t.is(seam.fire('SIGUSR2'), 1)
+  await settle()
+  t.is(life.state, 'rebooting')
+  seam.fire('SIGTERM')
+  await settle()
+  t.is(child.killedWith, 'SIGKILL')
+  t.is(await exited, 0)
+  const msgs = log.lines.map((l) => `${l.level}: ${l.msg}`)
+  t.true(msgs.some((m) => /^warn: .*reboot aborted by a shutdown; successor killed; draining/.test(m)), msgs.join('\n'))
+  t.false(msgs.some((m) => /still serving/.test(m)), msgs.join('\n'))
+})
+
 test('a first SIGTERM reaching the old process while it drains after a reboot (systemctl stop after reload) joins the drain', async (t) => {
   const { seam, life, child, unit, log } = world()
   const gate = deferred()

@@ -44,7 +44,8 @@ export class OutgoingReboot {
   /**
    * Spawns the successor, waits for its ready message, then starts this process's drain with the
    * deadline `timeout` ms. Resolves with the successor's pid once it is ready; rejects with a
-   * RebootError (the successor killed, this process still serving) when it fails or is aborted.
+   * RebootError when it fails (the successor killed, this process still serving) or is aborted
+   * (ERR_GRACEFUL_REBOOT_ABORTED: the successor killed, this process draining).
    */
   async run (timeout: number, trigger: string, stateful: boolean): Promise<number> {
     const { seam, host, log } = this.ctx
@@ -73,8 +74,13 @@ export class OutgoingReboot {
       const error = this.aborted
         ? new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'the reboot was aborted by a shutdown; successor killed', successor.pid)
         : err as RebootError
-      if (!this.aborted) this.ctx.resume()
-      log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')
+      if (this.aborted) {
+        // The shutdown that aborted the reboot is draining this process: it no longer serves.
+        log.warn({ err: error, successor: successor.pid }, 'graceful-reboot: reboot aborted by a shutdown; successor killed; draining')
+      } else {
+        this.ctx.resume()
+        log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')
+      }
       this.ctx.emit({ step: 'failed', pid: successor.pid, error })
       throw error
     } finally {
