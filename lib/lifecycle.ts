@@ -18,7 +18,7 @@ import { realHost, realProcess, type ProcessSeam, type RebootHost } from './os'
 import { OutgoingReboot } from './outgoing/reboot'
 import { rebootRefusal } from './outgoing/refusal'
 import { removePidFile } from './pidfile'
-import { installSignals } from './signals'
+import { installSignals, unionSignals } from './signals'
 
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
 export const CLUSTER_EXIT_LINGER_MS = 300
@@ -116,6 +116,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.listening.wrap(server, this.inherited, (l) => { this.announcement().listening(l) })
     })
     this.units.add(unit)
+    this.warnSignalConflicts(unit)
     this.refreshSignals()
   }
 
@@ -286,6 +287,20 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (prev === next) return
     this.current = next
     this.emit('state', next, prev)
+  }
+
+  /** Two apps that map one signal to different actions: the first registered keeps it; say so. */
+  private warnSignalConflicts (added: GracefulUnit): void {
+    const units = [...this.units]
+    const index = units.indexOf(added)
+    for (const c of unionSignals(units.map((u) => u.options)).conflicts) {
+      if (c.dropped.index !== index) continue
+      const first = units[c.kept.index]
+      added.log.warn({ signal: c.signal, kept: c.kept.action, dropped: c.dropped.action },
+        `graceful-reboot: signal map conflict: ${c.signal} is '${c.dropped.action}' in app ${index + 1} (${added.name}) ` +
+        `but '${c.kept.action}' in app ${c.kept.index + 1} (${first?.name ?? '?'}), registered earlier; ` +
+        `${c.signal} will ${c.kept.action === 'shutdown' ? 'shut down' : 'reboot'} (the app registered first keeps a signal)`)
+    }
   }
 
   private refreshSignals (): void {

@@ -23,6 +23,37 @@ export interface SignalTarget {
   exitNow (code: number, why: string): void
 }
 
+/** Two apps map one signal to different actions: the app registered first keeps it. */
+export interface SignalConflict {
+  signal: NodeJS.Signals
+  /** Index (registration order) and action of the app whose action is used. */
+  kept: { index: number, action: SignalAction }
+  /** Index and action of the later app whose action is not used. */
+  dropped: { index: number, action: SignalAction }
+}
+
+/**
+ * The union of the apps' signal maps, in registration order: on a conflict (one signal, two
+ * actions) the app registered first keeps the signal, and the conflict is reported.
+ */
+export function unionSignals (apps: readonly ResolvedOptions[]): { map: Map<NodeJS.Signals, SignalAction>, conflicts: SignalConflict[] } {
+  const map = new Map<NodeJS.Signals, SignalAction>()
+  const owner = new Map<NodeJS.Signals, number>()
+  const conflicts: SignalConflict[] = []
+  apps.forEach((a, index) => {
+    for (const [sig, action] of Object.entries(a.signals) as Array<[NodeJS.Signals, SignalAction]>) {
+      const kept = map.get(sig)
+      if (kept === undefined) {
+        map.set(sig, action)
+        owner.set(sig, index)
+      } else if (kept !== action) {
+        conflicts.push({ signal: sig, kept: { index: owner.get(sig) ?? 0, action: kept }, dropped: { index, action } })
+      }
+    }
+  })
+  return { map, conflicts }
+}
+
 /**
  * Subscribes the union of the apps' signal maps (and crash handling, when any app wants it).
  * Returns the function that removes every listener again.
@@ -36,12 +67,7 @@ export interface SignalTarget {
  * drain turns its code into the crash code); later crashes are ignored, only the first is logged.
  */
 export function installSignals (life: SignalTarget, apps: readonly ResolvedOptions[]): () => void {
-  const map = new Map<NodeJS.Signals, SignalAction>()
-  for (const a of apps) {
-    for (const [sig, action] of Object.entries(a.signals) as Array<[NodeJS.Signals, SignalAction]>) {
-      if (!map.has(sig)) map.set(sig, action)
-    }
-  }
+  const { map } = unionSignals(apps)
   const off: Array<() => void> = []
   for (const [sig, action] of map) {
     off.push(life.seam.onSignal(sig, () => { onSignal(life, sig, action) }))

@@ -495,6 +495,30 @@ test('the exit at once of a second signal leaves a PID file that holds another p
   h.release()
 })
 
+test('two apps that map one signal to different actions: the first registered keeps it, and a warning names both', async (t) => {
+  const w = world()
+  const a = w.unit({ exit: false, signals: { SIGHUP: 'shutdown' } }, 'a')
+  w.unit({ exit: false, signals: { SIGHUP: 'reboot' } }, 'b')
+  const warning = w.log.lines.find((l) => l.level === 'warn' && /signal map conflict/.test(l.msg))
+  t.truthy(warning, 'the conflict is logged at register')
+  t.regex(warning?.msg ?? '', /SIGHUP is 'reboot' in app 2 \(b\) but 'shutdown' in app 1 \(a\), registered earlier; SIGHUP will shut down/)
+  t.is(w.seam.listeners('SIGHUP'), 1)
+  const h = hold(a)
+  w.seam.fire('SIGHUP')
+  await h.started
+  t.is(w.life.state, 'draining', 'SIGHUP shut down (the first app\'s action), it did not reboot')
+  t.like(w.life.shutdownCause, { reason: 'shutdown', trigger: 'SIGHUP' })
+  h.release()
+  await w.life.shutdown()
+
+  const v = world()
+  v.unit({ exit: false, signals: { SIGHUP: 'reboot' } }, 'c')
+  v.unit({ exit: false, signals: { SIGHUP: 'shutdown', SIGUSR2: false } }, 'd')
+  const warnings = v.log.lines.filter((l) => l.level === 'warn')
+  t.is(warnings.length, 1, 'false is no conflict: SIGUSR2 stays with the app that maps it')
+  t.regex(warnings[0]?.msg ?? '', /SIGHUP is 'shutdown' in app 2 \(d\) but 'reboot' in app 1 \(c\), registered earlier; SIGHUP will reboot/)
+})
+
 test('a reboot signal during a drain is ignored and logged', async (t) => {
   const w = world()
   const u = w.unit()
