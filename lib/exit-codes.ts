@@ -4,7 +4,7 @@
 export const exitCodes = {
   /** Every connection drained and every finalizer succeeded. */
   clean: 0,
-  /** The shutdown was started by an uncaught exception or unhandled rejection. */
+  /** An uncaught exception or unhandled rejection started the shutdown or happened during its drain. */
   crash: 1,
   /** A successor started by a reboot was not ready within `rebootTimeout` of its own start, and gave up. */
   notReady: 70,
@@ -12,6 +12,6 @@ export const exitCodes = {
   forced: 75,
   /** A finalizer threw, rejected or ran past its deadline. */
   finalizerFailed: 76,
-  /** A second signal arrived during a drain: 128 + the signal number (130 for SIGINT, 143 for SIGTERM). */
+  /** A second shutdown signal arrived during a drain a shutdown signal started or joined: 128 + the signal number (130 for SIGINT, 143 for SIGTERM). */
   secondSignalBase: 128
 } as const

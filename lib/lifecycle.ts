@@ -20,7 +20,7 @@ import { realHost, realProcess, type ProcessSeam, type RebootHost } from './os'
 import { OutgoingReboot } from './outgoing/reboot'
 import { rebootRefusal } from './outgoing/refusal'
 import { removePidFile, writePidFile } from './pidfile'
-import { installSignals } from './signals'
+import { installSignals, unionSignals } from './signals'
 
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
 export const CLUSTER_EXIT_LINGER_MS = 300
@@ -38,6 +38,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private readonly units = new Set<GracefulUnit>()
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
+  /** What started the shutdown under way. */
+  private cause: { reason: ShutdownReason, trigger: string } | undefined
+  /** The shutdown signal that started or joined the shutdown under way: the next one is a second signal. */
+  private signalled: NodeJS.Signals | undefined
   private uninstallSignals: () => void = () => {}
   private rebooting: Promise<number> | undefined
   private outgoing: OutgoingReboot | undefined
@@ -57,6 +61,17 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   get state (): LifecycleState { return this.current }
+
+  /** What started the shutdown under way (its reason and trigger); undefined while none is. */
+  get shutdownCause (): { reason: ShutdownReason, trigger: string } | undefined { return this.cause }
+
+  /** The shutdown signal that started or joined the shutdown under way, if any. */
+  get shutdownSignal (): NodeJS.Signals | undefined { return this.signalled }
+
+  /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
+  noteShutdownSignal (signal: NodeJS.Signals): void {
+    this.signalled ??= signal
+  }
 
   /** The sockets this process inherited (from the old process of a reboot, or systemd), read once. */
   get inherited (): Inherited {
@@ -100,6 +115,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (this.current === 'stopped') {
       this.stopping = undefined
       this.crashError = undefined
+      this.cause = undefined
+      this.signalled = undefined
       this.setState('running')
     }
     this.setUpIncoming()
@@ -110,6 +127,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       })
     })
     this.units.add(unit)
+    this.warnSignalConflicts(unit)
     this.refreshSignals()
   }
 
@@ -134,7 +152,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     }
     // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
     this.outgoing?.abort()
-    this.stopping = this.runShutdown(limit, options.reason ?? 'shutdown', options.trigger ?? 'code')
+    this.cause = { reason: options.reason ?? 'shutdown', trigger: options.trigger ?? 'code' }
+    this.stopping = this.runShutdown(limit, this.cause.reason, this.cause.trigger)
     return this.stopping
   }
 
@@ -143,7 +162,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * ready (`rebootTimeout`), then drains this process with the deadline `timeout` ms and exits.
    * Resolves with the successor's pid once it is ready. Rejects with a RebootError, and keeps
    * serving, when the reboot cannot start (another reboot in flight, shutting down, Windows, a
-   * cluster worker, PID 1) or the successor exits or stays silent.
+   * cluster worker, PID 1) or the successor exits or stays silent; with ERR_GRACEFUL_REBOOT_ABORTED,
+   * and drains, when a shutdown starts before the successor is ready.
    */
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
     const refusal = this.canReboot()
@@ -194,9 +214,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     void this.shutdown(undefined, { reason: 'crash', trigger: kind })
   }
 
-  /** Ends the process at once (a second signal during a drain). */
+  /** Ends the process at once (a second signal during a drain); removes the PID file if it holds this pid. */
   exitNow (code: number, why: string): void {
     this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
+    const pidFile = this.pidFile()
+    if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
     this.seam.exit(code)
   }
 
@@ -292,6 +314,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       ? exitCodes.crash
       : this.gaveUp ? exitCodes.notReady : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
     const result: ShutdownResult = { code, reason: this.crashError !== undefined ? 'crash' : reason, trigger, ms: this.seam.now() - start, forced, failedFinalizers, apps }
+    // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
     const pidFile = this.pidFile(units)
     if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
     this.setState('stopped')
@@ -323,6 +346,20 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (prev === next) return
     this.current = next
     this.emit('state', next, prev)
+  }
+
+  /** Two apps that map one signal to different actions: the first registered keeps it; say so. */
+  private warnSignalConflicts (added: GracefulUnit): void {
+    const units = [...this.units]
+    const index = units.indexOf(added)
+    for (const c of unionSignals(units.map((u) => u.options)).conflicts) {
+      if (c.dropped.index !== index) continue
+      const first = units[c.kept.index]
+      added.log.warn({ signal: c.signal, kept: c.kept.action, dropped: c.dropped.action },
+        `graceful-reboot: signal map conflict: ${c.signal} is '${c.dropped.action}' in app ${index + 1} (${added.name}) ` +
+        `but '${c.kept.action}' in app ${c.kept.index + 1} (${first?.name ?? '?'}), registered earlier; ` +
+        `${c.signal} will ${c.kept.action === 'shutdown' ? 'shut down' : 'reboot'} (the app registered first keeps a signal)`)
+    }
   }
 
   private refreshSignals (): void {

@@ -4,7 +4,13 @@ import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
 
 export type SignalAction = 'shutdown' | 'reboot'
-export type SignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
+/**
+ * Changes to the default signal map (SIGTERM, SIGINT -> 'shutdown'; SIGUSR2 -> 'reboot'): each entry
+ * adds or replaces one signal's action; `false` removes the signal.
+ */
+export type SignalMap = Partial<Record<NodeJS.Signals, SignalAction | false>>
+/** The signals one app handles, once its `signals` option is merged with the defaults. */
+export type ResolvedSignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
 
 export interface AdminOptions {
   /**
@@ -26,8 +32,9 @@ export interface GracefulOptions {
   /** Ms a signal-, route- or close()-triggered drain may take before what is left is destroyed. Default 30000. */
   timeout?: number
   /**
-   * `true` (default): SIGTERM and SIGINT shut down, SIGUSR2 reboots. A map such as
-   * `{ SIGTERM: 'shutdown', SIGHUP: 'reboot' }` replaces that. `false`: no process listener at all.
+   * `true` (default): SIGTERM and SIGINT shut down, SIGUSR2 reboots. A map is merged with those
+   * defaults: `{ SIGHUP: 'reboot' }` adds SIGHUP, `{ SIGUSR2: false }` removes SIGUSR2.
+   * `false`: no process listener at all.
    */
   signals?: boolean | SignalMap
   /** An uncaught exception or unhandled rejection drains and exits with the crash code. Default: on unless `signals: false`. */
@@ -62,7 +69,7 @@ export interface GracefulOptions {
 
 export interface ResolvedOptions {
   timeout: number
-  signals: SignalMap
+  signals: ResolvedSignalMap
   crash: boolean
   exit: boolean
   idleGrace: number
@@ -82,7 +89,7 @@ export const DEFAULTS = {
   readinessDelay: 0,
   rebootTimeout: 60_000,
   rebootProbation: 1_000,
-  signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as SignalMap
+  signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as ResolvedSignalMap
 } as const
 
 const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'logger', 'readiness'])
@@ -134,21 +141,23 @@ function optionalString (value: unknown, name: string): string | undefined {
   return value
 }
 
-function resolveSignals (value: unknown): SignalMap {
+function resolveSignals (value: unknown): ResolvedSignalMap {
   if (value === undefined || value === true) return { ...DEFAULTS.signals }
   if (value === false) return {}
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidOptionError(`"signals" must be true, false or a map like { SIGTERM: 'shutdown' }, got ${describe(value)}`)
+    throw new InvalidOptionError(`"signals" must be true, false or a map like { SIGHUP: 'reboot', SIGUSR2: false }, got ${describe(value)}`)
   }
-  const out: SignalMap = {}
+  // Merged with the defaults: a map that only adds SIGHUP must not lose the graceful SIGTERM.
+  const out: ResolvedSignalMap = { ...DEFAULTS.signals }
   for (const [name, action] of Object.entries(value)) {
     if (!(name in os.constants.signals) || UNCATCHABLE.has(name)) {
       throw new InvalidOptionError(`"signals" names an unknown or uncatchable signal "${name}"`)
     }
-    if (action !== 'shutdown' && action !== 'reboot') {
-      throw new InvalidOptionError(`"signals.${name}" must be 'shutdown' or 'reboot', got ${describe(action)}`)
+    if (action !== 'shutdown' && action !== 'reboot' && action !== false) {
+      throw new InvalidOptionError(`"signals.${name}" must be 'shutdown', 'reboot' or false (to remove it), got ${describe(action)}`)
     }
-    out[name as NodeJS.Signals] = action
+    if (action === false) delete out[name as NodeJS.Signals]
+    else out[name as NodeJS.Signals] = action
   }
   return out
 }

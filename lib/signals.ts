@@ -11,27 +11,63 @@ export interface SignalTarget {
   readonly state: LifecycleState
   readonly log: Logger
   readonly seam: ProcessSeam
+  /** What started the shutdown under way, if one is (its reason and trigger). */
+  readonly shutdownCause: { reason: NonNullable<ShutdownOptions['reason']>, trigger: string } | undefined
+  /** The shutdown signal that already reached the shutdown under way (it started or joined it), if any. */
+  readonly shutdownSignal: NodeJS.Signals | undefined
+  /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
+  noteShutdownSignal (signal: NodeJS.Signals): void
   shutdown (timeout?: number, options?: ShutdownOptions): Promise<unknown>
   reboot (timeout?: number, options?: RebootOptions): Promise<number>
   crash (error: unknown, kind: string): void
   exitNow (code: number, why: string): void
 }
 
+/** Two apps map one signal to different actions: the app registered first keeps it. */
+export interface SignalConflict {
+  signal: NodeJS.Signals
+  /** Index (registration order) and action of the app whose action is used. */
+  kept: { index: number, action: SignalAction }
+  /** Index and action of the later app whose action is not used. */
+  dropped: { index: number, action: SignalAction }
+}
+
+/**
+ * The union of the apps' signal maps, in registration order: on a conflict (one signal, two
+ * actions) the app registered first keeps the signal, and the conflict is reported.
+ */
+export function unionSignals (apps: readonly ResolvedOptions[]): { map: Map<NodeJS.Signals, SignalAction>, conflicts: SignalConflict[] } {
+  const map = new Map<NodeJS.Signals, SignalAction>()
+  const owner = new Map<NodeJS.Signals, number>()
+  const conflicts: SignalConflict[] = []
+  apps.forEach((a, index) => {
+    for (const [sig, action] of Object.entries(a.signals) as Array<[NodeJS.Signals, SignalAction]>) {
+      const kept = map.get(sig)
+      if (kept === undefined) {
+        map.set(sig, action)
+        owner.set(sig, index)
+      } else if (kept !== action) {
+        conflicts.push({ signal: sig, kept: { index: owner.get(sig) ?? 0, action: kept }, dropped: { index, action } })
+      }
+    }
+  })
+  return { map, conflicts }
+}
+
 /**
  * Subscribes the union of the apps' signal maps (and crash handling, when any app wants it).
  * Returns the function that removes every listener again.
  *
- * Policy: the first shutdown signal starts a drain; a second shutdown signal during that drain exits
- * at once with 128 + the signal number. A reboot signal while a reboot or shutdown is under way is
- * logged and ignored. A crash starts a drain that exits with the crash code; later crashes are ignored (only the first is logged).
+ * Policy: a shutdown signal while running (or rebooting: the shutdown wins) starts a drain. A
+ * shutdown signal during a drain that no signal has reached yet (started by the admin route, by
+ * code, by a crash, or the old side of a reboot) joins that drain: it is logged, nothing else
+ * changes. A shutdown signal during a drain that a shutdown signal started or joined is a second
+ * one: exit at once with 128 + its number. A reboot signal while a reboot or shutdown is under way
+ * is logged and ignored. A crash starts a drain that exits with the crash code (a crash during any
+ * drain turns its code into the crash code); later crashes are ignored, only the first is logged.
  */
 export function installSignals (life: SignalTarget, apps: readonly ResolvedOptions[]): () => void {
-  const map = new Map<NodeJS.Signals, SignalAction>()
-  for (const a of apps) {
-    for (const [sig, action] of Object.entries(a.signals) as Array<[NodeJS.Signals, SignalAction]>) {
-      if (!map.has(sig)) map.set(sig, action)
-    }
-  }
+  const { map } = unionSignals(apps)
   const off: Array<() => void> = []
   for (const [sig, action] of map) {
     off.push(life.seam.onSignal(sig, () => { onSignal(life, sig, action) }))
@@ -46,9 +82,19 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: SignalAction
   const state = life.state
   if (action === 'shutdown') {
     if (state === 'draining' || state === 'stopped') {
-      life.exitNow(exitCodes.secondSignalBase + (os.constants.signals[sig] ?? 0), `second ${sig} during the drain`)
+      const earlier = life.shutdownSignal
+      if (earlier !== undefined) {
+        life.exitNow(exitCodes.secondSignalBase + (os.constants.signals[sig] ?? 0), `second shutdown signal ${sig} (after ${earlier}) during the drain`)
+        return
+      }
+      life.noteShutdownSignal(sig)
+      const cause = life.shutdownCause
+      const by = cause === undefined ? '' : ` (${cause.reason}, started by ${cause.trigger})`
+      life.log.info({ signal: sig, reason: cause?.reason, trigger: cause?.trigger },
+        `graceful-reboot: ${sig} received during a drain${by}: joining it; another shutdown signal exits at once`)
       return
     }
+    life.noteShutdownSignal(sig)
     life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
     void life.shutdown(undefined, { reason: 'shutdown', trigger: sig })
     return
@@ -59,6 +105,8 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: SignalAction
   }
   life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
   life.reboot(undefined, { trigger: sig }).catch((err: unknown) => {
+    // An abort by a shutdown is logged by the reboot itself: this process is draining, not serving.
+    if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
     life.log.error({ err }, 'graceful-reboot: reboot failed; still serving')
   })
 }

@@ -2,7 +2,10 @@
 // (lib/drain/app.ts) driven through a fake process seam: manual clock, timers, signals, crashes and exit.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
+import * as fs from 'node:fs'
 import http from 'node:http'
+import * as os from 'node:os'
+import path from 'node:path'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { LifecycleState, ShutdownResult } from '../lib/events'
@@ -329,20 +332,21 @@ test('default signals: SIGTERM, SIGINT, SIGUSR2 and crashes are subscribed; all 
   t.is(w.seam.crashListeners, 0)
 })
 
-test('signals: false subscribes nothing (no crash handling either); a custom map subscribes only its signals', (t) => {
+test('signals: false subscribes nothing (no crash handling either); a custom map is merged with the defaults, false removes one', (t) => {
   const w = world()
   const u = w.unit({ signals: false })
   t.deepEqual(w.seam.subscribedSignals, [])
   t.is(w.seam.crashListeners, 0)
   w.life.unregister(u)
   const v = w.unit({ signals: { SIGHUP: 'shutdown', SIGUSR1: 'reboot' } })
-  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGUSR1'])
+  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2'], 'the defaults stay')
   t.is(w.seam.crashListeners, 1)
-  w.unit({ signals: { SIGTERM: 'shutdown' }, crash: false })
-  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGTERM', 'SIGUSR1'], 'the union over the apps, one listener each')
+  w.unit({ signals: { SIGINT: false, SIGUSR2: false }, crash: false })
+  t.deepEqual(w.seam.subscribedSignals, ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2'], 'the union over the apps, one listener each')
   t.is(w.seam.listeners('SIGHUP'), 1)
+  t.is(w.seam.listeners('SIGTERM'), 1)
   w.life.unregister(v)
-  t.deepEqual(w.seam.subscribedSignals, ['SIGTERM'])
+  t.deepEqual(w.seam.subscribedSignals, ['SIGTERM'], 'the app left removed SIGINT and SIGUSR2 from its own map')
   t.is(w.seam.crashListeners, 0)
 })
 
@@ -392,6 +396,129 @@ test('a second signal with exit: false still exits at once (the operator insists
   h.release()
 })
 
+// A shutdown signal during a drain that no shutdown signal started is not a "second" signal: it joins
+// the drain (systemd's SIGTERM to the whole cgroup on `systemctl stop` reaches an old process that is
+// still draining after `systemctl reload`; its in-flight requests must finish).
+const NON_SIGNAL_STARTS: Array<[string, (w: World) => void, number]> = [
+  // What lib/routes/admin.ts calls once the 202 is written.
+  ['the admin route', (w) => { void w.life.shutdown(1_000, { reason: 'shutdown', trigger: 'admin' }) }, exitCodes.finalizerFailed],
+  ['code (app.shutdown())', (w) => { void w.life.shutdown(1_000) }, exitCodes.finalizerFailed],
+  ['a crash', (w) => { w.seam.crash(new Error('boom'), 'uncaughtException') }, exitCodes.crash]
+]
+
+for (const [what, start, code] of NON_SIGNAL_STARTS) {
+  test(`a first SIGTERM during a drain started by ${what} joins it: no exit until the drain ends, with the drain's own code ${code}`, async (t) => {
+    const w = world()
+    const u = w.unit()
+    u.finalizers.add(() => { throw new Error('x') }, { name: 'bad' }) // gives the drain a code of its own (76)
+    const h = hold(u)
+    const exited = w.seam.nextExit()
+    start(w)
+    await h.started
+    t.is(w.life.state, 'draining')
+    t.is(w.seam.fire('SIGTERM'), 1)
+    await settle()
+    t.deepEqual(w.seam.exits, [], 'no exit at once')
+    t.is(w.life.state, 'draining')
+    t.true(w.log.lines.some((l) => l.level === 'info' && /SIGTERM received during a drain .*joining it/.test(l.msg)), JSON.stringify(w.log.lines.map((l) => l.msg)))
+    h.release()
+    t.is(await exited, code)
+    await settle()
+    t.deepEqual(w.seam.exits, [code])
+  })
+}
+
+test('a shutdown signal after one that joined a drain is a second signal: exit at once', async (t) => {
+  const w = world()
+  const u = w.unit()
+  const h = hold(u)
+  void w.life.shutdown(1_000, { reason: 'shutdown', trigger: 'admin' })
+  await h.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [])
+  w.seam.fire('SIGINT')
+  t.deepEqual(w.seam.exits, [130])
+  t.true(w.log.lines.some((l) => l.level === 'error' && /second shutdown signal SIGINT \(after SIGTERM\)/.test(l.msg)))
+  h.release()
+})
+
+test('the memory of a signal ends with the shutdown: after a restart (exit: false, register again) a first SIGTERM joins again', async (t) => {
+  const w = world()
+  const first = w.unit({ exit: false }, 'first')
+  const h1 = hold(first)
+  w.seam.fire('SIGTERM')
+  await h1.started
+  h1.release()
+  await w.life.shutdown()
+  const second = w.unit({ exit: false }, 'second')
+  const h2 = hold(second)
+  const p = w.life.shutdown(1_000)
+  await h2.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [], 'the SIGTERM of the earlier shutdown does not count')
+  h2.release()
+  t.is((await p).code, 0)
+})
+
+function tempPidFile (t: ExecutionContext, content: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-pid-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const file = path.join(dir, 'app.pid')
+  fs.writeFileSync(file, content)
+  return file
+}
+
+test('the exit at once of a second signal removes the PID file that holds this pid', async (t) => {
+  const w = world()
+  const file = tempPidFile(t, `${w.seam.pid}\n`)
+  const u = w.unit({ pidFile: file })
+  const h = hold(u)
+  w.seam.fire('SIGTERM')
+  await h.started
+  t.true(fs.existsSync(file), 'kept while draining')
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [143])
+  t.false(fs.existsSync(file))
+  h.release()
+})
+
+test('the exit at once of a second signal leaves a PID file that holds another pid (a successor)', async (t) => {
+  const w = world()
+  const file = tempPidFile(t, '5151\n')
+  const u = w.unit({ pidFile: file })
+  const h = hold(u)
+  w.seam.fire('SIGTERM')
+  await h.started
+  w.seam.fire('SIGTERM')
+  t.deepEqual(w.seam.exits, [143])
+  t.is(fs.readFileSync(file, 'utf8'), '5151\n')
+  h.release()
+})
+
+test('two apps that map one signal to different actions: the first registered keeps it, and a warning names both', async (t) => {
+  const w = world()
+  const a = w.unit({ exit: false, signals: { SIGHUP: 'shutdown' } }, 'a')
+  w.unit({ exit: false, signals: { SIGHUP: 'reboot' } }, 'b')
+  const warning = w.log.lines.find((l) => l.level === 'warn' && /signal map conflict/.test(l.msg))
+  t.truthy(warning, 'the conflict is logged at register')
+  t.regex(warning?.msg ?? '', /SIGHUP is 'reboot' in app 2 \(b\) but 'shutdown' in app 1 \(a\), registered earlier; SIGHUP will shut down/)
+  t.is(w.seam.listeners('SIGHUP'), 1)
+  const h = hold(a)
+  w.seam.fire('SIGHUP')
+  await h.started
+  t.is(w.life.state, 'draining', 'SIGHUP shut down (the first app\'s action), it did not reboot')
+  t.like(w.life.shutdownCause, { reason: 'shutdown', trigger: 'SIGHUP' })
+  h.release()
+  await w.life.shutdown()
+
+  const v = world()
+  v.unit({ exit: false, signals: { SIGHUP: 'reboot' } }, 'c')
+  v.unit({ exit: false, signals: { SIGHUP: 'shutdown', SIGUSR2: false } }, 'd')
+  const warnings = v.log.lines.filter((l) => l.level === 'warn')
+  t.is(warnings.length, 1, 'false is no conflict: SIGUSR2 stays with the app that maps it')
+  t.regex(warnings[0]?.msg ?? '', /SIGHUP is 'shutdown' in app 2 \(d\) but 'reboot' in app 1 \(c\), registered earlier; SIGHUP will reboot/)
+})
+
 test('a reboot signal during a drain is ignored and logged', async (t) => {
   const w = world()
   const u = w.unit()
@@ -410,9 +537,9 @@ test('a reboot signal during a drain is ignored and logged', async (t) => {
 
 test('a shutdown mapped to a custom signal works like SIGTERM, with 128 + its number on the second', async (t) => {
   const w = world()
-  const u = w.unit({ signals: { SIGHUP: 'shutdown' } })
+  const u = w.unit({ signals: { SIGHUP: 'shutdown', SIGTERM: false } })
   const h = hold(u)
-  t.is(w.seam.fire('SIGTERM'), 0, 'SIGTERM is not handled by this map')
+  t.is(w.seam.fire('SIGTERM'), 0, 'SIGTERM is removed from this map')
   t.is(w.life.state, 'running')
   w.seam.fire('SIGHUP')
   await h.started

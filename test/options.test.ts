@@ -34,6 +34,8 @@ const MORE: Array<[string, string, string]> = [
   ['signals a string', "{ signals: 'SIGTERM' }", '"SIGTERM"'],
   ['signals an array', "{ signals: ['SIGTERM'] }", '["SIGTERM"]'],
   ['signal action true', '{ signals: { SIGTERM: true } }', 'true'],
+  ['signal action null', '{ signals: { SIGUSR2: null } }', 'null'],
+  ['signal action "false" (a string)', "{ signals: { SIGUSR2: 'false' } }", '"false"'],
   ['signal name in lower case', "{ signals: { sigterm: 'shutdown' } }", 'sigterm'],
   ['admin token a number', '{ admin: { token: 1234 } }', '1234'],
   ['admin unknown key', "{ admin: { tokn: 'x' } }", '"admin.tokn"'],
@@ -91,6 +93,23 @@ test('signals: false turns crash handling off by default; crash: true turns it b
   t.like(resolveOptions({ signals: true }), { crash: true })
 })
 
+test('a signals map is merged with the defaults: it adds and replaces actions, false removes a signal', (t) => {
+  // The common case that used to drop the graceful SIGTERM: a map that only adds SIGHUP.
+  t.deepEqual(resolveOptions({ signals: { SIGHUP: 'reboot' } }).signals, { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot', SIGHUP: 'reboot' })
+  t.deepEqual(resolveOptions({ signals: { SIGUSR2: false } }).signals, { SIGTERM: 'shutdown', SIGINT: 'shutdown' })
+  t.deepEqual(resolveOptions({ signals: { SIGINT: 'reboot' } }).signals, { SIGTERM: 'shutdown', SIGINT: 'reboot', SIGUSR2: 'reboot' })
+  t.deepEqual(resolveOptions({ signals: { SIGTERM: false, SIGINT: false, SIGUSR2: false, SIGHUP: 'shutdown' } }).signals, { SIGHUP: 'shutdown' })
+  t.deepEqual(resolveOptions({ signals: { SIGHUP: false } }).signals, DEFAULTS.signals, 'removing a signal the defaults do not have changes nothing')
+  t.deepEqual(resolveOptions({ signals: {} }).signals, DEFAULTS.signals)
+  t.deepEqual(resolveOptions({ signals: { SIGTERM: false, SIGINT: false, SIGUSR2: false } }), { ...resolveOptions({}), signals: {} }, 'crash handling stays on: only signals: false turns it off by default')
+  t.deepEqual(DEFAULTS.signals, { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' }, 'the defaults are not changed by a merge')
+})
+
+test('a bad signal action names the choices, false included', (t) => {
+  const err = t.throws(() => resolveOptions({ signals: { SIGTERM: 'restart' } }))
+  t.is(err?.message, `"signals.SIGTERM" must be 'shutdown', 'reboot' or false (to remove it), got "restart"`)
+})
+
 test('good values are kept', (t) => {
   const logger = { info () {}, warn () {}, error () {} }
   const input = {
@@ -108,7 +127,7 @@ test('good values are kept', (t) => {
   } as const
   const o = resolveOptions(input)
   t.like(o, input)
-  t.deepEqual(o.signals, { SIGHUP: 'reboot', SIGTERM: 'shutdown' })
+  t.deepEqual(o.signals, { SIGHUP: 'reboot', SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' }, 'merged with the defaults')
   t.is(o.logger, logger)
   t.deepEqual(resolveOptions({ admin: true, health: true }).admin, {})
   t.deepEqual(resolveOptions({ admin: true, health: true }).health, { prefix: '/health' })

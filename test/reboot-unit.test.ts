@@ -12,7 +12,7 @@ import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
 import type { RebootHost } from '../lib/os'
 import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
-import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
+import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
 
 class FakeChild extends EventEmitter {
   readonly pid = 5151
@@ -49,7 +49,7 @@ class FakeChild extends EventEmitter {
 
 interface Spawned { command: string, args: readonly string[], options: SpawnOptions }
 
-function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[] } {
+function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[], unit: GracefulUnit, log: ReturnType<typeof memoryLogger> } {
   const child = new FakeChild()
   const spawned: Spawned[] = []
   const life = new Lifecycle(seam, {
@@ -69,10 +69,12 @@ function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}, options: 
     onParentMessage: () => () => {},
     ...host
   })
-  life.register(new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000, ...options }), memoryLogger(), seam))
+  const log = memoryLogger()
+  const unit = new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000, ...options }), log, seam)
+  life.register(unit)
   const events: HandoffEvent[] = []
   life.on('handoff', (e) => { events.push(e) })
-  return { seam, life, child, spawned, events }
+  return { seam, life, child, spawned, events, unit, log }
 }
 
 test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, as PID 1 and as the child of tini', async (t) => {
@@ -229,6 +231,44 @@ test('a successor that listens on an address it did not inherit fails the reboot
   await t.throwsAsync(p, { code: 'ERR_GRACEFUL_ADOPTION', message: /listens on tcp:127\.0\.0\.1:4000.*inherited tcp:127\.0\.0\.1:3000/ })
   t.is(life.state, 'running')
   t.deepEqual(child.sent, [{ type: ABORT_MESSAGE, timeout: ROLLBACK_GRACE_MS }])
+})
+
+test('an aborted reboot (SIGUSR2, then SIGTERM before the successor is ready) logs that it drains, not that it still serves', async (t) => {
+  const { seam, life, child, log } = world()
+  const exited = seam.nextExit()
+  t.is(seam.fire('SIGUSR2'), 1)
+  await settle()
+  t.is(life.state, 'rebooting')
+  seam.fire('SIGTERM')
+  await settle()
+  t.deepEqual(child.sent, [{ type: ABORT_MESSAGE, timeout: ROLLBACK_GRACE_MS }], 'the successor is asked to drain')
+  t.is(await exited, 0)
+  const msgs = log.lines.map((l) => `${l.level}: ${l.msg}`)
+  t.true(msgs.some((m) => /^warn: .*reboot aborted by a shutdown; successor stopped; draining/.test(m)), msgs.join('\n'))
+  t.false(msgs.some((m) => /still serving/.test(m)), msgs.join('\n'))
+})
+
+test('a first SIGTERM reaching the old process while it drains after a reboot (systemctl stop after reload) joins the drain', async (t) => {
+  const { seam, life, child, unit, log } = world()
+  const gate = deferred()
+  const started = deferred()
+  unit.finalizers.add(async () => { started.resolve(); await gate.promise }, { name: 'hold' })
+  unit.finalizers.add(() => { throw new Error('x') }, { name: 'bad' }) // the drain's own code: 76
+  const exited = seam.nextExit()
+  const p = life.reboot(1000, { trigger: 'SIGUSR2' })
+  await settle()
+  child.emit('message', { type: READY_MESSAGE })
+  t.is(await p, 5151)
+  await started.promise
+  t.is(life.state, 'draining')
+  t.like(life.shutdownCause, { reason: 'reboot', trigger: 'SIGUSR2' })
+  seam.fire('SIGTERM')
+  await settle()
+  t.deepEqual(seam.exits, [], 'the in-flight work of the old process is not cut')
+  t.true(log.lines.some((l) => /SIGTERM received during a drain \(reboot, started by SIGUSR2\): joining it/.test(l.msg)))
+  gate.resolve()
+  t.is(await exited, 76)
+  t.deepEqual(seam.exits, [76])
 })
 
 test("Fastify bound to 'localhost' (one socket per address) refuses to reboot, naming the fix", async (t) => {

@@ -98,6 +98,35 @@ test('a second SIGTERM during the drain exits at once with 143, while the first 
   t.false(f.lines.some((e) => e.event === 'state' && e.state === 'stopped'), 'the first drain never finished')
 })
 
+// The case of `systemctl stop` right after `systemctl reload`, or of a SIGTERM while an admin or code
+// shutdown drains: the first shutdown signal joins the drain under way; it is not a "second" signal.
+for (const how of ['code', 'admin'] as const) {
+  test(`a first SIGTERM during a drain started by ${how} joins it: the request in flight completes with 200, exit 0`, async (t) => {
+    const { f, port } = await start(t, { OBSERVE: '1', ADMIN: 'true', TIMEOUT: '60000' })
+    const seen = f.lines.filter((e) => e.event === 'request').length
+    const hold = fetchOutcome(port, '/hold')
+    await f.waitFor((e) => e.event === 'request' && e.path === '/hold' && f.lines.filter((x) => x.event === 'request').indexOf(e) >= seen)
+    const started = await fetchOutcome(port, how === 'code' ? '/drain' : '/shutdown?second=60')
+    t.true(started.ok && started.reply.status === (how === 'code' ? 200 : 202), JSON.stringify(started))
+    await f.waitFor((e) => e.event === 'state' && e.state === 'draining')
+    let exited = false
+    void f.exited.then(() => { exited = true })
+    f.child.kill('SIGTERM')
+    // Printed by the fixture's own SIGTERM listener, which runs after the package's: had the package
+    // exited at once (the bug), this line would never come and the wait would fail.
+    await f.waitFor((e) => e.event === 'signal' && e.signal === 'SIGTERM')
+    t.false(exited, 'the process is still there after the SIGTERM')
+    t.false(f.lines.some((e) => e.event === 'responded'), 'the request is still in flight')
+    f.child.kill('SIGHUP') // releases /hold
+    const o = await hold
+    ok200(t, o)
+    const exit = await within(f.exited, 20_000, 'exit after the drain')
+    t.deepEqual(exit, { code: exitCodes.clean, signal: null })
+    t.like(await f.waitFor('finalizer'), { name: 'log', reason: 'shutdown', trigger: how })
+    t.regex(f.stderr(), /SIGTERM received during a drain \(shutdown, started by (code|admin)\): joining it/)
+  })
+}
+
 test('SIGINT then SIGINT exits 130', async (t) => {
   const { f, port } = await start(t, { TIMEOUT: '30000' })
   const { outcome: slow } = await inFlight(f, port, 20_000)
@@ -211,10 +240,11 @@ test.serial('in process: a Fastify app adds signal and crash listeners and app.c
 test.serial('in process: app.shutdown() with exit: false removes every listener too', async (t) => {
   const before = counts()
   const app = Fastify()
-  await app.register(graceful, { exit: false, signals: { SIGHUP: 'shutdown' } })
+  await app.register(graceful, { exit: false, signals: { SIGHUP: 'shutdown', SIGTERM: false } })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.is(process.listenerCount('SIGHUP'), before.SIGHUP + 1)
-  t.is(process.listenerCount('SIGTERM'), before.SIGTERM)
+  t.is(process.listenerCount('SIGTERM'), before.SIGTERM, 'removed from the map with false')
+  t.is(process.listenerCount('SIGINT'), before.SIGINT + 1, 'kept from the defaults')
   const result = await app.shutdown(2_000)
   t.is(result.code, 0)
   t.deepEqual(counts(), before)

@@ -8,7 +8,7 @@ const { buildApp, listenOptions } = require('./common')
 
 async function main () {
   const app = await buildApp({
-    register: (a) => a.register(graceful.default, { timeout: 8_000, signals: { SIGINT: 'shutdown', SIGTERM: 'shutdown' } })
+    register: (a) => a.register(graceful.default, { timeout: 8_000, signals: { SIGUSR2: false } })
   })
   app.onShutdown(() => new Promise((resolve) => setTimeout(resolve, 300)), { name: 'linger', after: ['http'] })
   await app.listen(listenOptions())

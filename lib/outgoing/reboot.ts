@@ -49,8 +49,9 @@ export class OutgoingReboot {
   /**
    * Spawns the successor, waits for its ready message and through probation (both processes serve),
    * then starts this process's drain with the deadline `timeout` ms. Resolves with the successor's
-   * pid after probation; rejects with a RebootError or AdoptionError (the successor stopped, this
-   * process still serving) when it fails or the reboot is aborted.
+   * pid after probation; rejects with a RebootError or AdoptionError when it fails (the successor
+   * stopped, this process still serving) or is aborted (ERR_GRACEFUL_REBOOT_ABORTED: the successor
+   * stopped, this process draining).
    */
   async run (timeout: number, trigger: string, stateful: boolean): Promise<number> {
     const { seam, host, log } = this.ctx
@@ -93,7 +94,8 @@ export class OutgoingReboot {
       successor.stop()
       const error = err as RebootError
       if (this.aborted) {
-        log.warn({ err: error, successor: successor.pid }, 'graceful-reboot: reboot aborted by a shutdown; successor stopped')
+        // The shutdown that aborted the reboot is draining this process: it no longer serves.
+        log.warn({ err: error, successor: successor.pid }, 'graceful-reboot: reboot aborted by a shutdown; successor stopped; draining')
       } else {
         this.ctx.resume()
         log.error({ err: error, successor: successor.pid }, 'graceful-reboot: reboot failed; still serving')

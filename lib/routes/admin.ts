@@ -312,6 +312,8 @@ export class AdminGate {
           })
         } else {
           target.reboot(timeout, { trigger: 'admin' }).catch((err: unknown) => {
+            // An abort by a shutdown is logged by the reboot itself: this process is draining, not serving.
+            if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
             target.log.error({ err }, 'graceful-reboot: admin reboot failed; still serving')
           })
         }

@@ -13,6 +13,8 @@ import {
   type GracefulHandle,
   type LifecycleState,
   type ShutdownResult,
+  type SignalAction,
+  type SignalMap,
   type UnitResult
 } from '../../index'
 
@@ -40,6 +42,14 @@ export function expressApp (): void {
   expressGraceful(express(), { timeout: '10' })
   // @ts-expect-error no such option
   expressGraceful(express(), { signal: false })
+  // a signals map is merged with the defaults; false removes a signal
+  expressGraceful(express(), { signals: { SIGHUP: 'reboot', SIGUSR2: false } })
+  const map: SignalMap = { SIGTERM: false, SIGHUP: 'shutdown' }
+  const action: SignalAction = 'reboot'
+  void [map, action]
+  // @ts-expect-error a SignalAction is never false (false only removes a signal in a SignalMap)
+  const notAnAction: SignalAction = false
+  void notAnAction
   // @ts-expect-error shutdown takes ms
   void app.shutdown('1s')
 }

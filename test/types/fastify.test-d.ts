@@ -15,6 +15,7 @@ export async function decorators (): Promise<void> {
   await app.register(graceful, { timeout: 10_000, signals: true, admin: { token: 'x' }, health: true, pidFile: '/run/app.pid', rebootTimeout: 60_000 })
   await app.register(fastifyGraceful)
   await app.register(graceful, { signals: { SIGTERM: 'shutdown', SIGHUP: 'reboot' }, exit: false, crash: true, idleGrace: 100, readinessDelay: 0 })
+  await app.register(graceful, { signals: { SIGUSR2: false, SIGHUP: 'reboot' } }) // merged with the defaults; false removes one
 
   const shutdown: Promise<ShutdownResult> = app.shutdown(1000)
   const shutdownDefault: Promise<ShutdownResult> = app.shutdown()
@@ -70,8 +71,12 @@ export async function badOptions (): Promise<void> {
   await app.register(graceful, { timeout: '10' })
   // @ts-expect-error signals is a boolean or a map of signal -> action
   await app.register(graceful, { signals: 'SIGTERM' })
-  // @ts-expect-error an action is 'shutdown' or 'reboot'
+  // @ts-expect-error an action is 'shutdown', 'reboot' or false
   await app.register(graceful, { signals: { SIGTERM: 'restart' } })
+  // @ts-expect-error true is no action (only false, to remove a signal)
+  await app.register(graceful, { signals: { SIGTERM: true } })
+  // @ts-expect-error not a signal name
+  await app.register(graceful, { signals: { SIGFOO: 'shutdown' } })
   // @ts-expect-error exit is a boolean
   await app.register(graceful, { exit: 'yes' })
   // @ts-expect-error the admin token is a string
