@@ -104,7 +104,7 @@ test('rollback restores the PID file to the old process', async (t) => {
 })
 
 test('a successor whose old process died and that never becomes ready gives up by itself after rebootTimeout (exit 70)', async (t) => {
-  const { f, first } = await start(t, { READINESS: 'manual', REBOOT_TIMEOUT: '3000' })
+  const { f, first } = await start(t, { READINESS: 'manual', REBOOT_TIMEOUT: '8000' })
   const successor = await reboot(f, first.pid)
   await f.waitFor((e) => e.event === 'listening' && e.pid === successor)
   process.kill(first.pid, 'SIGKILL')
@@ -115,7 +115,7 @@ test('a successor whose old process died and that never becomes ready gives up b
 })
 
 test('rollback of a successor that already accepts (readiness manual, never declared): its requests complete, it is asked to drain, not killed', async (t) => {
-  const { f, first } = await start(t, { READINESS: 'manual', REBOOT_TIMEOUT: '3000' })
+  const { f, first } = await start(t, { READINESS: 'manual', REBOOT_TIMEOUT: '8000' })
   const port = first.ports.a as number
   const successor = await reboot(f, first.pid)
   await f.waitFor((e) => e.event === 'listening' && e.pid === successor)
