@@ -46,7 +46,7 @@ test('lifecycle() is one process-wide instance, shared through globalThis', (t) 
 })
 
 test('error classes: names, codes and the instanceof chain', (t) => {
-  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError } = pkg
+  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, AlreadyRegisteredError } = pkg
   const cases: Array<[Error & { code: string }, string, string]> = [
     [new GracefulError('ERR_GRACEFUL_X', 'base'), 'GracefulError', 'ERR_GRACEFUL_X'],
     [new InvalidOptionError('bad'), 'InvalidOptionError', 'ERR_GRACEFUL_INVALID_OPTION'],
@@ -54,7 +54,8 @@ test('error classes: names, codes and the instanceof chain', (t) => {
     [new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_UNKNOWN', 'unknown'), 'FinalizerGraphError', 'ERR_GRACEFUL_FINALIZER_UNKNOWN'],
     [new FinalizerTimeoutError('db', 1500), 'FinalizerTimeoutError', 'ERR_GRACEFUL_FINALIZER_TIMEOUT'],
     [new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy'), 'RebootError', 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'],
-    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION']
+    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION'],
+    [new AlreadyRegisteredError('twice'), 'AlreadyRegisteredError', 'ERR_GRACEFUL_ALREADY_REGISTERED']
   ]
   for (const [err, name, code] of cases) {
     t.true(err instanceof Error, name)
@@ -101,7 +102,7 @@ test('the declaration file declares the default and named exports', (t) => {
   const dts = readFileSync(path.join(ROOT, manifest.types), 'utf8')
   t.regex(dts, /export default fastifyGraceful/)
   for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
-    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError',
+    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError',
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
   }
