@@ -117,6 +117,7 @@ test('dropsErrors: Fastify\'s logger when off and pino at "silent" drop error li
   const Fastify = (await import('fastify')).default
   t.true(dropsErrors(Fastify().log), 'Fastify() (logger: false, the default)')
   t.true(dropsErrors(Fastify({ logger: { level: 'silent' } }).log))
+  t.true(dropsErrors(Fastify({ logger: { level: 'fatal' } }).log))
   t.false(dropsErrors(Fastify({ logger: true }).log))
   t.false(dropsErrors(Fastify({ logger: { level: 'error' } }).log))
   t.false(dropsErrors({ info () {}, warn () {}, error () {} }), 'a logger of the user\'s own')
