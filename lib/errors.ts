@@ -51,6 +51,13 @@ export class AdoptionError extends GracefulError {
   }
 }
 
+/** The plugin (or `expressGraceful`) was applied to an app that already has it. */
+export class AlreadyRegisteredError extends GracefulError {
+  constructor (message: string) {
+    super('ERR_GRACEFUL_ALREADY_REGISTERED', message)
+  }
+}
+
 /** A finalizer ran past its own deadline. */
 export class FinalizerTimeoutError extends GracefulError {
   constructor (name: string, ms: number) {

@@ -13,8 +13,7 @@ import { Announcer } from './incoming/announce'
 import type { Inherited } from './incoming/inherited'
 import { ParentChannel } from './incoming/parent'
 import { readyWatchdog } from './incoming/watchdog'
-import type { Logger } from './log'
-import { stderrLogger } from './log'
+import { taggedLogger, type LogRole, type Logger } from './log'
 import { DEFAULTS, ms } from './options'
 import { realHost, realProcess, type ProcessSeam, type RebootHost } from './os'
 import { OutgoingReboot } from './outgoing/reboot'
@@ -53,6 +52,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** A successor that was not ready in time is shutting down: it exits with `exitCodes.notReady`. */
   private gaveUp = false
   private readySwitch = true
+  /** This process started a reboot that has not failed: its role is 'old' until it exits. */
+  private handingOver = false
+  private processLog: Logger | undefined
 
   constructor (seam: ProcessSeam = realProcess, host: RebootHost = realHost) {
     super()
@@ -102,10 +104,29 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     })
   }
 
-  /** The logger of the first registered app, for process-level messages. */
+  /** The logger of the first registered app, for process-level messages (stderr lines without one). */
   get log (): Logger {
     for (const u of this.units) return u.log
-    return stderrLogger
+    this.processLog ??= this.logger()
+    return this.processLog
+  }
+
+  /**
+   * The logger the package writes through for an app whose own logger is `base` (without one: lines
+   * on stderr). Every line names this process's pid and its `role`; error lines also go to stderr
+   * where `base` drops them (Fastify's default `logger: false`).
+   */
+  logger (base?: Logger): Logger {
+    return taggedLogger(base, () => ({ pid: this.seam.pid, role: this.role }))
+  }
+
+  /**
+   * This process's side of a reboot: 'old' from the moment it starts one until it exits (back to
+   * what it was if the reboot fails), 'new' in a process started by a reboot; undefined otherwise.
+   */
+  get role (): LogRole | undefined {
+    if (this.handingOver) return 'old'
+    return this.inherited.parentPid !== undefined ? 'new' : undefined
   }
 
   get apps (): readonly GracefulUnit[] { return [...this.units] }
@@ -175,6 +196,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       return Promise.reject(err)
     }
     this.setState('rebooting')
+    this.handingOver = true
     const outgoing = new OutgoingReboot({
       seam: this.seam,
       host: this.host,
@@ -192,7 +214,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.rebooting = undefined
       this.outgoing = undefined
     }
-    this.rebooting.then(clear, clear)
+    this.rebooting.then(clear, () => {
+      clear()
+      this.handingOver = false
+    })
     return this.rebooting
   }
 

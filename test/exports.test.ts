@@ -16,7 +16,7 @@ const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'
   main: string
   types: string
   files: string[]
-  exports: Record<string, string | Record<string, string>>
+  exports: Record<string, string | Record<string, string | Record<string, string>>>
 }
 
 test('the default export is the Fastify plugin, wrapped by fastify-plugin', (t) => {
@@ -46,7 +46,7 @@ test('lifecycle() is one process-wide instance, shared through globalThis', (t) 
 })
 
 test('error classes: names, codes and the instanceof chain', (t) => {
-  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError } = pkg
+  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, AlreadyRegisteredError } = pkg
   const cases: Array<[Error & { code: string }, string, string]> = [
     [new GracefulError('ERR_GRACEFUL_X', 'base'), 'GracefulError', 'ERR_GRACEFUL_X'],
     [new InvalidOptionError('bad'), 'InvalidOptionError', 'ERR_GRACEFUL_INVALID_OPTION'],
@@ -54,7 +54,8 @@ test('error classes: names, codes and the instanceof chain', (t) => {
     [new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_UNKNOWN', 'unknown'), 'FinalizerGraphError', 'ERR_GRACEFUL_FINALIZER_UNKNOWN'],
     [new FinalizerTimeoutError('db', 1500), 'FinalizerTimeoutError', 'ERR_GRACEFUL_FINALIZER_TIMEOUT'],
     [new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy'), 'RebootError', 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'],
-    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION']
+    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION'],
+    [new AlreadyRegisteredError('twice'), 'AlreadyRegisteredError', 'ERR_GRACEFUL_ALREADY_REGISTERED']
   ]
   for (const [err, name, code] of cases) {
     t.true(err instanceof Error, name)
@@ -78,14 +79,23 @@ test('package.json main, types, exports and files point at files that exist afte
   const targets = [manifest.main, manifest.types]
   const root = manifest.exports['.']
   t.is(typeof root, 'object')
-  const conditions = root as Record<string, string>
-  t.deepEqual(Object.keys(conditions).slice(0, 1), ['types'], '"types" comes first, as TypeScript requires')
-  targets.push(...Object.values(conditions))
+  const conditions = root as Record<string, Record<string, string> | string>
+  t.deepEqual(Object.keys(conditions), ['import', 'require', 'default'])
+  const esm = conditions.import as Record<string, string>
+  const cjs = conditions.require as Record<string, string>
+  for (const c of [esm, cjs]) {
+    t.deepEqual(Object.keys(c), ['types', 'default'], '"types" comes first, as TypeScript requires')
+    targets.push(...Object.values(c))
+  }
   for (const target of targets) t.true(existsSync(path.join(ROOT, target)), `${target} exists`)
   t.is(path.resolve(ROOT, manifest.main), DIST_INDEX)
-  t.is(path.resolve(ROOT, conditions.default!), DIST_INDEX)
-  t.is(path.resolve(ROOT, manifest.types), path.resolve(ROOT, conditions.types!))
+  t.is(path.resolve(ROOT, cjs.default!), DIST_INDEX)
+  t.is(path.resolve(ROOT, conditions.default as string), DIST_INDEX)
+  t.is(path.resolve(ROOT, manifest.types), path.resolve(ROOT, cjs.types!))
+  t.is(path.resolve(ROOT, esm.default!), path.join(ROOT, 'dist', 'index.mjs'))
+  t.is(path.resolve(ROOT, esm.types!), path.join(ROOT, 'dist', 'index.d.mts'))
   for (const entry of manifest.files) t.true(existsSync(path.join(ROOT, entry)), `files entry ${entry} exists`)
+  for (const target of targets) t.true(manifest.files.some((f) => path.join(ROOT, target).startsWith(path.join(ROOT, f))), `${target} is packed`)
 })
 
 test('the package name resolves (self-reference through "exports") to the built entry; internals are not exported', (t) => {
@@ -100,8 +110,11 @@ test('the package name resolves (self-reference through "exports") to the built 
 test('the declaration file declares the default and named exports', (t) => {
   const dts = readFileSync(path.join(ROOT, manifest.types), 'utf8')
   t.regex(dts, /export default fastifyGraceful/)
+  const dmts = readFileSync(path.join(ROOT, 'dist', 'index.d.mts'), 'utf8')
+  t.regex(dmts, /^export \* from '\.\/index\.js'$/m, 'the ES module entry declares the named exports of the CommonJS one')
+  t.regex(dmts, /^export default fastifyGraceful$/m, 'and the plugin as its default')
   for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
-    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError',
+    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError',
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
   }
@@ -109,7 +122,7 @@ test('the declaration file declares the default and named exports', (t) => {
   t.regex(fastifyDts, /declare module 'fastify'/, 'the FastifyInstance augmentation ships in the types')
 })
 
-test('an ESM consumer: named imports work and the default import registers in Fastify', async (t) => {
+test('an ESM consumer: named imports work and the default import is the plugin itself, registered in Fastify', async (t) => {
   const script = `
     import graceful, { fastifyGraceful, expressGraceful, exitCodes, lifecycle } from 'graceful-reboot'
     import Fastify from 'fastify'
@@ -132,8 +145,7 @@ test('an ESM consumer: named imports work and the default import registers in Fa
   const code = await new Promise<number | null>((resolve) => { child.once('close', resolve) })
   t.is(code, 0, err)
   const r = JSON.parse(out) as Record<string, unknown>
-  t.like(r, { named: 'function', express: 'function', forced: 75, lifecycle: 'function', decorated: 'function' })
-  // Node gives ESM importers of a CommonJS module its module.exports as the default import, so the
-  // default is the namespace object here; Fastify unwraps `.default`, which is why register works.
-  t.log(`ESM default import is the plugin itself: ${String(r.defaultIsPlugin)}`)
+  // The ES module entry (dist/index.mjs) exports the plugin as its default, so the default import is
+  // the plugin itself, not the CommonJS module.exports object that Node would give otherwise.
+  t.like(r, { named: 'function', express: 'function', forced: 75, lifecycle: 'function', decorated: 'function', defaultIsPlugin: true })
 })

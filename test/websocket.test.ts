@@ -92,12 +92,13 @@ test.serial('fastify: app.close() closes @fastify/websocket clients with 1001 to
   t.deepEqual(await within(5000, 'client close events', Promise.all(closes)), Array(2).fill([GOING_AWAY, 'server shutting down']))
 })
 
-test.serial('express: a finalizer that closes every ws client with 1001 -> clients see 1001, nothing forced', async (t) => {
+// The finalizer of the README's WebSockets section, as written there: it only sends the close
+// frames; the drain waits for the upgraded sockets to close.
+test.serial('express: the README\'s finalizer closes every ws client with 1001 -> clients see 1001, nothing forced, exit code 0', async (t) => {
   const { app, wss, port } = await expressWs(t)
-  app.onShutdown(() => Promise.all([...wss.clients].map((ws) => new Promise<void>((resolve) => {
-    ws.once('close', () => { resolve() })
-    ws.close(1001, 'going away')
-  }))), { name: 'websockets' })
+  app.onShutdown(() => {
+    for (const ws of wss.clients) ws.close(1001, 'going away')
+  }, { name: 'websockets' })
   const list = await clients(t, `ws://127.0.0.1:${port}/chat`, 3)
   const closes = list.map(closeOf)
 
@@ -106,6 +107,29 @@ test.serial('express: a finalizer that closes every ws client with 1001 -> clien
   t.is(result.forced, 0)
   t.is(result.apps[0]?.forcedUpgraded, 0)
   t.deepEqual(result.apps[0]?.finalizers.map((f) => [f.name, f.ok]), [['websockets', true]])
+  t.is(result.code, exitCodes.clean)
+})
+
+test.serial('fastify without @fastify/websocket: a ws server on app.server, closed by the README\'s finalizer -> 1001, exit code 0', async (t) => {
+  const app = Fastify()
+  await app.register(graceful, { exit: false, signals: false })
+  const wss = new WebSocketServer({ server: app.server })
+  wss.on('connection', (ws) => { ws.on('message', (data) => { ws.send(data) }) })
+  app.onShutdown(() => {
+    for (const ws of wss.clients) ws.close(1001, 'going away')
+  }, { name: 'websockets' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => {
+    for (const c of wss.clients) c.terminate()
+    wss.close()
+    await app.close()
+  })
+  const list = await clients(t, `ws://127.0.0.1:${(app.server.address() as net.AddressInfo).port}/`, 2)
+  const closes = list.map(closeOf)
+
+  const result = await within(10_000, 'the shutdown', app.shutdown(5000))
+  t.deepEqual(await within(5000, 'client close events', Promise.all(closes)), Array(2).fill([1001, 'going away']))
+  t.is(result.forced, 0)
   t.is(result.code, exitCodes.clean)
 })
 

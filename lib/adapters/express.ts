@@ -3,7 +3,11 @@ import * as http from 'node:http'
 import type * as net from 'node:net'
 import { mountExpressRoutes } from './express-routes'
 import { gracefulHandle, type GracefulHandle } from './http'
+import { AlreadyRegisteredError } from '../errors'
 import { resolveOptions, type GracefulOptions } from '../options'
+
+/** Marks an app that has graceful-reboot. */
+const REGISTERED = Symbol.for('graceful-reboot.registered')
 
 /** An Express app (or anything with Express's `listen` that takes a request handler). */
 export interface ExpressLike {
@@ -25,11 +29,15 @@ export type GracefulExpressApp<T> = T & {
  * before `server.listen()`.
  */
 export function expressGraceful<T extends ExpressLike> (app: T, options?: GracefulOptions): GracefulExpressApp<T> {
+  if ((app as unknown as Record<symbol, unknown>)[REGISTERED] === true) {
+    throw new AlreadyRegisteredError('expressGraceful() was already called on this app; call it once')
+  }
   const resolved = resolveOptions(options)
   // Routes first: an app they cannot be mounted on is refused before anything is registered.
   mountExpressRoutes(app, resolved)
   const handle = gracefulHandle(resolved, 'express')
   const out = app as GracefulExpressApp<T>
+  ;(app as unknown as Record<symbol, unknown>)[REGISTERED] = true
   out.graceful = handle
   out.shutdown = handle.shutdown
   out.reboot = handle.reboot

@@ -9,6 +9,7 @@ import type { RebootOptions, ShutdownResult } from '../events'
 import { lifecycle } from '../lifecycle'
 import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit } from '../drain/app'
+import { AlreadyRegisteredError } from '../errors'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,12 +25,30 @@ declare module 'fastify' {
 /** WebSocket close code sent to @fastify/websocket clients: 1001 "going away". */
 export const GOING_AWAY = 1001
 
+/** Marks an instance (and, through the prototype, its child contexts) that has the plugin. */
+const REGISTERED = Symbol.for('graceful-reboot.registered')
+
 interface WebSocketLike {
   readyState: number
   close (code?: number, reason?: string): void
 }
 
 const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => {
+  // A second registration would collide on Fastify's decorators: say so before touching anything.
+  if ((fastify as unknown as Record<symbol, unknown>)[REGISTERED] === true) {
+    done(new AlreadyRegisteredError('graceful-reboot is already registered on this Fastify instance (or a parent of it); register it once, on the root instance'))
+    return
+  }
+  // avvio does not catch a throw from a callback plugin (it becomes an uncaught exception and the
+  // registration hangs until avvio's plugin timeout): hand every error to done().
+  try {
+    setUp(fastify, opts, done)
+  } catch (err) {
+    done(err as Error)
+  }
+}
+
+function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Error) => void): void {
   let options: ResolvedOptions
   try {
     options = resolveOptions(withoutRegisterOptions(opts))
@@ -38,7 +57,7 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
     return
   }
   const life = lifecycle()
-  const unit = new GracefulUnit('fastify', options, fastify.log, life.seam)
+  const unit = new GracefulUnit('fastify', options, life.logger(fastify.log), life.seam)
   unit.attach(fastify.server)
 
   // @fastify/websocket closes its clients without a code (1005); close them with 1001 first.
@@ -95,6 +114,7 @@ const plugin: FastifyPluginCallback<GracefulOptions> = (fastify, opts, done) => 
   })
   life.register(unit)
   mountFastifyRoutes(fastify, options, () => unit.isDraining)
+  ;(fastify as unknown as Record<symbol, unknown>)[REGISTERED] = true
   done()
 }
 

@@ -3,7 +3,6 @@ import type * as net from 'node:net'
 import type { Finalizer, FinalizerOptions } from '../drain/finalizers'
 import type { RebootOptions, ShutdownResult } from '../events'
 import { lifecycle, type Lifecycle } from '../lifecycle'
-import { stderrLogger, type Logger } from '../log'
 import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'
 
@@ -36,9 +35,9 @@ export function createGraceful (options?: GracefulOptions): GracefulHandle {
 }
 
 /** A handle for options already resolved (the Express adapter resolves them once for its routes too). */
-export function gracefulHandle (resolved: ResolvedOptions, name: string, defaultLogger: Logger = stderrLogger): GracefulHandle {
+export function gracefulHandle (resolved: ResolvedOptions, name: string): GracefulHandle {
   const life = lifecycle()
-  const unit = new GracefulUnit(name, resolved, resolved.logger ?? defaultLogger, life.seam)
+  const unit = new GracefulUnit(name, resolved, life.logger(resolved.logger), life.seam)
   life.register(unit)
   const handle: GracefulHandle = {
     attach (server) {
