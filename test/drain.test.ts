@@ -34,8 +34,8 @@ const inFlightIdleAndSilent: Scenario = async (t, b) => {
   t.deepEqual(warm.map((a) => [a.status, a.headers.connection]), Array(10).fill([200, 'keep-alive']))
   // Five sockets that never send a byte.
   const silent = await Promise.all(Array.from({ length: 5 }, () => rawConnect(t, s.port)))
-  // Twenty slow requests in flight.
-  const slow = handled(Array.from({ length: 20 }, () => get(s.origin, '/slow?ms=1500', slowAgent)))
+  // Twenty slow requests in flight, held in the handler until the test releases them.
+  const slow = handled(Array.from({ length: 20 }, () => get(s.origin, '/slow?hold=1', slowAgent)))
   await within(10_000, '20 slow requests in the handler', s.whenSlowInFlight(20))
   await within(10_000, 'all 35 connections accepted', s.whenAccepted(35))
   const closes = [...idle, ...silent].map(closedAt)
@@ -46,7 +46,11 @@ const inFlightIdleAndSilent: Scenario = async (t, b) => {
   t.false(s.server.listening, 'the listening handle is closed once the drain starts')
   t.is((await within(5000, 'a refused connection', connectError(s.port))).code, 'ECONNREFUSED')
 
-  const closedTimes = await within(5000, 'idle and silent sockets closed by the server', Promise.all(closes))
+  // Closed by the idle reaper while the 20 requests are still held: not when the drain ends, and not at
+  // its deadline (20 s away; this guard fails first).
+  const closedTimes = await within(10_000, 'idle and silent sockets closed by the server', Promise.all(closes))
+  t.is(s.slowInFlight(), 20, 'the slow requests were still in the handler when the idle sockets closed')
+  t.is(s.release(), 20)
   const answers = await within(10_000, 'slow answers', Promise.all(slow))
   const result = await within(10_000, 'shutdown result', shutdown)
   const elapsed = performance.now() - t0
@@ -55,8 +59,8 @@ const inFlightIdleAndSilent: Scenario = async (t, b) => {
   const firstAnswer = Math.min(...answers.map((a) => a.at))
   for (const at of closedTimes) {
     // Not reaped at once (that resets requests already in the kernel buffer), but after the 250 ms grace.
+    // (A lower bound only: a loaded machine makes it later, never earlier.)
     t.true(at - t0 >= 200, `idle socket closed ${Math.round(at - t0)} ms after the drain started, before the grace`)
-    t.true(at - t0 < 2000, `idle socket closed ${Math.round(at - t0)} ms after the drain started`)
     t.true(at < firstAnswer, 'idle sockets closed while the slow requests were still running')
   }
   t.is(result.forced, 0)
@@ -128,7 +132,7 @@ const closeServesOpenConnections: Scenario = async (t, b) => {
   const kaAgent = keepAliveAgent(t, 1)
   const first = await get(s.origin, '/', kaAgent)
   t.is(first.headers.connection, 'keep-alive')
-  const slow = handled(Array.from({ length: 5 }, () => get(s.origin, '/slow?ms=800', slowAgent)))
+  const slow = handled(Array.from({ length: 5 }, () => get(s.origin, '/slow?hold=1', slowAgent)))
   await within(10_000, '5 slow requests in the handler', s.whenSlowInFlight(5))
 
   if (s.framework === 'fastify') t.is(s.server.keepAliveTimeout, FASTIFY_KEEP_ALIVE_MS)
@@ -141,6 +145,7 @@ const closeServesOpenConnections: Scenario = async (t, b) => {
   const during = await within(5000, 'a request during the close', get(s.origin, '/', kaAgent))
   t.true(during.reused, 'sent on the kept-alive socket')
   t.deepEqual([during.status, during.headers.connection, during.body], [200, 'close', 'ok'])
+  t.is(s.release(), 5, 'the slow requests were still in the handler')
 
   const answers = await within(10_000, 'slow answers', Promise.all(slow))
   t.deepEqual(answers.map((a) => [a.status, a.headers.connection, a.body]), Array(5).fill([200, 'close', 'slow']))
@@ -156,16 +161,22 @@ const streamingFinishes: Scenario = async (t, b) => {
   const s = await b.start(t)
   const agent = keepAliveAgent(t, 1)
   let socket: net.Socket | undefined
-  const [answer] = handled([get(s.origin, '/stream?ms=800', agent, (sock) => { socket = sock })])
+  const [answer] = handled([get(s.origin, '/stream?hold=1', agent, (sock) => { socket = sock })])
   await within(10_000, 'the stream started', s.whenSlowInFlight(1))
   const closed = closedAt(socket as net.Socket)
 
-  const result = await within(10_000, 'the shutdown', s.shutdown(10_000))
+  const shutdown = s.shutdown(10_000)
+  await nextTurn()
+  t.false(s.server.listening, 'the drain has started')
+  t.is(s.release(), 1, 'the stream was still open when the drain started')
   const a = await within(5000, 'the streamed answer', answer as Promise<Answer>)
   const at = await within(5000, 'the socket closed', closed)
-  // Its headers were out before the drain (keep-alive), yet the body completes and the socket goes.
+  const result = await within(10_000, 'the shutdown', shutdown)
+  // Its headers were out before the drain (keep-alive), yet the body completes and the socket goes:
+  // closed by the idle reaper once the response ended, not destroyed at the deadline.
   t.deepEqual([a.status, a.headers.connection, a.body], [200, 'keep-alive', 'first last'])
-  t.true(at - a.at < 2000, `socket closed ${Math.round(at - a.at)} ms after the response ended`)
+  t.true(at >= a.at, 'the socket closed after the response ended')
+  t.is(result.apps[0]?.idleClosed, 1)
   t.is(result.forced, 0)
   t.is(result.code, exitCodes.clean)
 }
@@ -173,7 +184,7 @@ const streamingFinishes: Scenario = async (t, b) => {
 const deadlineCutsShutdown: Scenario = async (t, b) => {
   const s = await b.start(t)
   const agent = keepAliveAgent(t, 1)
-  const cut = outcome(get(s.origin, '/slow?ms=5000', agent))
+  const cut = outcome(get(s.origin, '/slow?hold=1', agent)) // never released
   await within(10_000, 'the slow request in the handler', s.whenSlowInFlight(1))
 
   const t0 = performance.now()
@@ -190,7 +201,7 @@ const deadlineCutsShutdown: Scenario = async (t, b) => {
 const deadlineCutsClose: Scenario = async (t, b) => {
   const s = await b.start(t, { timeout: 300 })
   const agent = keepAliveAgent(t, 1)
-  const cut = outcome(get(s.origin, '/slow?ms=5000', agent))
+  const cut = outcome(get(s.origin, '/slow?hold=1', agent)) // never released
   await within(10_000, 'the slow request in the handler', s.whenSlowInFlight(1))
 
   const t0 = performance.now()
@@ -207,8 +218,8 @@ const scenarios: Array<[string, Scenario]> = [
   ['shutdown under keep-alive load that runs on through the drain: no request on an open keep-alive socket lost; only new connections after the listener closed are refused', loadLosesNothing],
   ['close(): in-flight requests and a request on an open keep-alive connection get 200 + connection: close, well before keepAliveTimeout', closeServesOpenConnections],
   ['shutdown: a streaming response whose headers went out before the drain completes, then its socket closes', streamingFinishes],
-  ['shutdown(300): a 5 s request is cut at the deadline and reported as forced', deadlineCutsShutdown],
-  ['close() with timeout 300: a 5 s request is cut at the deadline', deadlineCutsClose]
+  ['shutdown(300): a request that never ends is cut at the deadline and reported as forced', deadlineCutsShutdown],
+  ['close() with timeout 300: a request that never ends is cut at the deadline', deadlineCutsClose]
 ]
 
 for (const [title, scenario] of scenarios) {
@@ -221,10 +232,14 @@ test.serial('process-wide: one shutdown() drains a Fastify app and an Express ap
   const f = await fastifyBuilder.start(t)
   const e = await expressBuilder.start(t)
   const agent = keepAliveAgent(t, 4)
-  const slow = handled([f, e, f, e].map((s) => get(s.origin, '/slow?ms=600', agent)))
+  const slow = handled([f, e, f, e].map((s) => get(s.origin, '/slow?hold=1', agent)))
   await within(10_000, 'two slow requests on each app', Promise.all([f.whenSlowInFlight(2), e.whenSlowInFlight(2)]))
 
-  const result = await within(10_000, 'the shutdown', e.shutdown(10_000))
+  const shutdown = e.shutdown(10_000)
+  await nextTurn()
+  t.deepEqual([f.server.listening, e.server.listening], [false, false], 'both drains have started')
+  t.deepEqual([f.release(), e.release()], [2, 2])
+  const result = await within(10_000, 'the shutdown', shutdown)
   const answers = await within(5000, 'the slow answers', Promise.all(slow))
   t.deepEqual(answers.map((a) => [a.status, a.headers.connection]), Array(4).fill([200, 'close']))
   t.deepEqual(result.apps.map((a) => a.name).sort(), ['express', 'fastify'])

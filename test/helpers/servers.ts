@@ -13,7 +13,9 @@ export const silent: Logger = { info: () => {}, warn: () => {}, error: () => {} 
 
 /**
  * A started server with the routes `/` ("ok"), `/slow?ms=N` ("slow" after N ms) and `/stream?ms=N`
- * (headers and "first " at once, "last" after N ms; counted by `slowInFlight` too).
+ * (headers and "first " at once, "last" after N ms; counted by `slowInFlight` too). With `?hold=1`
+ * instead of `ms`, /slow and /stream wait for `release()`, not for a duration: a test decides when
+ * they answer (e.g. once it has seen what must happen while they are in flight).
  */
 export interface Started {
   readonly framework: 'fastify' | 'express'
@@ -33,6 +35,8 @@ export interface Started {
   slowInFlight: () => number
   /** Resolves once `n` `/slow` requests are in the handler at the same time. */
   whenSlowInFlight: (n: number) => Promise<void>
+  /** Answers every held (`?hold=1`) request now in the handler; returns how many. */
+  release: () => number
 }
 
 export interface ServerBuilder {
@@ -47,6 +51,8 @@ class Probe extends EventEmitter {
   slow = 0
   readonly sockets = new Set<net.Socket>()
   readonly timers = new Set<NodeJS.Timeout>()
+  /** Answers of held requests, waiting for `release()`. */
+  readonly held = new Set<() => void>()
 
   watch (server: net.Server): void {
     server.on('connection', (s: net.Socket) => {
@@ -74,6 +80,34 @@ class Probe extends EventEmitter {
     res.once('close', finish)
   }
 
+  /** Answers on `release()` unless the response closes first (a cut request is forgotten). */
+  hold (res: http.ServerResponse, answer: () => void): void {
+    this.slow++
+    this.emit('change')
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      this.slow--
+      this.held.delete(go)
+    }
+    const go = (): void => { finish(); answer() }
+    this.held.add(go)
+    res.once('close', finish)
+  }
+
+  release (): number {
+    const list = [...this.held]
+    for (const go of list) go()
+    return list.length
+  }
+
+  /** `/slow` and `/stream`: held when the query says `hold`, else answered after `ms`. */
+  later (query: unknown, res: http.ServerResponse, answer: () => void): void {
+    if ((query as { hold?: unknown } | undefined)?.hold !== undefined) this.hold(res, answer)
+    else this.slowly(slowMs(query), res, answer)
+  }
+
   until (ok: () => boolean): Promise<void> {
     if (ok()) return Promise.resolve()
     return new Promise((resolve) => {
@@ -90,15 +124,16 @@ class Probe extends EventEmitter {
   destroyAll (): void {
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
+    this.held.clear()
     for (const s of this.sockets) s.destroy()
   }
 }
 
-/** Writes the head and a first chunk now, the last chunk after `ms`. */
-function stream (probe: Probe, ms: number, res: http.ServerResponse): void {
+/** Writes the head and a first chunk now, the last chunk after `ms` (or on `release()` with `hold`). */
+function stream (probe: Probe, query: unknown, res: http.ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/plain' })
   res.write('first ')
-  probe.slowly(ms, res, () => { res.end('last') })
+  probe.later(query, res, () => { res.end('last') })
 }
 
 function slowMs (query: unknown): number {
@@ -129,7 +164,8 @@ function started (
     accepted: () => probe.accepted,
     whenAccepted: (n) => probe.until(() => probe.accepted >= n),
     slowInFlight: () => probe.slow,
-    whenSlowInFlight: (n) => probe.until(() => probe.slow >= n)
+    whenSlowInFlight: (n) => probe.until(() => probe.slow >= n),
+    release: () => probe.release()
   }
 }
 
@@ -142,11 +178,11 @@ export const fastifyBuilder: ServerBuilder = {
     probe.watch(app.server)
     app.get('/', async () => 'ok')
     app.get('/slow', (req, reply) => {
-      probe.slowly(slowMs(req.query), reply.raw, () => { void reply.send('slow') })
+      probe.later(req.query, reply.raw, () => { void reply.send('slow') })
     })
     app.get('/stream', (req, reply) => {
       reply.hijack()
-      stream(probe, slowMs(req.query), reply.raw)
+      stream(probe, req.query, reply.raw)
     })
     await app.listen({ port: 0, host: '127.0.0.1' })
     return started(t, 'fastify', app.server, probe,
@@ -162,9 +198,9 @@ export const expressBuilder: ServerBuilder = {
     const app = expressGraceful(express(), { logger: silent, ...options, exit: false, signals: false })
     app.get('/', (_req, res) => { res.send('ok') })
     app.get('/slow', (req, res) => {
-      probe.slowly(slowMs(req.query), res, () => { res.send('slow') })
+      probe.later(req.query, res, () => { res.send('slow') })
     })
-    app.get('/stream', (req, res) => { stream(probe, slowMs(req.query), res) })
+    app.get('/stream', (req, res) => { stream(probe, req.query, res) })
     const server = app.listen(0, '127.0.0.1') as http.Server
     probe.watch(server)
     await once(server, 'listening')
