@@ -61,9 +61,11 @@ async function statuses (port: number, prefix = '/health', options: { agent?: ht
 
 for (const framework of FRAMEWORKS) {
   test(`${framework}: ready turns 503 when the drain starts, live stays 200 until exit`, async (t) => {
-    // readinessDelay keeps the listener open for 2 s after the drain starts; a long idle grace keeps
-    // two pooled keep-alive connections usable after the listener closed.
-    const { f, port } = await start(t, framework, { READINESS_DELAY: '2000', IDLE_GRACE: '20000' })
+    // After the drain starts, readinessDelay (300 ms) and then a before-http finalizer that waits for
+    // the test (HTTP_GATE) keep the listener open: the probes below run in that window whatever the
+    // machine's load. A long idle grace keeps two pooled keep-alive connections usable after the
+    // listener closed.
+    const { f, port } = await start(t, framework, { READINESS_DELAY: '300', HTTP_GATE: '1', IDLE_GRACE: '20000' })
     t.deepEqual(await statuses(port), { live: [200, 'ok'], startup: [200, 'ok'], ready: [200, 'ok'] })
     const r = await request(port, '/health/ready')
     t.is(r.headers['cache-control'], 'no-store')
@@ -78,8 +80,12 @@ for (const framework of FRAMEWORKS) {
     await f.waitFor((e) => e.event === 'slow-started' && e.ms === 4000)
     process.kill(f.pid, 'SIGTERM')
     await f.waitFor((e) => e.event === 'state' && e.state === 'draining')
-    // During readinessDelay: the listener still accepts, ready says 503, live and startup 200.
+    // During readinessDelay or the gate: the listener still accepts, ready says 503, live and startup 200.
     t.deepEqual(await statuses(port), { live: [200, 'ok'], startup: [200, 'ok'], ready: [503, 'draining'] })
+    await f.waitFor('gate-held')
+    t.deepEqual(await statuses(port), { live: [200, 'ok'], startup: [200, 'ok'], ready: [503, 'draining'] })
+    t.false(f.lines.some((e) => e.event === 'listeners-closed'), 'the listener stays open until the gate opens')
+    t.is((await request(port, '/gate/open')).status, 200)
 
     // Once the listener is closed: only open connections reach the app, live still answers 200.
     await f.waitFor('listeners-closed')

@@ -380,7 +380,6 @@ for (const [first, second, code] of [['SIGTERM', 'SIGTERM', 143], ['SIGINT', 'SI
     t.deepEqual(w.seam.exits, [])
     w.seam.fire(second)
     t.deepEqual(w.seam.exits, [code], 'synchronously, without waiting for the drain')
-    t.is<number, number>(code, exitCodes.secondSignalBase + (second === 'SIGTERM' ? 15 : 2))
     h.release()
   })
 }

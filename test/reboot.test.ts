@@ -10,13 +10,16 @@ import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture
 
 interface Listening extends FixtureEvent { pid: number, ports: Record<string, number>, parent: number | null }
 
-function get (port: number, p = '/', socketPath?: string): Promise<{ status: number, pid: number, body: string }> {
+interface Got { status: number, pid: number, body: string, connection: string | undefined }
+
+/** GET on a fresh connection, or on `agent`'s (a keep-alive agent: a `Connection: close` reply is then the server's doing). */
+function get (port: number, p = '/', socketPath?: string, agent: http.Agent | false = false): Promise<Got> {
   return new Promise((resolve, reject) => {
-    const opts: http.RequestOptions = socketPath === undefined ? { host: '127.0.0.1', port, path: p, agent: false } : { socketPath, path: p, agent: false }
+    const opts: http.RequestOptions = socketPath === undefined ? { host: '127.0.0.1', port, path: p, agent } : { socketPath, path: p, agent }
     http.get(opts, (res) => {
       let body = ''
       res.setEncoding('utf8').on('data', (c: string) => { body += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, pid: Number(res.headers['x-pid']), body }) })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, pid: Number(res.headers['x-pid']), body, connection: res.headers.connection }) })
     }).on('error', reject)
   })
 }
@@ -47,14 +50,24 @@ function isAlive (pid: number): boolean {
   }
 }
 
-/** Starts the fixture and a 1.5 s request on it; resolves once the app is running that request. */
-async function withSlowRequest (t: ExecutionContext): Promise<{ f: Fixture, first: Listening, port: number, slow: ReturnType<typeof get> }> {
+/**
+ * Starts the fixture and a request on it, on a keep-alive connection, that the app answers only once
+ * its drain has started; resolves once the app is running that request.
+ */
+async function withSlowRequest (t: ExecutionContext): Promise<{ f: Fixture, first: Listening, port: number, slow: Promise<Got> }> {
   const f = startFixture(t, 'reboot-app')
   const first = await f.waitFor('listening') as Listening
   const port = first.ports.a as number
-  const slow = get(port, '/slow?ms=1500')
+  const agent = new http.Agent({ keepAlive: true })
+  t.teardown(() => { agent.destroy() })
+  const slow = get(port, '/slow?hold=drain', undefined, agent)
   await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
   return { f, first, port, slow }
+}
+
+/** Line index of the first event of `pid` matching `match` (-1 if none). */
+function lineOf (f: Fixture, pid: number, match: (e: FixtureEvent) => boolean): number {
+  return f.lines.findIndex((e) => e.pid === pid && match(e))
 }
 
 /** Sends SIGUSR2 to `pid` and waits until its successor listens and the old process drained. */
@@ -191,8 +204,11 @@ test('an in-flight request when the reboot starts completes with 200 on the old 
   const { f, first, port, slow } = await withSlowRequest(t)
   const next = await rebootBySignal(f, first.pid)
   const r = await slow
-  t.is(r.status, 200)
-  t.is(r.pid, first.pid)
+  // Answered by the old process, during its drain (told to close), once its successor was serving.
+  t.deepEqual([r.status, r.pid, r.connection], [200, first.pid, 'close'])
+  const ready = lineOf(f, first.pid, (e) => e.event === 'handoff' && e.step === 'ready')
+  const answered = lineOf(f, first.pid, (e) => e.event === 'slow-answered')
+  t.true(ready >= 0 && answered > ready, `successor ready (line ${ready}) before the slow request was answered (line ${answered})`)
   t.is((await get(port)).pid, next.pid)
   process.kill(next.pid, 'SIGTERM')
   await f.closed
@@ -225,7 +241,7 @@ test('stateful reboot: the successor accepts only once the old process has exite
   // The old process drains its slow request; this request waits in the accept queue meanwhile.
   const queued = get(port)
   const [s, q] = await Promise.all([slow, queued])
-  t.deepEqual([s.status, s.pid], [200, first.pid])
+  t.deepEqual([s.status, s.pid, s.connection], [200, first.pid, 'close'], 'answered by the old process while it drained')
   t.deepEqual([q.status, q.pid], [200, successor])
   const drained = f.lines.findIndex((e) => e.event === 'handoff' && e.step === 'drained' && e.pid === first.pid)
   const listening = f.lines.findIndex((e) => e.event === 'listening' && e.pid === successor)

@@ -14,8 +14,10 @@ export const silent: Logger = { info: () => {}, warn: () => {}, error: () => {} 
 /**
  * A started server with the routes `/` ("ok"), `/slow?ms=N` ("slow" after N ms), `/stream?ms=N`
  * (headers and "first " at once, "last" after N ms; counted by `slowInFlight` too), `/held` (answered
- * "held" when the test says: `heldHead`, `release`) and `POST /effect` (a side effect: counts, then
- * answers "effect <count>").
+ * "held" when the test says: `heldHead`, `releaseHeld`) and `POST /effect` (a side effect: counts, then
+ * answers "effect <count>"). With `?hold=1` instead of `ms`, /slow and /stream wait for `release()`,
+ * not for a duration: a test decides when they answer (e.g. once it has seen what must happen while
+ * they are in flight).
  */
 export interface Started {
   readonly framework: 'fastify' | 'express'
@@ -40,13 +42,15 @@ export interface Started {
   /** Stores and sends the head of the oldest waiting `/held` response (`content-length: 4`). */
   heldHead: () => void
   /** Ends the oldest waiting `/held` response with "held". */
-  release: () => void
+  releaseHeld: () => void
   /** `POST /effect` handlers run so far. */
   effects: () => number
   /** Resolves once `n` `POST /effect` handlers have run. */
   whenEffects: (n: number) => Promise<void>
   /** "METHOD url" of every request Node's server handed to the app ('request' events), in order. */
   requests: () => readonly string[]
+  /** Answers every held (`?hold=1`) request now in the handler; returns how many. */
+  release: () => number
 }
 
 export interface ServerBuilder {
@@ -60,10 +64,13 @@ class Probe extends EventEmitter {
   accepted = 0
   slow = 0
   effects = 0
-  readonly held: http.ServerResponse[] = []
+  /** `/held` responses waiting, oldest first. */
+  readonly parked: http.ServerResponse[] = []
   readonly requests: string[] = []
   readonly sockets = new Set<net.Socket>()
   readonly timers = new Set<NodeJS.Timeout>()
+  /** Answers of held requests, waiting for `release()`. */
+  readonly held = new Set<() => void>()
 
   watch (server: net.Server): void {
     server.on('connection', (s: net.Socket) => {
@@ -75,20 +82,20 @@ class Probe extends EventEmitter {
     server.on('request', (req: http.IncomingMessage) => { this.requests.push(`${req.method ?? ''} ${req.url ?? ''}`) })
   }
 
-  hold (res: http.ServerResponse): void {
-    this.held.push(res)
+  park (res: http.ServerResponse): void {
+    this.parked.push(res)
     this.emit('change')
   }
 
   heldHead (): void {
-    const res = this.held[0]
+    const res = this.parked[0]
     if (res === undefined) throw new Error('no /held request is waiting')
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' })
     res.flushHeaders()
   }
 
-  release (): void {
-    const res = this.held.shift()
+  releaseHeld (): void {
+    const res = this.parked.shift()
     if (res === undefined) throw new Error('no /held request is waiting')
     res.end('held')
   }
@@ -116,6 +123,34 @@ class Probe extends EventEmitter {
     res.once('close', finish)
   }
 
+  /** Answers on `release()` unless the response closes first (a cut request is forgotten). */
+  hold (res: http.ServerResponse, answer: () => void): void {
+    this.slow++
+    this.emit('change')
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      this.slow--
+      this.held.delete(go)
+    }
+    const go = (): void => { finish(); answer() }
+    this.held.add(go)
+    res.once('close', finish)
+  }
+
+  release (): number {
+    const list = [...this.held]
+    for (const go of list) go()
+    return list.length
+  }
+
+  /** `/slow` and `/stream`: held when the query says `hold`, else answered after `ms`. */
+  later (query: unknown, res: http.ServerResponse, answer: () => void): void {
+    if ((query as { hold?: unknown } | undefined)?.hold !== undefined) this.hold(res, answer)
+    else this.slowly(slowMs(query), res, answer)
+  }
+
   until (ok: () => boolean): Promise<void> {
     if (ok()) return Promise.resolve()
     return new Promise((resolve) => {
@@ -132,15 +167,16 @@ class Probe extends EventEmitter {
   destroyAll (): void {
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
+    this.held.clear()
     for (const s of this.sockets) s.destroy()
   }
 }
 
-/** Writes the head and a first chunk now, the last chunk after `ms`. */
-function stream (probe: Probe, ms: number, res: http.ServerResponse): void {
+/** Writes the head and a first chunk now, the last chunk after `ms` (or on `release()` with `hold`). */
+function stream (probe: Probe, query: unknown, res: http.ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/plain' })
   res.write('first ')
-  probe.slowly(ms, res, () => { res.end('last') })
+  probe.later(query, res, () => { res.end('last') })
 }
 
 function slowMs (query: unknown): number {
@@ -172,12 +208,13 @@ function started (
     whenAccepted: (n) => probe.until(() => probe.accepted >= n),
     slowInFlight: () => probe.slow,
     whenSlowInFlight: (n) => probe.until(() => probe.slow >= n),
-    whenHeld: (n) => probe.until(() => probe.held.length >= n),
+    whenHeld: (n) => probe.until(() => probe.parked.length >= n),
     heldHead: () => { probe.heldHead() },
-    release: () => { probe.release() },
+    releaseHeld: () => { probe.releaseHeld() },
     effects: () => probe.effects,
     whenEffects: (n) => probe.until(() => probe.effects >= n),
-    requests: () => [...probe.requests]
+    requests: () => [...probe.requests],
+    release: () => probe.release()
   }
 }
 
@@ -190,15 +227,15 @@ export const fastifyBuilder: ServerBuilder = {
     probe.watch(app.server)
     app.get('/', async () => 'ok')
     app.get('/slow', (req, reply) => {
-      probe.slowly(slowMs(req.query), reply.raw, () => { void reply.send('slow') })
+      probe.later(req.query, reply.raw, () => { void reply.send('slow') })
     })
     app.get('/stream', (req, reply) => {
       reply.hijack()
-      stream(probe, slowMs(req.query), reply.raw)
+      stream(probe, req.query, reply.raw)
     })
     app.get('/held', (_req, reply) => {
       reply.hijack()
-      probe.hold(reply.raw)
+      probe.park(reply.raw)
     })
     app.post('/effect', async () => probe.effect())
     await app.listen({ port: 0, host: '127.0.0.1' })
@@ -215,10 +252,10 @@ export const expressBuilder: ServerBuilder = {
     const app = expressGraceful(express(), { logger: silent, ...options, exit: false, signals: false })
     app.get('/', (_req, res) => { res.send('ok') })
     app.get('/slow', (req, res) => {
-      probe.slowly(slowMs(req.query), res, () => { res.send('slow') })
+      probe.later(req.query, res, () => { res.send('slow') })
     })
-    app.get('/stream', (req, res) => { stream(probe, slowMs(req.query), res) })
-    app.get('/held', (_req, res) => { probe.hold(res) })
+    app.get('/stream', (req, res) => { stream(probe, req.query, res) })
+    app.get('/held', (_req, res) => { probe.park(res) })
     app.post('/effect', (_req, res) => { res.send(probe.effect()) })
     const server = app.listen(0, '127.0.0.1') as http.Server
     probe.watch(server)
