@@ -4,11 +4,12 @@
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
+import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import express from 'express'
 import { createGraceful, expressGraceful, lifecycle, GracefulError, InvalidOptionError } from '../index'
-import { DEFAULTS, resolveOptions } from '../lib/options'
+import { DEFAULTS, MAX_MS, resolveOptions } from '../lib/options'
 
 /** [title, options as JS source (NaN and Infinity are not JSON), text the message must show] */
 const REQUIRED: Array<[string, string, string]> = [
@@ -22,13 +23,22 @@ const REQUIRED: Array<[string, string, string]> = [
   ['bad signal action', "{ signals: { SIGTERM: 'restart' } }", '"restart"'],
   ['unknown option key (typo)', '{ timout: 1000 }', '"timout"'],
   ['empty admin token', "{ admin: { token: '' } }", '""'],
-  ['non-boolean exit', "{ exit: 'yes' }", '"yes"']
+  ['non-boolean exit', "{ exit: 'yes' }", '"yes"'],
+  ['timeout above what a Node timer can wait', '{ timeout: 3e9 }', 'at most 2147483647 ms (about 24.8 days'],
+  ['readinessDelay not below timeout', '{ timeout: 5000, readinessDelay: 5000 }', '"readinessDelay" (5000 ms) must be less than "timeout" (5000 ms)']
 ]
 
 const MORE: Array<[string, string, string]> = [
   ['negative idleGrace', '{ idleGrace: -5 }', '-5'],
   ['string readinessDelay', "{ readinessDelay: '1s' }", '"1s"'],
   ['NaN rebootTimeout', '{ rebootTimeout: NaN }', 'NaN'],
+  ['timeout 2^31 ms', '{ timeout: 2 ** 31 }', 'got 2147483648'],
+  ['idleGrace above the timer maximum', '{ idleGrace: 2 ** 31 }', '"idleGrace" must be at most 2147483647 ms'],
+  ['readinessDelay above the timer maximum', '{ readinessDelay: 3e9 }', '"readinessDelay" must be at most 2147483647 ms'],
+  ['rebootTimeout above the timer maximum', '{ rebootTimeout: 1e10 }', '"rebootTimeout" must be at most 2147483647 ms (about 24.8 days, the longest a Node timer waits), got 10000000000'],
+  ['readinessDelay above timeout', '{ timeout: 1000, readinessDelay: 2000 }', '"readinessDelay" (2000 ms) must be less than "timeout" (1000 ms)'],
+  ['readinessDelay with timeout 0', '{ timeout: 0, readinessDelay: 1000 }', '"readinessDelay" (1000 ms) must be less than "timeout" (0 ms)'],
+  ['readinessDelay not below the default timeout', '{ readinessDelay: 30000 }', '"timeout" (30000 ms, the default)'],
   ['non-boolean crash', "{ crash: 'off' }", '"off"'],
   ['signals a string', "{ signals: 'SIGTERM' }", '"SIGTERM"'],
   ['signals an array', "{ signals: ['SIGTERM'] }", '["SIGTERM"]'],
@@ -93,7 +103,7 @@ test('signals: false turns crash handling off by default; crash: true turns it b
 test('good values are kept', (t) => {
   const logger = { info () {}, warn () {}, error () {} }
   const input = {
-    timeout: 0,
+    timeout: 5_000,
     signals: { SIGHUP: 'reboot', SIGTERM: 'shutdown' },
     crash: false,
     exit: false,
@@ -101,7 +111,7 @@ test('good values are kept', (t) => {
     readinessDelay: 1_000,
     admin: { token: 't0k', prefix: '/_admin' },
     health: { prefix: '/probe' },
-    pidFile: '/tmp/x.pid',
+    pidFile: path.join(os.tmpdir(), 'x.pid'),
     rebootTimeout: 5_000,
     logger
   } as const
@@ -112,6 +122,17 @@ test('good values are kept', (t) => {
   t.deepEqual(resolveOptions({ admin: true, health: true }).admin, {})
   t.deepEqual(resolveOptions({ admin: true, health: true }).health, { prefix: '/health' })
   t.is(resolveOptions({ admin: false, health: false }).admin, undefined)
+})
+
+test('edges: every duration may be 0 or 2147483647 ms; readinessDelay just below timeout; timeout 0 without a delay', (t) => {
+  t.is(DEFAULTS.timeout, 30_000)
+  t.is(MAX_MS, 2 ** 31 - 1)
+  const max = { timeout: MAX_MS, idleGrace: MAX_MS, readinessDelay: MAX_MS - 1, rebootTimeout: MAX_MS }
+  t.like(resolveOptions(max), max)
+  const zero = { timeout: 0, idleGrace: 0, readinessDelay: 0, rebootTimeout: 0 }
+  t.like(resolveOptions(zero), zero)
+  t.like(resolveOptions({ timeout: 1_000, readinessDelay: 999 }), { timeout: 1_000, readinessDelay: 999 })
+  t.like(resolveOptions({ readinessDelay: 29_999 }), { timeout: 30_000, readinessDelay: 29_999 })
 })
 
 for (const [title, source, shows] of [...REQUIRED, ...MORE]) {
@@ -153,6 +174,15 @@ test.serial('createGraceful refuses bad options and installs nothing', (t) => {
     t.deepEqual(counts(), before)
     t.is(lifecycle().apps.length, apps)
   }
+})
+
+test.serial('close(ms) refuses a deadline above what a Node timer can wait, then closes with a good one', async (t) => {
+  const handle = createGraceful({ exit: false, signals: false, timeout: 1_000, logger: { info () {}, warn () {}, error () {} } })
+  const apps = lifecycle().apps.length
+  await t.throwsAsync(handle.close(3e9), { instanceOf: InvalidOptionError, message: /"timeout" must be at most 2147483647 ms.*got 3000000000/ })
+  t.is(lifecycle().apps.length, apps, 'still registered')
+  await handle.close()
+  t.is(lifecycle().apps.length, apps - 1)
 })
 
 test.serial('control: good options do register (so the checks above can see a registration)', async (t) => {

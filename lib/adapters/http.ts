@@ -4,7 +4,7 @@ import type { Finalizer, FinalizerOptions } from '../drain/finalizers'
 import type { RebootOptions, ShutdownResult } from '../events'
 import { lifecycle, type Lifecycle } from '../lifecycle'
 import { stderrLogger, type Logger } from '../log'
-import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
+import { ms, resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'
 
 /** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
@@ -53,7 +53,7 @@ export function gracefulHandle (resolved: ResolvedOptions, name: string, default
       return handle
     },
     async close (timeout) {
-      const limit = timeout ?? resolved.timeout
+      const limit = ms(timeout, 'timeout', resolved.timeout)
       const result = await unit.shutdown(life.seam.now() + limit, 'close', 'close')
       unit.detach()
       life.unregister(unit)
