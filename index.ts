@@ -19,5 +19,6 @@ export {
   FinalizerGraphError,
   FinalizerTimeoutError,
   RebootError,
-  AdoptionError
+  AdoptionError,
+  PidFileError
 } from './lib/errors'

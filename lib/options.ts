@@ -2,6 +2,7 @@
 import * as os from 'node:os'
 import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
+import { checkPidFile } from './pidfile'
 
 export type SignalAction = 'shutdown' | 'reboot'
 export type SignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
@@ -109,6 +110,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     logger: resolveLogger(o.logger),
     readiness: resolveReadiness(o.readiness)
   }
+  // Last, once every value is known to be good: the only check that looks at the file system.
+  if (pidFile !== undefined) checkPidFile(pidFile)
   return resolved
 }
 

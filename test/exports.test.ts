@@ -46,7 +46,7 @@ test('lifecycle() is one process-wide instance, shared through globalThis', (t) 
 })
 
 test('error classes: names, codes and the instanceof chain', (t) => {
-  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError } = pkg
+  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, PidFileError } = pkg
   const cases: Array<[Error & { code: string }, string, string]> = [
     [new GracefulError('ERR_GRACEFUL_X', 'base'), 'GracefulError', 'ERR_GRACEFUL_X'],
     [new InvalidOptionError('bad'), 'InvalidOptionError', 'ERR_GRACEFUL_INVALID_OPTION'],
@@ -54,7 +54,8 @@ test('error classes: names, codes and the instanceof chain', (t) => {
     [new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_UNKNOWN', 'unknown'), 'FinalizerGraphError', 'ERR_GRACEFUL_FINALIZER_UNKNOWN'],
     [new FinalizerTimeoutError('db', 1500), 'FinalizerTimeoutError', 'ERR_GRACEFUL_FINALIZER_TIMEOUT'],
     [new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy'), 'RebootError', 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'],
-    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION']
+    [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION'],
+    [new PidFileError('/run/app.pid', 'no folder'), 'PidFileError', 'ERR_GRACEFUL_PID_FILE']
   ]
   for (const [err, name, code] of cases) {
     t.true(err instanceof Error, name)
@@ -69,6 +70,7 @@ test('error classes: names, codes and the instanceof chain', (t) => {
   t.regex(new FinalizerTimeoutError('db', 1500).message, /"db".*1500 ms/)
   t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x', 1234).successorPid, 1234)
   t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x').successorPid, undefined)
+  t.is(new PidFileError('/run/app.pid', 'x').path, '/run/app.pid')
   const cause = new Error('root')
   t.is(new GracefulError('ERR_GRACEFUL_X', 'wrapped', { cause }).cause, cause)
 })
@@ -101,7 +103,7 @@ test('the declaration file declares the default and named exports', (t) => {
   const dts = readFileSync(path.join(ROOT, manifest.types), 'utf8')
   t.regex(dts, /export default fastifyGraceful/)
   for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
-    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError',
+    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'PidFileError',
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
   }

@@ -4,11 +4,12 @@
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import express from 'express'
-import { createGraceful, expressGraceful, lifecycle, GracefulError, InvalidOptionError } from '../index'
+import { createGraceful, expressGraceful, lifecycle, GracefulError, InvalidOptionError, PidFileError } from '../index'
 import { DEFAULTS, MAX_MS, resolveOptions } from '../lib/options'
 
 /** [title, options as JS source (NaN and Infinity are not JSON), text the message must show] */
@@ -142,6 +143,45 @@ for (const [title, source, shows] of [...REQUIRED, ...MORE]) {
   })
 }
 
+function pidDir (t: ExecutionContext): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gr-options-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+test('pidFile: its folder must exist and be a folder, and the path must not be a folder (PidFileError)', (t) => {
+  const dir = pidDir(t)
+  fs.writeFileSync(path.join(dir, 'plain'), '')
+  fs.mkdirSync(path.join(dir, 'sub'))
+  const cases: Array<[string, string]> = [
+    [path.join(dir, 'missing', 'app.pid'), `its folder ${path.join(dir, 'missing')} does not exist`],
+    [path.join(dir, 'plain', 'app.pid'), `${path.join(dir, 'plain')} is not a folder`],
+    [path.join(dir, 'sub'), 'it is a folder']
+  ]
+  for (const [file, problem] of cases) {
+    const err = t.throws(() => resolveOptions({ pidFile: file }))
+    t.true(err instanceof PidFileError, String(err))
+    t.true(err instanceof GracefulError)
+    t.is((err as GracefulError).code, 'ERR_GRACEFUL_PID_FILE')
+    t.is((err as PidFileError).path, file)
+    t.is(err?.message, `"pidFile" ${JSON.stringify(file)} cannot be written: ${problem}`)
+  }
+  t.is(resolveOptions({ pidFile: path.join(dir, 'app.pid') }).pidFile, path.join(dir, 'app.pid'))
+  t.is(resolveOptions({ pidFile: path.join(dir, 'sub', 'app.pid') }).pidFile, path.join(dir, 'sub', 'app.pid'))
+  t.false(fs.existsSync(path.join(dir, 'app.pid')), 'the check writes nothing')
+})
+
+test.serial('pidFile in a missing folder: expressGraceful and createGraceful throw ERR_GRACEFUL_PID_FILE and install nothing', (t) => {
+  const file = path.join(pidDir(t), 'missing', 'app.pid')
+  for (const make of [() => expressGraceful(express(), { pidFile: file }), () => createGraceful({ pidFile: file })]) {
+    const before = counts()
+    const apps = lifecycle().apps.length
+    t.throws(make, { instanceOf: PidFileError, code: 'ERR_GRACEFUL_PID_FILE', message: /does not exist/ })
+    t.deepEqual(counts(), before)
+    t.is(lifecycle().apps.length, apps)
+  }
+})
+
 test('an unknown key error lists the known ones', (t) => {
   const err = t.throws(() => resolveOptions({ timout: 1 }))
   t.regex(err?.message ?? '', /known: .*timeout/)
@@ -270,6 +310,15 @@ test("Fastify's own register options (prefix, logLevel, logSerializers) are not 
   t.is(code, 0, stderr)
   t.false(report?.rejected, report?.message)
   t.true(report?.decorated)
+})
+
+test('app.register(graceful, { pidFile in a missing folder }) rejects with ERR_GRACEFUL_PID_FILE and installs nothing (child process)', async (t) => {
+  const file = path.join(pidDir(t), 'missing', 'app.pid')
+  const { report, stderr } = await registerInChild(t, `{ pidFile: ${JSON.stringify(file)} }`)
+  t.truthy(report, stderr)
+  t.like(report, { rejected: true, code: 'ERR_GRACEFUL_PID_FILE', name: 'PidFileError', decorated: false })
+  t.true(report?.message?.includes(`${JSON.stringify(file)} cannot be written`), report?.message)
+  t.deepEqual(report?.after, report?.before)
 })
 
 // Regression guard: the plugin is a callback plugin (fastify, opts, done); avvio 9 does not catch a

@@ -46,7 +46,14 @@ export class Announcer {
     this.done = true
     const { inherited: from, log } = this.ctx
     const pidFile = this.ctx.pidFile()
-    if (pidFile !== undefined) writePidFile(pidFile, this.ctx.pid)
+    if (pidFile !== undefined) {
+      // Its folder was checked at start-up; if it went away since, this process serves all the same.
+      try {
+        writePidFile(pidFile, this.ctx.pid)
+      } catch (err) {
+        log.error({ err, pidFile }, `graceful-reboot: ${(err as Error).message}; serving without it`)
+      }
+    }
     if (from.parentPid !== undefined) {
       const told = this.ctx.host.send({ type: READY_MESSAGE, pid: this.ctx.pid })
       log.info({ parent: from.parentPid, told }, 'graceful-reboot: ready; the old process drains now')
