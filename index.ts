@@ -20,5 +20,6 @@ export {
   FinalizerTimeoutError,
   RebootError,
   AdoptionError,
-  AlreadyRegisteredError
+  AlreadyRegisteredError,
+  PidFileError
 } from './lib/errors'

@@ -58,6 +58,18 @@ export class AlreadyRegisteredError extends GracefulError {
   }
 }
 
+/**
+ * The PID file cannot be written: its folder is missing, not a folder or not writable (checked when
+ * the options are resolved), or the write itself failed. The message names the path and the cause.
+ */
+export class PidFileError extends GracefulError {
+  readonly path: string
+  constructor (path: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_GRACEFUL_PID_FILE', message, options)
+    this.path = path
+  }
+}
+
 /** A finalizer ran past its own deadline. */
 export class FinalizerTimeoutError extends GracefulError {
   constructor (name: string, ms: number) {

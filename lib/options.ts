@@ -2,6 +2,7 @@
 import * as os from 'node:os'
 import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
+import { checkPidFile } from './pidfile'
 
 export type SignalAction = 'shutdown' | 'reboot'
 /**
@@ -92,6 +93,9 @@ export const DEFAULTS = {
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as ResolvedSignalMap
 } as const
 
+/** The longest duration a Node timer keeps (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_MS = 2_147_483_647
+
 const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'logger', 'readiness'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
@@ -103,28 +107,41 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     if (!KNOWN.has(key)) throw new InvalidOptionError(`unknown option "${key}" (known: ${[...KNOWN].join(', ')})`)
   }
   const signals = resolveSignals(o.signals)
-  return {
-    timeout: ms(o.timeout, 'timeout', DEFAULTS.timeout),
+  const timeout = ms(o.timeout, 'timeout', DEFAULTS.timeout)
+  const readinessDelay = ms(o.readinessDelay, 'readinessDelay', DEFAULTS.readinessDelay)
+  if (readinessDelay > 0 && readinessDelay >= timeout) {
+    const t = o.timeout === undefined ? `${timeout} ms, the default` : `${timeout} ms`
+    throw new InvalidOptionError(`"readinessDelay" (${readinessDelay} ms) must be less than "timeout" (${t}): the delay is counted inside the drain's deadline, so every drain would be forced`)
+  }
+  const pidFile = optionalString(o.pidFile, 'pidFile')
+  const resolved: ResolvedOptions = {
+    timeout,
     signals,
     crash: bool(o.crash, 'crash', o.signals !== false),
     exit: bool(o.exit, 'exit', true),
     idleGrace: ms(o.idleGrace, 'idleGrace', DEFAULTS.idleGrace),
-    readinessDelay: ms(o.readinessDelay, 'readinessDelay', DEFAULTS.readinessDelay),
+    readinessDelay,
     admin: resolveAdmin(o.admin),
     health: resolveHealth(o.health),
-    pidFile: optionalString(o.pidFile, 'pidFile'),
+    pidFile,
     rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
     logger: resolveLogger(o.logger),
     readiness: resolveReadiness(o.readiness)
   }
+  // Last, once every value is known to be good: the only check that looks at the file system.
+  if (pidFile !== undefined) checkPidFile(pidFile)
+  return resolved
 }
 
-/** A duration in ms: a finite number >= 0. */
+/** A duration in ms: a finite number from 0 to MAX_MS (what a Node timer can wait). */
 export function ms (value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new InvalidOptionError(`"${name}" must be a finite number of milliseconds >= 0, got ${describe(value)}`)
+  }
+  if (value > MAX_MS) {
+    throw new InvalidOptionError(`"${name}" must be at most ${MAX_MS} ms (about 24.8 days, the longest a Node timer waits), got ${describe(value)}`)
   }
   return value
 }

@@ -46,7 +46,7 @@ test('lifecycle() is one process-wide instance, shared through globalThis', (t) 
 })
 
 test('error classes: names, codes and the instanceof chain', (t) => {
-  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, AlreadyRegisteredError } = pkg
+  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, AlreadyRegisteredError, PidFileError } = pkg
   const cases: Array<[Error & { code: string }, string, string]> = [
     [new GracefulError('ERR_GRACEFUL_X', 'base'), 'GracefulError', 'ERR_GRACEFUL_X'],
     [new InvalidOptionError('bad'), 'InvalidOptionError', 'ERR_GRACEFUL_INVALID_OPTION'],
@@ -55,7 +55,8 @@ test('error classes: names, codes and the instanceof chain', (t) => {
     [new FinalizerTimeoutError('db', 1500), 'FinalizerTimeoutError', 'ERR_GRACEFUL_FINALIZER_TIMEOUT'],
     [new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy'), 'RebootError', 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'],
     [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION'],
-    [new AlreadyRegisteredError('twice'), 'AlreadyRegisteredError', 'ERR_GRACEFUL_ALREADY_REGISTERED']
+    [new AlreadyRegisteredError('twice'), 'AlreadyRegisteredError', 'ERR_GRACEFUL_ALREADY_REGISTERED'],
+    [new PidFileError('/run/app.pid', 'no folder'), 'PidFileError', 'ERR_GRACEFUL_PID_FILE']
   ]
   for (const [err, name, code] of cases) {
     t.true(err instanceof Error, name)
@@ -70,6 +71,7 @@ test('error classes: names, codes and the instanceof chain', (t) => {
   t.regex(new FinalizerTimeoutError('db', 1500).message, /"db".*1500 ms/)
   t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x', 1234).successorPid, 1234)
   t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x').successorPid, undefined)
+  t.is(new PidFileError('/run/app.pid', 'x').path, '/run/app.pid')
   const cause = new Error('root')
   t.is(new GracefulError('ERR_GRACEFUL_X', 'wrapped', { cause }).cause, cause)
 })
@@ -114,7 +116,7 @@ test('the declaration file declares the default and named exports', (t) => {
   t.regex(dmts, /^export \* from '\.\/index\.js'$/m, 'the ES module entry declares the named exports of the CommonJS one')
   t.regex(dmts, /^export default fastifyGraceful$/m, 'and the plugin as its default')
   for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
-    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError',
+    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError', 'PidFileError',
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
   }

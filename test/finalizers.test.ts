@@ -322,6 +322,7 @@ const badInput: Array<[string, unknown, unknown, RegExp, string]> = [
   ['timeout NaN', () => {}, { name: 'x', timeout: NaN }, /NaN/, 'ERR_GRACEFUL_INVALID_OPTION'],
   ['timeout Infinity', () => {}, { name: 'x', timeout: Infinity }, /Infinity/, 'ERR_GRACEFUL_INVALID_OPTION'],
   ['timeout a string', () => {}, { name: 'x', timeout: '100' }, /"100"/, 'ERR_GRACEFUL_INVALID_OPTION'],
+  ['timeout above what a timer can wait', () => {}, { name: 'x', timeout: 2 ** 31 }, /at most 2147483647 .*got 2147483648/, 'ERR_GRACEFUL_INVALID_OPTION'],
   ['name "http"', () => {}, { name: 'http' }, /"http"/, 'ERR_GRACEFUL_INVALID_OPTION'],
   ['name empty', () => {}, { name: '' }, /""/, 'ERR_GRACEFUL_INVALID_OPTION'],
   ['name a number', () => {}, { name: 42 }, /42/, 'ERR_GRACEFUL_INVALID_OPTION']

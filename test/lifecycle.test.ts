@@ -85,7 +85,7 @@ test('shutdown() is idempotent: a second call returns the same promise and drain
 test('a bad shutdown timeout is a coded error and starts nothing', async (t) => {
   const w = world()
   w.unit({ exit: false })
-  for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+  for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31, 3e9]) {
     let err: unknown
     const p = w.life.shutdown(bad)
     t.true(p instanceof Promise, 'a bad timeout rejects; it does not throw')

@@ -4,11 +4,13 @@
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import express from 'express'
-import { createGraceful, expressGraceful, lifecycle, GracefulError, InvalidOptionError } from '../index'
-import { DEFAULTS, resolveOptions } from '../lib/options'
+import { createGraceful, expressGraceful, lifecycle, GracefulError, InvalidOptionError, PidFileError } from '../index'
+import { DEFAULTS, MAX_MS, resolveOptions } from '../lib/options'
 
 /** [title, options as JS source (NaN and Infinity are not JSON), text the message must show] */
 const REQUIRED: Array<[string, string, string]> = [
@@ -23,13 +25,22 @@ const REQUIRED: Array<[string, string, string]> = [
   ['unknown option key (typo)', '{ timout: 1000 }', '"timout"'],
   ['empty admin token', "{ admin: { token: '' } }", '""'],
   ['admin token with whitespace', "{ admin: { token: 'abc def' } }", 'whitespace'],
-  ['non-boolean exit', "{ exit: 'yes' }", '"yes"']
+  ['non-boolean exit', "{ exit: 'yes' }", '"yes"'],
+  ['timeout above what a Node timer can wait', '{ timeout: 3e9 }', 'at most 2147483647 ms (about 24.8 days'],
+  ['readinessDelay not below timeout', '{ timeout: 5000, readinessDelay: 5000 }', '"readinessDelay" (5000 ms) must be less than "timeout" (5000 ms)']
 ]
 
 const MORE: Array<[string, string, string]> = [
   ['negative idleGrace', '{ idleGrace: -5 }', '-5'],
   ['string readinessDelay', "{ readinessDelay: '1s' }", '"1s"'],
   ['NaN rebootTimeout', '{ rebootTimeout: NaN }', 'NaN'],
+  ['timeout 2^31 ms', '{ timeout: 2 ** 31 }', 'got 2147483648'],
+  ['idleGrace above the timer maximum', '{ idleGrace: 2 ** 31 }', '"idleGrace" must be at most 2147483647 ms'],
+  ['readinessDelay above the timer maximum', '{ readinessDelay: 3e9 }', '"readinessDelay" must be at most 2147483647 ms'],
+  ['rebootTimeout above the timer maximum', '{ rebootTimeout: 1e10 }', '"rebootTimeout" must be at most 2147483647 ms (about 24.8 days, the longest a Node timer waits), got 10000000000'],
+  ['readinessDelay above timeout', '{ timeout: 1000, readinessDelay: 2000 }', '"readinessDelay" (2000 ms) must be less than "timeout" (1000 ms)'],
+  ['readinessDelay with timeout 0', '{ timeout: 0, readinessDelay: 1000 }', '"readinessDelay" (1000 ms) must be less than "timeout" (0 ms)'],
+  ['readinessDelay not below the default timeout', '{ readinessDelay: 30000 }', '"timeout" (30000 ms, the default)'],
   ['non-boolean crash', "{ crash: 'off' }", '"off"'],
   ['signals a string', "{ signals: 'SIGTERM' }", '"SIGTERM"'],
   ['signals an array', "{ signals: ['SIGTERM'] }", '["SIGTERM"]'],
@@ -113,7 +124,7 @@ test('a bad signal action names the choices, false included', (t) => {
 test('good values are kept', (t) => {
   const logger = { info () {}, warn () {}, error () {} }
   const input = {
-    timeout: 0,
+    timeout: 5_000,
     signals: { SIGHUP: 'reboot', SIGTERM: 'shutdown' },
     crash: false,
     exit: false,
@@ -121,7 +132,7 @@ test('good values are kept', (t) => {
     readinessDelay: 1_000,
     admin: { token: 't0k', prefix: '/_admin' },
     health: { prefix: '/probe' },
-    pidFile: '/tmp/x.pid',
+    pidFile: path.join(os.tmpdir(), 'x.pid'),
     rebootTimeout: 5_000,
     logger
   } as const
@@ -132,6 +143,17 @@ test('good values are kept', (t) => {
   t.deepEqual(resolveOptions({ admin: true, health: true }).admin, {})
   t.deepEqual(resolveOptions({ admin: true, health: true }).health, { prefix: '/health' })
   t.is(resolveOptions({ admin: false, health: false }).admin, undefined)
+})
+
+test('edges: every duration may be 0 or 2147483647 ms; readinessDelay just below timeout; timeout 0 without a delay', (t) => {
+  t.is(DEFAULTS.timeout, 30_000)
+  t.is(MAX_MS, 2 ** 31 - 1)
+  const max = { timeout: MAX_MS, idleGrace: MAX_MS, readinessDelay: MAX_MS - 1, rebootTimeout: MAX_MS }
+  t.like(resolveOptions(max), max)
+  const zero = { timeout: 0, idleGrace: 0, readinessDelay: 0, rebootTimeout: 0 }
+  t.like(resolveOptions(zero), zero)
+  t.like(resolveOptions({ timeout: 1_000, readinessDelay: 999 }), { timeout: 1_000, readinessDelay: 999 })
+  t.like(resolveOptions({ readinessDelay: 29_999 }), { timeout: 30_000, readinessDelay: 29_999 })
 })
 
 for (const [title, source, shows] of [...REQUIRED, ...MORE]) {
@@ -163,6 +185,45 @@ test('admin.token: whitespace, control and non-ASCII characters are refused, nam
   // Every visible ASCII character is fine (what /^Bearer +(\S+) *$/ reads back as one word).
   for (const token of ['t', 's3cret-token', 'A-Za-z0-9._~+/=', '!"#$%&\'()*,:;<>?@[\\]^`{|}']) {
     t.is(resolveOptions({ admin: { token } }).admin?.token, token)
+  }
+})
+
+function pidDir (t: ExecutionContext): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gr-options-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+test('pidFile: its folder must exist and be a folder, and the path must not be a folder (PidFileError)', (t) => {
+  const dir = pidDir(t)
+  fs.writeFileSync(path.join(dir, 'plain'), '')
+  fs.mkdirSync(path.join(dir, 'sub'))
+  const cases: Array<[string, string]> = [
+    [path.join(dir, 'missing', 'app.pid'), `its folder ${path.join(dir, 'missing')} does not exist`],
+    [path.join(dir, 'plain', 'app.pid'), `${path.join(dir, 'plain')} is not a folder`],
+    [path.join(dir, 'sub'), 'it is a folder']
+  ]
+  for (const [file, problem] of cases) {
+    const err = t.throws(() => resolveOptions({ pidFile: file }))
+    t.true(err instanceof PidFileError, String(err))
+    t.true(err instanceof GracefulError)
+    t.is((err as GracefulError).code, 'ERR_GRACEFUL_PID_FILE')
+    t.is((err as PidFileError).path, file)
+    t.is(err?.message, `"pidFile" ${JSON.stringify(file)} cannot be written: ${problem}`)
+  }
+  t.is(resolveOptions({ pidFile: path.join(dir, 'app.pid') }).pidFile, path.join(dir, 'app.pid'))
+  t.is(resolveOptions({ pidFile: path.join(dir, 'sub', 'app.pid') }).pidFile, path.join(dir, 'sub', 'app.pid'))
+  t.false(fs.existsSync(path.join(dir, 'app.pid')), 'the check writes nothing')
+})
+
+test.serial('pidFile in a missing folder: expressGraceful and createGraceful throw ERR_GRACEFUL_PID_FILE and install nothing', (t) => {
+  const file = path.join(pidDir(t), 'missing', 'app.pid')
+  for (const make of [() => expressGraceful(express(), { pidFile: file }), () => createGraceful({ pidFile: file })]) {
+    const before = counts()
+    const apps = lifecycle().apps.length
+    t.throws(make, { instanceOf: PidFileError, code: 'ERR_GRACEFUL_PID_FILE', message: /does not exist/ })
+    t.deepEqual(counts(), before)
+    t.is(lifecycle().apps.length, apps)
   }
 })
 
@@ -198,6 +259,15 @@ test.serial('createGraceful refuses bad options and installs nothing', (t) => {
     t.deepEqual(counts(), before)
     t.is(lifecycle().apps.length, apps)
   }
+})
+
+test.serial('close(ms) refuses a deadline above what a Node timer can wait, then closes with a good one', async (t) => {
+  const handle = createGraceful({ exit: false, signals: false, timeout: 1_000, logger: { info () {}, warn () {}, error () {} } })
+  const apps = lifecycle().apps.length
+  await t.throwsAsync(handle.close(3e9), { instanceOf: InvalidOptionError, message: /"timeout" must be at most 2147483647 ms.*got 3000000000/ })
+  t.is(lifecycle().apps.length, apps, 'still registered')
+  await handle.close()
+  t.is(lifecycle().apps.length, apps - 1)
 })
 
 test.serial('control: good options do register (so the checks above can see a registration)', async (t) => {
@@ -285,6 +355,15 @@ test("Fastify's own register options (prefix, logLevel, logSerializers) are not 
   t.is(code, 0, stderr)
   t.false(report?.rejected, report?.message)
   t.true(report?.decorated)
+})
+
+test('app.register(graceful, { pidFile in a missing folder }) rejects with ERR_GRACEFUL_PID_FILE and installs nothing (child process)', async (t) => {
+  const file = path.join(pidDir(t), 'missing', 'app.pid')
+  const { report, stderr } = await registerInChild(t, `{ pidFile: ${JSON.stringify(file)} }`)
+  t.truthy(report, stderr)
+  t.like(report, { rejected: true, code: 'ERR_GRACEFUL_PID_FILE', name: 'PidFileError', decorated: false })
+  t.true(report?.message?.includes(`${JSON.stringify(file)} cannot be written`), report?.message)
+  t.deepEqual(report?.after, report?.before)
 })
 
 // Regression guard: the plugin is a callback plugin (fastify, opts, done); avvio 9 does not catch a

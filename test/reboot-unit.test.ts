@@ -6,11 +6,11 @@ import type { SpawnOptions } from 'node:child_process'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
 import type { HandoffEvent } from '../lib/events'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE } from '../lib/handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS } from '../lib/outgoing/spawn'
 import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
 import type { RebootHost } from '../lib/os'
-import { resolveOptions, type GracefulOptions } from '../lib/options'
+import { MAX_MS, resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
 import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
 
@@ -93,6 +93,22 @@ test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, 
     t.is(w.spawned.length, 0)
     t.is(w.life.state, 'running')
   }
+})
+
+test('a reboot deadline above what a Node timer can wait is refused, with nothing spawned', async (t) => {
+  const { life, spawned } = world()
+  await t.throwsAsync(life.reboot(3e9), { code: 'ERR_GRACEFUL_INVALID_OPTION', message: /at most 2147483647 ms.*got 3000000000/ })
+  t.is(spawned.length, 0)
+  t.is(life.state, 'running')
+})
+
+test('a stateful successor waits at most what a timer can wait, even with the longest deadline', async (t) => {
+  const { life, child, spawned } = world()
+  const p = life.reboot(MAX_MS, { stateful: true })
+  await settle()
+  t.is(spawned[0]?.options.env?.[STATEFUL_ENV], String(MAX_MS), 'deadline + margin, capped')
+  child.emit('message', { type: READY_MESSAGE })
+  t.is(await p, 5151)
 })
 
 test('the successor is the same command line, through sh for LISTEN_PID, stdio inherited and IPC last', async (t) => {

@@ -3,7 +3,7 @@ import type * as net from 'node:net'
 import type { Finalizer, FinalizerOptions } from '../drain/finalizers'
 import type { RebootOptions, ShutdownResult } from '../events'
 import { lifecycle, type Lifecycle } from '../lifecycle'
-import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
+import { ms, resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'
 
 /** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
@@ -52,7 +52,7 @@ export function gracefulHandle (resolved: ResolvedOptions, name: string): Gracef
       return handle
     },
     async close (timeout) {
-      const limit = timeout ?? resolved.timeout
+      const limit = ms(timeout, 'timeout', resolved.timeout)
       const result = await unit.shutdown(life.seam.now() + limit, 'close', 'close')
       unit.detach()
       life.unregister(unit)

@@ -2,6 +2,7 @@
 // around the built-in node 'http', each with its own deadline.
 import { FinalizerGraphError, FinalizerTimeoutError, InvalidOptionError, describe } from '../errors'
 import type { ProcessSeam } from '../os'
+import { MAX_MS } from '../options'
 
 /** Why the process (or one app) is shutting down. */
 export type ShutdownReason = 'shutdown' | 'reboot' | 'crash' | 'close'
@@ -83,8 +84,8 @@ export class Finalizers {
     const after = names(options.after, 'after')
     const before = names(options.before, 'before')
     const timeout = options.timeout
-    if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0)) {
-      throw new InvalidOptionError(`onShutdown() option "timeout" must be a positive number of ms, got ${describe(timeout)}`)
+    if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0 && timeout <= MAX_MS)) {
+      throw new InvalidOptionError(`onShutdown() option "timeout" must be a positive number of ms, at most ${MAX_MS} (about 24.8 days), got ${describe(timeout)}`)
     }
     const entry: Entry = { name, fn, after, before, timeout }
     this.entries.push(entry)

@@ -45,7 +45,14 @@ export class Announcer {
     this.done = true
     const { inherited: from, log } = this.ctx
     const pidFile = this.ctx.pidFile()
-    if (pidFile !== undefined) writePidFile(pidFile, this.ctx.pid)
+    if (pidFile !== undefined) {
+      // Its folder was checked at start-up; if it went away since, this process serves all the same.
+      try {
+        writePidFile(pidFile, this.ctx.pid)
+      } catch (err) {
+        log.error({ err, pidFile }, `graceful-reboot: ${(err as Error).message}; serving without it`)
+      }
+    }
     if (from.parentPid !== undefined) {
       if (this.ctx.tellParent()) log.info({ parent: from.parentPid }, 'graceful-reboot: ready; told the old process')
       else log.warn({ parent: from.parentPid }, 'graceful-reboot: ready; the old process is gone, serving alone')

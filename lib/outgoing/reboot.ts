@@ -4,6 +4,7 @@
 import { RebootError } from '../errors'
 import type { HandoffEvent, ShutdownResult } from '../events'
 import type { Logger } from '../log'
+import { MAX_MS } from '../options'
 import type { ProcessSeam, RebootHost } from '../os'
 import { startSuccessor, type Successor } from './spawn'
 
@@ -65,7 +66,7 @@ export class OutgoingReboot {
       cwd: host.cwd,
       env: host.env,
       parentPid: seam.pid,
-      stateful: stateful ? timeout + STATEFUL_MARGIN_MS : false,
+      stateful: stateful ? Math.min(timeout + STATEFUL_MARGIN_MS, MAX_MS) : false,
       timeout: this.ctx.successorTimeout,
       spawn: host.spawn,
       timer: (t, fn) => seam.timer(t, fn)
