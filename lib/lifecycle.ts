@@ -44,6 +44,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private uninstallSignals: () => void = () => {}
   private rebooting: Promise<number> | undefined
   private outgoing: OutgoingReboot | undefined
+  /** Rolled-back successors that may still be draining: none may outlive this process. */
+  private readonly leftovers = new Set<{ kill: () => void }>()
   private announcer: Announcer | undefined
   private fromEnv: Inherited | undefined
   /** In a successor: the IPC channel to the old process (set up at the first register). */
@@ -204,6 +206,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
       successorTimeout: Math.max(0, ...[...this.units].map((u) => u.options.rebootTimeout)),
       probation: Math.max(0, ...[...this.units].map((u) => u.options.rebootProbation)),
+      leftover: (s) => { this.leftovers.add(s) },
       resume: () => { this.resume() },
       emit: (e) => { this.emit('handoff', e) },
       drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger })
@@ -244,6 +247,13 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
     const pidFile = this.pidFile()
     if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
+    this.exit(code)
+  }
+
+  /** Ends the process; a rolled-back successor still draining goes with it (it would hold the port). */
+  private exit (code: number): void {
+    for (const s of this.leftovers) s.kill()
+    this.leftovers.clear()
     this.seam.exit(code)
   }
 
@@ -350,9 +360,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
         // The cluster primary (PM2's daemon too) may have handed us a connection just as our listener
         // closed; a worker still alive hands it back, one that has exited leaves it hanging there.
         const release = this.seam.hold?.() ?? (() => {})
-        this.seam.timer(CLUSTER_EXIT_LINGER_MS, () => { release(); this.seam.exit(code) })
+        this.seam.timer(CLUSTER_EXIT_LINGER_MS, () => { release(); this.exit(code) })
       } else {
-        setImmediate(() => { this.seam.exit(code) })
+        setImmediate(() => { this.exit(code) })
       }
     } else {
       log.info({ code, ms: result.ms, forced, failedFinalizers }, 'graceful-reboot: stopped')

@@ -22,6 +22,8 @@ export interface OutgoingContext {
   readonly successorTimeout: number
   /** Ms both processes serve after ready before this one drains (0: drain at once). */
   readonly probation: number
+  /** A rolled-back successor that may still be draining: killed if this process exits first. */
+  leftover (successor: Successor): void
   /** The reboot failed and nothing else changed the state: back to 'running' (and the PID file back to this pid). */
   resume (): void
   emit (event: HandoffEvent): void
@@ -93,6 +95,7 @@ export class OutgoingReboot {
       log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
     } catch (err) {
       successor.stop()
+      this.ctx.leftover(successor)
       const error = err as RebootError
       if (this.aborted) {
         // The shutdown that aborted the reboot is draining this process: it no longer serves.

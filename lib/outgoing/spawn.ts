@@ -38,6 +38,8 @@ export interface Successor {
   probation (ms: number): Promise<void>
   /** Rollback: asks the successor to drain within `graceMs` (over IPC, else SIGTERM), then kills it. */
   stop (graceMs?: number): void
+  /** Kills a successor that is still there (this process exits before the grace of `stop()` is over). */
+  kill (): void
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
   release (): void
 }
@@ -65,7 +67,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })
   } catch (err) {
     const e = new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${(err as Error).message}`)
-    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, release () {} }
+    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, release () {} }
   }
   const pid = child.pid ?? 0
   const alive = (): boolean => child.exitCode === null && child.signalCode === null
@@ -150,6 +152,9 @@ export function startSuccessor (o: SuccessorOptions): Successor {
       if (!asked) child.kill('SIGTERM')
       const cancel = o.timer(graceMs + 500, () => { if (alive()) child.kill('SIGKILL') })
       child.once('exit', cancel)
+    },
+    kill () {
+      if (alive()) child.kill('SIGKILL')
     },
     release () {
       if (o.stateful !== false) {
