@@ -12,6 +12,7 @@ export { declareReady } from './lib/adapters/http'
 export type { GracefulOptions, AdminOptions, HealthOptions, SignalMap, SignalAction } from './lib/options'
 export type { Finalizer, FinalizerContext, FinalizerOptions, FinalizerOutcome, ShutdownReason } from './lib/drain/finalizers'
 export type { UnitResult } from './lib/drain/app'
+export { FINAL_GOAWAY_MAX_DELAY, type Http2DrainCounts } from './lib/drain/http2'
 export type { Logger } from './lib/log'
 export {
   GracefulError,

@@ -35,6 +35,7 @@ test('named exports: fastifyGraceful is the default; the other functions and con
   t.is(pkg.GOING_AWAY, 1001)
   t.like(pkg.exitCodes, { clean: 0, crash: 1, forced: 75, finalizerFailed: 76 })
   t.is(pkg.exitCodes.secondSignalBase, 128)
+  t.is(pkg.FINAL_GOAWAY_MAX_DELAY, 250)
   for (const [key, value] of Object.entries(pkg)) t.not(value, undefined, `export ${key} is defined`)
 })
 

@@ -63,11 +63,18 @@ export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedO
               remoteAddress: peerAddress(request.raw.socket)
             })
             startWhenWritten(reply.raw, a)
-            return reply.code(a.status).headers(a.headers).send(a.body)
+            // HTTP/2 has no Connection header (Node drops it with a warning): the drain sends GOAWAY.
+            const headers = request.raw.httpVersionMajor === 1 ? a.headers : withoutConnection(a.headers)
+            return reply.code(a.status).headers(headers).send(a.body)
           }
         })
       }
     }
     done()
   })
+}
+
+function withoutConnection (headers: Record<string, string>): Record<string, string> {
+  const { connection: _connection, ...rest } = headers
+  return rest
 }

@@ -2,6 +2,7 @@
 // instance, an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
 import type * as net from 'node:net'
 import { ServerDrain } from './server'
+import { addHttp2, noHttp2, type Http2DrainCounts } from './http2'
 import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
 import type { Logger } from '../log'
 import type { ProcessSeam } from '../os'
@@ -10,12 +11,14 @@ import type { ResolvedOptions } from '../options'
 /** What one application's drain did. */
 export interface UnitResult {
   name: string
-  /** HTTP connections destroyed at the deadline. */
+  /** HTTP connections destroyed at the deadline: HTTP/1.1 connections plus HTTP/2 sessions (`http2.sessions.forced`). */
   forced: number
   /** Upgraded (WebSocket) sockets destroyed at the deadline. */
   forcedUpgraded: number
-  /** Idle keep-alive or never-spoke connections closed after the idle grace. */
+  /** Idle HTTP/1.1 keep-alive or never-spoke connections closed after the idle grace. */
   idleClosed: number
+  /** HTTP/2 sessions and streams: how many ended during the drain (`drained`) and how many were destroyed at the deadline (`forced`). */
+  http2: Http2DrainCounts
   finalizers: FinalizerOutcome[]
   /** Set when the finalizer graph was invalid (only if the app never became ready). */
   graphError: unknown
@@ -99,15 +102,20 @@ export class GracefulUnit {
   private async runDrain (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
     const start = this.seam.now()
     const drains = [...this.drains.values()]
-    this.log.info({ reason, trigger, connections: drains.reduce((n, d) => n + d.connections, 0), timeout: deadline - start }, 'graceful-reboot: drain started')
+    const sessions = drains.reduce((n, d) => n + d.sessions, 0)
+    const started: Record<string, unknown> = { reason, trigger, connections: drains.reduce((n, d) => n + d.connections, 0), timeout: deadline - start }
+    if (sessions > 0) Object.assign(started, { sessions, streams: drains.reduce((n, d) => n + d.streams, 0) })
+    this.log.info(started, 'graceful-reboot: drain started')
     let forced = 0
     let idleClosed = 0
+    const http2 = noHttp2()
     const http = async (): Promise<void> => {
       for (const d of drains) d.stopAccepting(reason === 'reboot')
       const results = await Promise.all(drains.map((d) => d.drain(deadline)))
       for (const r of results) {
         forced += r.forced
         idleClosed += r.idleClosed
+        addHttp2(http2, r.http2)
       }
     }
     // Upgraded sockets are destroyed at the deadline whatever the finalizers are doing.
@@ -118,9 +126,14 @@ export class GracefulUnit {
       if (!o.ok) this.log.error({ finalizer: o.name, err: o.error, timedOut: o.timedOut }, 'graceful-reboot: finalizer failed')
     }
     const forcedUpgraded = await upgraded
-    const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, finalizers: outcomes, graphError, ms: this.seam.now() - start }
+    const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, http2, finalizers: outcomes, graphError, ms: this.seam.now() - start }
     const level = forced + forcedUpgraded > 0 ? 'warn' : 'info'
-    this.log[level]({ forced, forcedUpgraded, idleClosed, ms: result.ms }, 'graceful-reboot: drained')
+    const drained: Record<string, unknown> = { forced, forcedUpgraded, idleClosed, ms: result.ms }
+    // HTTP/2 apart from HTTP/1.1: sessions and streams, each drained and forced.
+    if (http2.sessions.drained + http2.sessions.forced > 0) {
+      Object.assign(drained, { sessions: http2.sessions, streams: http2.streams })
+    }
+    this.log[level](drained, 'graceful-reboot: drained')
     return result
   }
 

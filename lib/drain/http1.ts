@@ -56,6 +56,8 @@ const REQUEST_EVENTS = new Set<string | symbol>(['request', 'checkContinue', 'ch
 export class Http1Connections implements ConnectionSet {
   private readonly server: net.Server
   private readonly conns = new Map<net.Socket, Conn>()
+  /** Sockets that carry another protocol (an HTTP/2 session): never tracked here. */
+  private readonly excluded = new WeakSet<net.Socket>()
   private readonly seam: ProcessSeam
   private readonly idleGrace: number
   private readonly untrack: () => void
@@ -119,6 +121,16 @@ export class Http1Connections implements ConnectionSet {
     this.forget(rawOf(socket))
   }
 
+  /**
+   * A socket that carries an HTTP/2 session (h2c, or TLS with ALPN h2): it is drained by its own
+   * rule (GOAWAY), never as an HTTP/1.1 connection, whether it was accepted already or not yet.
+   */
+  exclude (socket: net.Socket): void {
+    const raw = rawOf(socket)
+    this.excluded.add(raw)
+    this.forget(raw)
+  }
+
   /** Stops tracking: removes every listener this object added to the server. */
   detach (): void { this.untrack() }
 
@@ -153,6 +165,8 @@ export class Http1Connections implements ConnectionSet {
    * when a response queued before it closes the connection: it would never be answered.
    */
   private admit (req: IncomingMessage, res: ServerResponse): boolean {
+    // An HTTP/2 server (allowHTTP1 or not) emits its h2 streams as 'request' too: not ours.
+    if (req.httpVersionMajor !== 1) return true
     const c = this.conns.get(rawOf(req.socket))
     if (c === undefined) {
       res.shouldKeepAlive = false
@@ -224,6 +238,7 @@ export class Http1Connections implements ConnectionSet {
   }
 
   private add (socket: net.Socket): void {
+    if (this.excluded.has(socket)) return
     const c: Conn = { raw: socket, http: socket, cancelReap: undefined, last: undefined, lastKeepAlive: false }
     this.conns.set(socket, c)
     socket.once('close', () => { this.forget(socket) })

@@ -3,25 +3,35 @@
 import * as net from 'node:net'
 import type { ConnectionSet } from './connections'
 import { Http1Connections } from './http1'
+import { Http2Sessions, addHttp2, noHttp2, type Http2DrainCounts } from './http2'
 import { UpgradedSockets, trackUpgrades } from './upgraded'
 import { keepingPath } from '../outgoing/keep-path'
 import type { ProcessSeam } from '../os'
 
 /** What one server's drain did. */
 export interface ServerDrainResult {
-  /** HTTP connections destroyed at the deadline (a request on them was cut or never answered). */
+  /**
+   * HTTP connections destroyed at the deadline (a request on them was cut or never answered):
+   * HTTP/1.1 connections plus HTTP/2 sessions (`http2.sessions.forced`).
+   */
   forced: number
-  /** Idle keep-alive or never-spoke connections closed after the idle grace. */
+  /** Idle HTTP/1.1 keep-alive or never-spoke connections closed after the idle grace. */
   idleClosed: number
+  /** HTTP/2 sessions and streams, drained and forced. */
+  http2: Http2DrainCounts
 }
 
-/** The Node server types the drain accepts: http.Server, https.Server or any net.Server running HTTP. */
+/**
+ * The Node server types the drain accepts: http.Server, https.Server, http2's Http2Server and
+ * Http2SecureServer, or any net.Server running HTTP.
+ */
 export type AnyServer = net.Server
 
 /**
  * Tracks the connections of one server from the moment it is constructed, and drains them:
  * 1. stop accepting (the listening handle only: Node's http `close()` would also reset idle sockets);
- * 2. each kind of HTTP connection is drained by its own rule (`ConnectionSet.drain()`);
+ * 2. each kind of HTTP connection is drained by its own rule (`ConnectionSet.drain()`): HTTP/1.1
+ *    connections with `Connection: close` and the idle reaper, HTTP/2 sessions with GOAWAY;
  * 3. at the deadline, destroy what is left and report how many.
  * Upgraded sockets leave the HTTP sets and are kept in `upgraded`, for the finalizers.
  */
@@ -29,6 +39,7 @@ export class ServerDrain {
   readonly server: AnyServer
   readonly upgraded = new UpgradedSockets()
   private readonly http1: Http1Connections
+  private readonly http2: Http2Sessions
   /** The kinds of connection that must be gone before the 'http' finalizer node completes. */
   private readonly http: ConnectionSet[]
   private readonly seam: ProcessSeam
@@ -40,19 +51,28 @@ export class ServerDrain {
     this.server = server
     this.seam = seam
     this.http1 = new Http1Connections(server, seam, idleGrace)
-    this.http = [this.http1]
+    // The socket of an HTTP/2 session is drained by GOAWAY, never by the HTTP/1.1 rules.
+    this.http2 = new Http2Sessions(server, seam, (socket) => { this.http1.exclude(socket) })
+    this.http = [this.http1, this.http2]
     const stopUpgrades = trackUpgrades(server, (socket) => {
       this.http1.release(socket)
       this.upgraded.add(socket)
     })
     this.untrack = () => {
       this.http1.detach()
+      this.http2.detach()
       stopUpgrades()
     }
   }
 
-  /** HTTP connections open now (upgraded sockets not included). */
+  /** HTTP connections open now: HTTP/1.1 connections and HTTP/2 sessions (upgraded sockets not included). */
   get connections (): number { return this.http.reduce((n, k) => n + k.size, 0) }
+
+  /** HTTP/2 sessions open now. */
+  get sessions (): number { return this.http2.size }
+
+  /** HTTP/2 streams open now. */
+  get streams (): number { return this.http2.streams }
 
   get isDraining (): boolean { return this.draining }
 
@@ -85,7 +105,7 @@ export class ServerDrain {
         if (typeof (this.server as { closeIdleConnections?: unknown }).closeIdleConnections === 'function') {
           this.server.close(() => {})
         }
-        resolve({ forced, idleClosed: this.http1.idleClosed })
+        resolve({ forced, idleClosed: this.http1.idleClosed, http2: copyCounts(this.http2.counts) })
       }
       const cancelDeadline = this.seam.timer(deadline - this.seam.now(), () => {
         late = true
@@ -98,4 +118,10 @@ export class ServerDrain {
 
   /** Stops tracking: removes every listener this object added to the server. */
   detach (): void { this.untrack() }
+}
+
+function copyCounts (counts: Http2DrainCounts): Http2DrainCounts {
+  const copy = noHttp2()
+  addHttp2(copy, counts)
+  return copy
 }

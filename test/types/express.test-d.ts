@@ -1,5 +1,6 @@
 // Type tests (tsc only, never run): the Express adapter and the framework-free core.
 import http from 'node:http'
+import http2 from 'node:http2'
 import express, { type Express } from 'express'
 import {
   createGraceful,
@@ -12,10 +13,12 @@ import {
   type GracefulExpressApp,
   type GracefulHandle,
   type LifecycleState,
+  type Http2DrainCounts,
   type ShutdownResult,
   type SignalAction,
   type SignalMap,
-  type UnitResult
+  type UnitResult,
+  FINAL_GOAWAY_MAX_DELAY
 } from '../../index'
 
 export function expressApp (): void {
@@ -62,6 +65,13 @@ export async function core (): Promise<void> {
   const forced: number = closed.forced
   void forced
   g.ready()
+
+  // HTTP/2 servers, h2c and TLS, attach like any other; the result reports sessions and streams.
+  g.attach(http2.createServer()).attach(http2.createSecureServer({ allowHTTP1: true }))
+  const h2: Http2DrainCounts = closed.http2
+  const counts: number[] = [h2.sessions.drained, h2.sessions.forced, h2.streams.drained, h2.streams.forced]
+  const delay: number = FINAL_GOAWAY_MAX_DELAY
+  void [counts, delay]
 
   const state: LifecycleState = lifecycle().state
   const one: 'running' | 'draining' | 'stopped' | 'rebooting' = state

@@ -31,6 +31,15 @@ export async function decorators (): Promise<void> {
   const timedOut: boolean | undefined = result.apps[0]?.finalizers[0]?.timedOut
   void [code, failed, forced, reason, timedOut]
 
+  // HTTP/2 apps, h2c and TLS, register the same way.
+  const h2c = Fastify({ http2: true })
+  await h2c.register(graceful, { timeout: 10_000 })
+  const h2 = Fastify({ http2: true, https: { key: 'k', cert: 'c', allowHTTP1: true } })
+  await h2.register(graceful)
+  const h2Result: Promise<ShutdownResult> = h2.shutdown(1000)
+  const sessions: number | undefined = (await h2c.shutdown()).apps[0]?.http2.sessions.forced
+  void [h2Result, sessions]
+
   // @ts-expect-error the deadline is a number of ms
   void app.shutdown('10')
   // @ts-expect-error reboot's deadline too
