@@ -4,7 +4,7 @@
 // outgoing/, the new side's announcement in incoming/.
 import { EventEmitter } from 'node:events'
 import { AdoptionError, InvalidOptionError, type RebootError, describe } from './errors'
-import type { GracefulUnit } from './drain/app'
+import type { GracefulUnit, HandOverFor } from './drain/app'
 import type { ShutdownReason } from './drain/finalizers'
 import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from './events'
 import { exitCodes } from './exit-codes'
@@ -44,6 +44,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private uninstallSignals: () => void = () => {}
   private rebooting: Promise<number> | undefined
   private outgoing: OutgoingReboot | undefined
+  /** Set by a reboot for its drain: connections move to the successor. */
+  private handOver: HandOverFor | undefined
   /** Rolled-back successors that may still be draining: none may outlive this process. */
   private readonly leftovers = new Set<{ kill: () => void }>()
   private announcer: Announcer | undefined
@@ -209,7 +211,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       leftover: (s) => { this.leftovers.add(s) },
       resume: () => { this.resume() },
       emit: (e) => { this.emit('handoff', e) },
-      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger })
+      keyOf: (server) => this.listening.keyOf(server),
+      drain: (t, trigger, handOver) => {
+        this.handOver = handOver
+        return this.shutdown(t, { reason: 'reboot', trigger })
+      }
     })
     this.outgoing = outgoing
     this.rebooting = outgoing.run(limit, options.trigger ?? 'code', options.stateful === true)
@@ -271,6 +277,16 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     parent.onAbort((timeout) => {
       this.log.warn({ parent: from.parentPid, timeout }, 'graceful-reboot: the old process rolled the reboot back; draining')
       void this.shutdown(timeout, { reason: 'shutdown', trigger: 'rollback' })
+    })
+    // Connections the old process hands over: each to the server listening on the same address.
+    parent.onConnection((address, socket) => {
+      const server = this.listening.serverFor(address)
+      if (server === undefined) {
+        this.log.warn({ address }, 'graceful-reboot: a connection was handed over for an address nothing here listens on; closed')
+        socket.destroy()
+        return
+      }
+      server.emit('connection', socket)
     })
     const within = from.readyWithin
     if (within === undefined) return
@@ -342,7 +358,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const delay = Math.min(timeout, Math.max(0, ...units.map((u) => u.options.readinessDelay)))
     if (delay > 0) await new Promise<void>((resolve) => { this.seam.timer(delay, resolve) })
     const deadline = start + timeout
-    const apps = await Promise.all(units.map((u) => u.shutdown(deadline, reason, trigger)))
+    const handOver = reason === 'reboot' ? this.handOver : undefined
+    this.handOver = undefined
+    const apps = await Promise.all(units.map((u) => u.shutdown(deadline, reason, trigger, handOver)))
     const forced = apps.reduce((n, a) => n + a.forced + a.forcedUpgraded, 0)
     const failedFinalizers = apps.flatMap((a) => a.finalizers.filter((f) => !f.ok).map((f) => f.name))
     const code = this.crashError !== undefined

@@ -59,6 +59,11 @@ export interface GracefulOptions {
    * fails within it is rolled back and this process goes on serving. Default 1000; 0: drain at once.
    */
   rebootProbation?: number
+  /**
+   * In a reboot, hand idle plain-TCP HTTP/1.1 keep-alive connections to the successor instead of
+   * closing them (pooled clients never reconnect). Default true.
+   */
+  transferConnections?: boolean
   /** Where the package logs (Express and plain servers; Fastify uses fastify.log). Default: stderr. */
   logger?: Logger
   /**
@@ -80,6 +85,7 @@ export interface ResolvedOptions {
   pidFile: string | undefined
   rebootTimeout: number
   rebootProbation: number
+  transferConnections: boolean
   logger: Logger | undefined
   readiness: 'listen' | 'manual'
 }
@@ -96,7 +102,7 @@ export const DEFAULTS = {
 /** The longest duration a Node timer keeps (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
 export const MAX_MS = 2_147_483_647
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'logger', 'readiness'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'logger', 'readiness'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -126,6 +132,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     pidFile,
     rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
+    transferConnections: bool(o.transferConnections, 'transferConnections', true),
     logger: resolveLogger(o.logger),
     readiness: resolveReadiness(o.readiness)
   }

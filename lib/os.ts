@@ -76,8 +76,8 @@ export interface RebootHost {
   inherited: () => Inherited
   /** Sends a message to the old process over the IPC channel, if there is one; false when it cannot. Never throws. */
   send: (message: unknown) => boolean
-  /** Subscribes to messages from the old process; returns the unsubscribe function. */
-  onParentMessage: (fn: (message: unknown) => void) => () => void
+  /** Subscribes to messages from the old process (with the handle sent along, if any); returns the unsubscribe function. */
+  onParentMessage: (fn: (message: unknown, handle?: unknown) => void) => () => void
 }
 
 const startCwd = process.cwd()

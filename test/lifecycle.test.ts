@@ -576,7 +576,7 @@ test('a shutdown result has the documented shape', async (t) => {
   t.deepEqual(Object.keys(r).sort(), ['apps', 'code', 'failedFinalizers', 'forced', 'ms', 'reason', 'trigger'])
   t.like(r, { code: 0, reason: 'shutdown', trigger: 'SIGINT', forced: 0, failedFinalizers: [] })
   t.is(typeof r.ms, 'number')
-  t.deepEqual(Object.keys(r.apps[0]!).sort(), ['finalizers', 'forced', 'forcedUpgraded', 'graphError', 'http2', 'idleClosed', 'ms', 'name'])
+  t.deepEqual(Object.keys(r.apps[0]!).sort(), ['finalizers', 'forced', 'forcedUpgraded', 'graphError', 'http2', 'idleClosed', 'kept', 'ms', 'name', 'transferred'])
   t.deepEqual(r.apps[0]!.http2, { sessions: { drained: 0, forced: 0 }, streams: { drained: 0, forced: 0 } })
 })
 

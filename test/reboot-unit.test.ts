@@ -112,7 +112,7 @@ test('a stateful successor waits at most what a timer can wait, even with the lo
 })
 
 test('the successor is the same command line, through sh for LISTEN_PID, stdio inherited and IPC last', async (t) => {
-  const { life, child, spawned } = world()
+  const { seam, life, child, spawned } = world()
   const p = life.reboot(1000)
   await settle()
   t.is(spawned.length, 1)
@@ -126,9 +126,12 @@ test('the successor is the same command line, through sh for LISTEN_PID, stdio i
   t.is(s.options.env?.LISTEN_PID, undefined, 'a stale LISTEN_PID is not passed on')
   t.is(s.options.env?.GRACEFUL_REBOOT_PARENT_PID, '4242')
   t.is(s.options.env?.PATH, '/usr/bin')
+  const exited = seam.nextExit()
   child.emit('message', { type: READY_MESSAGE })
   t.is(await p, 5151)
-  t.true(child.disconnected)
+  t.false(child.disconnected, 'the channel stays open while connections move to the successor')
+  await exited
+  t.true(child.disconnected, 'and is released once the drain is over')
   t.true(child.unrefed)
 })
 

@@ -10,17 +10,18 @@ import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture
 
 interface Listening extends FixtureEvent { pid: number, ports: Record<string, number>, parent: number | null }
 
-interface Got { status: number, pid: number, body: string, connection: string | undefined }
+interface Got { status: number, pid: number, body: string, connection: string | undefined, reused: boolean }
 
 /** GET on a fresh connection, or on `agent`'s (a keep-alive agent: a `Connection: close` reply is then the server's doing). */
 function get (port: number, p = '/', socketPath?: string, agent: http.Agent | false = false): Promise<Got> {
   return new Promise((resolve, reject) => {
     const opts: http.RequestOptions = socketPath === undefined ? { host: '127.0.0.1', port, path: p, agent } : { socketPath, path: p, agent }
-    http.get(opts, (res) => {
+    const req = http.get(opts, (res) => {
       let body = ''
       res.setEncoding('utf8').on('data', (c: string) => { body += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, pid: Number(res.headers['x-pid']), body, connection: res.headers.connection }) })
-    }).on('error', reject)
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, pid: Number(res.headers['x-pid']), body, connection: res.headers.connection, reused: req.reusedSocket }) })
+    })
+    req.on('error', reject)
   })
 }
 
@@ -54,7 +55,7 @@ function isAlive (pid: number): boolean {
  * Starts the fixture and a request on it, on a keep-alive connection, that the app answers only once
  * its drain has started; resolves once the app is running that request.
  */
-async function withSlowRequest (t: ExecutionContext): Promise<{ f: Fixture, first: Listening, port: number, slow: Promise<Got> }> {
+async function withSlowRequest (t: ExecutionContext): Promise<{ f: Fixture, first: Listening, port: number, slow: Promise<Got>, agent: http.Agent }> {
   const f = startFixture(t, 'reboot-app')
   const first = await f.waitFor('listening') as Listening
   const port = first.ports.a as number
@@ -62,7 +63,7 @@ async function withSlowRequest (t: ExecutionContext): Promise<{ f: Fixture, firs
   t.teardown(() => { agent.destroy() })
   const slow = get(port, '/slow?hold=drain', undefined, agent)
   await f.waitFor((e) => e.event === 'slow-started' && e.pid === first.pid)
-  return { f, first, port, slow }
+  return { f, first, port, slow, agent }
 }
 
 /** Line index of the first event of `pid` matching `match` (-1 if none). */
@@ -200,12 +201,15 @@ test('a Unix-socket listener survives the reboot; the PID file names the success
   t.false(fs.existsSync(pidFile), 'the last process removes its own PID file')
 })
 
-test('an in-flight request when the reboot starts completes with 200 on the old process', async (t) => {
-  const { f, first, port, slow } = await withSlowRequest(t)
+test('an in-flight request when the reboot starts completes with 200 on the old process; its connection then moves to the successor', async (t) => {
+  const { f, first, port, slow, agent } = await withSlowRequest(t)
   const next = await rebootBySignal(f, first.pid)
   const r = await slow
-  // Answered by the old process, during its drain (told to close), once its successor was serving.
-  t.deepEqual([r.status, r.pid, r.connection], [200, first.pid, 'close'])
+  // Answered by the old process, during its drain, once its successor was serving: kept alive, the
+  // connection moves to the successor (transferConnections), which answers the next request on it.
+  t.deepEqual([r.status, r.pid, r.connection], [200, first.pid, 'keep-alive'])
+  const again = await get(port, '/', undefined, agent)
+  t.deepEqual([again.status, again.pid, again.reused], [200, next.pid, true])
   const ready = lineOf(f, first.pid, (e) => e.event === 'handoff' && e.step === 'ready')
   const answered = lineOf(f, first.pid, (e) => e.event === 'slow-answered')
   t.true(ready >= 0 && answered > ready, `successor ready (line ${ready}) before the slow request was answered (line ${answered})`)

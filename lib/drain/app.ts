@@ -3,6 +3,10 @@
 import type * as net from 'node:net'
 import { ServerDrain } from './server'
 import { addHttp2, noHttp2, type Http2DrainCounts } from './http2'
+import type { HandOver, KeptReason } from '../outgoing/transfer'
+
+/** A reboot's connection transfer for each server (undefined: that server drains as usual). */
+export type HandOverFor = (server: net.Server) => HandOver | undefined
 import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
 import type { Logger } from '../log'
 import type { ProcessSeam } from '../os'
@@ -19,6 +23,10 @@ export interface UnitResult {
   idleClosed: number
   /** HTTP/2 sessions and streams: how many ended during the drain (`drained`) and how many were destroyed at the deadline (`forced`). */
   http2: Http2DrainCounts
+  /** In a reboot: HTTP/1.1 keep-alive connections handed to the successor (`transferConnections`). */
+  transferred: number
+  /** In a reboot: connections offered to the successor but drained here, by reason ('mid-request': a request was partly read or queued; 'send-failed': the successor could not take it; 'unsupported': this Node lacks what the hand-over needs). */
+  kept: Partial<Record<KeptReason, number>>
   finalizers: FinalizerOutcome[]
   /** Set when the finalizer graph was invalid (only if the app never became ready). */
   graphError: unknown
@@ -71,15 +79,15 @@ export class GracefulUnit {
   get isDraining (): boolean { return this.draining !== undefined }
 
   /** The drain sequence (DESIGN.md section 3) for every server of this app. Idempotent. */
-  drain (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
-    if (this.draining === undefined) this.draining = this.runDrain(deadline, reason, trigger)
+  drain (deadline: number, reason: ShutdownReason, trigger: string, handOver?: HandOverFor): Promise<UnitResult> {
+    if (this.draining === undefined) this.draining = this.runDrain(deadline, reason, trigger, handOver)
     return this.draining
   }
 
-  /** Drain, then the framework's own close. Idempotent. */
-  shutdown (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
+  /** Drain, then the framework's own close. Idempotent. `handOver`: a reboot's connection transfer, per server. */
+  shutdown (deadline: number, reason: ShutdownReason, trigger: string, handOver?: HandOverFor): Promise<UnitResult> {
     if (this.stopping === undefined) {
-      this.stopping = this.drain(deadline, reason, trigger).then(async (result) => {
+      this.stopping = this.drain(deadline, reason, trigger, handOver).then(async (result) => {
         if (this.closeApp !== undefined) {
           try {
             await this.closeApp()
@@ -99,7 +107,7 @@ export class GracefulUnit {
     for (const d of this.drains.values()) d.detach()
   }
 
-  private async runDrain (deadline: number, reason: ShutdownReason, trigger: string): Promise<UnitResult> {
+  private async runDrain (deadline: number, reason: ShutdownReason, trigger: string, handOver: HandOverFor | undefined): Promise<UnitResult> {
     const start = this.seam.now()
     const drains = [...this.drains.values()]
     const sessions = drains.reduce((n, d) => n + d.sessions, 0)
@@ -109,13 +117,18 @@ export class GracefulUnit {
     let forced = 0
     let idleClosed = 0
     const http2 = noHttp2()
+    let transferred = 0
+    const kept: Partial<Record<KeptReason, number>> = {}
     const http = async (): Promise<void> => {
       for (const d of drains) d.stopAccepting(reason === 'reboot')
-      const results = await Promise.all(drains.map((d) => d.drain(deadline)))
+      const transfer = this.options.transferConnections ? handOver : undefined
+      const results = await Promise.all(drains.map((d) => d.drain(deadline, transfer?.(d.server))))
       for (const r of results) {
         forced += r.forced
         idleClosed += r.idleClosed
         addHttp2(http2, r.http2)
+        transferred += r.transferred
+        for (const [why, n] of Object.entries(r.kept) as Array<[KeptReason, number]>) kept[why] = (kept[why] ?? 0) + n
       }
     }
     // Upgraded sockets are destroyed at the deadline whatever the finalizers are doing.
@@ -126,13 +139,15 @@ export class GracefulUnit {
       if (!o.ok) this.log.error({ finalizer: o.name, err: o.error, timedOut: o.timedOut }, 'graceful-reboot: finalizer failed')
     }
     const forcedUpgraded = await upgraded
-    const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, http2, finalizers: outcomes, graphError, ms: this.seam.now() - start }
+    const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, http2, transferred, kept, finalizers: outcomes, graphError, ms: this.seam.now() - start }
     const level = forced + forcedUpgraded > 0 ? 'warn' : 'info'
     const drained: Record<string, unknown> = { forced, forcedUpgraded, idleClosed, ms: result.ms }
     // HTTP/2 apart from HTTP/1.1: sessions and streams, each drained and forced.
     if (http2.sessions.drained + http2.sessions.forced > 0) {
       Object.assign(drained, { sessions: http2.sessions, streams: http2.streams })
     }
+    // A reboot: connections handed to the successor, and those kept here with why.
+    if (handOver !== undefined) Object.assign(drained, { transferred, kept })
     this.log[level](drained, 'graceful-reboot: drained')
     return result
   }

@@ -7,6 +7,7 @@ import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
+import { stopReading, resumeReading, type HandOver, type KeptReason } from '../outgoing/transfer'
 
 interface Conn {
   /** The socket accepted by the listener; the key of the map. */
@@ -21,6 +22,10 @@ interface Conn {
   last: ServerResponse | undefined
   /** What `last.shouldKeepAlive` was before the drain turned it off (false: its client asked to close). */
   lastKeepAlive: boolean
+  /** In a reboot: its one response in flight stays keep-alive, and the connection moves once it is done. */
+  candidate: boolean
+  /** On its way to the successor: neither reaped nor followed meanwhile. */
+  moving: boolean
 }
 
 /**
@@ -66,6 +71,11 @@ export class Http1Connections implements ConnectionSet {
   private waiters: Array<() => void> = []
   /** Idle keep-alive or never-spoke connections closed after the idle grace. */
   idleClosed = 0
+  /** In a reboot: connections handed to the successor. */
+  transferred = 0
+  /** In a reboot: connections offered to the successor but drained here, by reason. */
+  readonly kept: Partial<Record<KeptReason, number>> = {}
+  private handOver: HandOver | undefined
 
   constructor (server: net.Server, seam: ProcessSeam, idleGrace: number) {
     this.server = server
@@ -90,14 +100,21 @@ export class Http1Connections implements ConnectionSet {
 
   get size (): number { return this.conns.size }
 
-  drain (): void {
+  /**
+   * `handOver` (a reboot with `transferConnections`): idle connections move to the successor at once,
+   * and a connection with one response in flight (keep-alive, nothing pipelined behind it) once that
+   * response is done; the rest drains here.
+   */
+  drain (handOver?: HandOver): void {
     if (this.draining) return
     this.draining = true
+    this.handOver = handOver
     this.gate()
     for (const c of this.conns.values()) {
       const res = headOf(c)
-      if (res) this.follow(res, c)
-      else this.scheduleReap(c)
+      if (res === undefined) this.idle(c)
+      else if (handOver !== undefined && res.shouldKeepAlive && (c.http as HttpSocket).parser?.incoming === res.req) this.moveAfter(res, c)
+      else this.follow(res, c)
     }
   }
 
@@ -173,6 +190,11 @@ export class Http1Connections implements ConnectionSet {
       return true
     }
     if (this.closesBefore(c)) return false
+    if (c.candidate) {
+      // Pipelined behind the response it was to move after: it drains here.
+      c.candidate = false
+      resumeReading(c.raw)
+    }
     c.cancelReap?.()
     c.cancelReap = undefined
     this.endPipelineWith(res, c)
@@ -221,6 +243,49 @@ export class Http1Connections implements ConnectionSet {
     })
   }
 
+  /** An idle connection during the drain: to the successor in a reboot, else closed after the grace. */
+  private idle (c: Conn): void {
+    if (this.handOver !== undefined) this.tryHandOver(c)
+    else this.scheduleReap(c)
+  }
+
+  /**
+   * The one response in flight stays keep-alive; reading stops as it is written (the client's next
+   * request then waits in the kernel buffer, which travels with the fd), and once it is done the
+   * connection moves to the successor.
+   */
+  private moveAfter (res: ServerResponse, c: Conn): void {
+    c.candidate = true
+    res.once('prefinish', () => { if (c.candidate) stopReading(c.raw) })
+    res.once('close', () => {
+      if (this.conns.get(c.raw) !== c) return
+      const next = headOf(c)
+      if (c.candidate && next === undefined) this.tryHandOver(c)
+      else if (next !== undefined) this.follow(next, c)
+      else this.scheduleReap(c)
+    })
+  }
+
+  private tryHandOver (c: Conn): void {
+    const handOver = this.handOver
+    if (handOver === undefined || c.moving) return
+    c.moving = true
+    c.candidate = false
+    c.cancelReap?.()
+    void handOver(c.raw).then((outcome) => {
+      c.moving = false
+      if (outcome === true) {
+        this.transferred++
+        return
+      }
+      this.kept[outcome] = (this.kept[outcome] ?? 0) + 1
+      if (this.conns.get(c.raw) !== c) return
+      const next = headOf(c)
+      if (next !== undefined) this.follow(next, c)
+      else this.scheduleReap(c)
+    })
+  }
+
   /**
    * Closes an idle connection once it has stayed idle for the grace. A request that arrives in the
    * meantime gets `Connection: close`; bytes of a request still arriving postpone the close.
@@ -230,7 +295,7 @@ export class Http1Connections implements ConnectionSet {
     const bytes = c.http.bytesRead
     c.cancelReap = this.seam.timer(this.idleGrace, () => {
       c.cancelReap = undefined
-      if (this.conns.get(c.raw) !== c || headOf(c)) return
+      if (this.conns.get(c.raw) !== c || c.moving || headOf(c)) return
       if (c.http.bytesRead !== bytes) { this.scheduleReap(c); return }
       this.idleClosed++
       c.http.destroy()
@@ -239,11 +304,11 @@ export class Http1Connections implements ConnectionSet {
 
   private add (socket: net.Socket): void {
     if (this.excluded.has(socket)) return
-    const c: Conn = { raw: socket, http: socket, cancelReap: undefined, last: undefined, lastKeepAlive: false }
+    const c: Conn = { raw: socket, http: socket, cancelReap: undefined, last: undefined, lastKeepAlive: false, candidate: false, moving: false }
     this.conns.set(socket, c)
     socket.once('close', () => { this.forget(socket) })
-    // A connection accepted just before the listener closed: reap it like any idle one.
-    if (this.draining) this.scheduleReap(c)
+    // A connection accepted just before the listener closed: like any idle one.
+    if (this.draining) this.idle(c)
   }
 
   private forget (raw: net.Socket): void {

@@ -1,11 +1,13 @@
 // Runs in every process that shuts down (the old process of a reboot too): the drain sequence of one
 // server (DESIGN.md section 3): stop accepting, drain each kind of connection, force what is left.
 import * as net from 'node:net'
+import * as tls from 'node:tls'
 import type { ConnectionSet } from './connections'
 import { Http1Connections } from './http1'
 import { Http2Sessions, addHttp2, noHttp2, type Http2DrainCounts } from './http2'
 import { UpgradedSockets, trackUpgrades } from './upgraded'
 import { keepingPath } from '../outgoing/keep-path'
+import type { HandOver, KeptReason } from '../outgoing/transfer'
 import type { ProcessSeam } from '../os'
 
 /** What one server's drain did. */
@@ -19,6 +21,10 @@ export interface ServerDrainResult {
   idleClosed: number
   /** HTTP/2 sessions and streams, drained and forced. */
   http2: Http2DrainCounts
+  /** In a reboot: HTTP/1.1 connections handed to the successor. */
+  transferred: number
+  /** In a reboot: HTTP/1.1 connections offered to the successor but drained here, by reason. */
+  kept: Partial<Record<KeptReason, number>>
 }
 
 /**
@@ -89,14 +95,17 @@ export class ServerDrain {
   }
 
   /**
-   * Runs the drain until no HTTP connection is left or `deadline` (epoch ms) passes.
+   * Runs the drain until no HTTP connection is left or `deadline` (epoch ms) passes. `handOver` (a
+   * reboot): plain-TCP HTTP/1.1 connections move to the successor where they can.
    * Idempotent: a second call returns the first call's promise.
    */
-  drain (deadline: number): Promise<ServerDrainResult> {
+  drain (deadline: number, handOver?: HandOver): Promise<ServerDrainResult> {
     if (this.result !== undefined) return this.result
     this.draining = true
     this.stopAccepting()
-    for (const k of this.http) k.drain()
+    // TLS session state cannot travel with the fd.
+    this.http1.drain(this.server instanceof tls.Server ? undefined : handOver)
+    for (const k of this.http) if (k !== this.http1) k.drain()
     this.result = new Promise<ServerDrainResult>((resolve) => {
       let late = false
       const finish = (forced: number): void => {
@@ -105,7 +114,7 @@ export class ServerDrain {
         if (typeof (this.server as { closeIdleConnections?: unknown }).closeIdleConnections === 'function') {
           this.server.close(() => {})
         }
-        resolve({ forced, idleClosed: this.http1.idleClosed, http2: copyCounts(this.http2.counts) })
+        resolve({ forced, idleClosed: this.http1.idleClosed, http2: copyCounts(this.http2.counts), transferred: this.http1.transferred, kept: { ...this.http1.kept } })
       }
       const cancelDeadline = this.seam.timer(deadline - this.seam.now(), () => {
         late = true

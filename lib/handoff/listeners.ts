@@ -32,6 +32,17 @@ export class ListenerRegistry {
     return out
   }
 
+  /** The key a tracked server listens under (what a successor calls it), if it listens. */
+  keyOf (server: net.Server): string | undefined {
+    return this.listeners.get(server)?.key
+  }
+
+  /** The tracked server listening under `key`, if any. */
+  serverFor (key: string): net.Server | undefined {
+    for (const l of this.listeners.values()) if (l.key === key) return l.server
+    return undefined
+  }
+
   /**
    * Replaces `server.listen` with one that records the requested address and, when an inherited
    * socket matches it, listens on that fd instead. `on.listening` runs after each successful listen;

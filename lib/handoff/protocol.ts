@@ -18,13 +18,21 @@ export const FAILING_MESSAGE = 'graceful-reboot:failing'
 export const ADOPTION_MESSAGE = 'graceful-reboot:adoption'
 /** Old -> new: the reboot is rolled back; drain and exit within `timeout` ms. */
 export const ABORT_MESSAGE = 'graceful-reboot:abort'
+/**
+ * Old -> new, with a socket as the message's handle: an idle HTTP/1.1 keep-alive connection accepted
+ * on the listener named `address` (a LISTEN_FDNAMES key). Kept small: a large message can make Node
+ * drop the handle (nodejs/node#13778). Not `key`: Node's handle passing writes that field.
+ */
+export const CONNECTION_MESSAGE = 'graceful-reboot:connection'
 
 export type NewToOld =
   | { type: typeof READY_MESSAGE, pid: number }
   | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
   | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
 
-export interface OldToNew { type: typeof ABORT_MESSAGE, timeout: number }
+export type OldToNew =
+  | { type: typeof ABORT_MESSAGE, timeout: number }
+  | { type: typeof CONNECTION_MESSAGE, address: string }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

@@ -1,8 +1,9 @@
 // Runs in the new process of a reboot: its side of the IPC channel to the old process: says it is
 // ready, that it fails (so the old process rolls back at once), or that the new code listens on an
-// address it did not inherit; obeys a rollback. The old process may be gone at any moment: an IPC
+// address it did not inherit; obeys a rollback; takes the connections the old process hands over. The old process may be gone at any moment: an IPC
 // failure is never a crash, and the new process then carries on alone.
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import type * as net from 'node:net'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { RebootHost } from '../os'
 
 export class ParentChannel {
@@ -26,7 +27,17 @@ export class ParentChannel {
   /** Calls `fn` with the drain deadline when the old process rolls the reboot back. Returns the unsubscribe function. */
   onAbort (fn: (timeout: number) => void): () => void {
     return this.host.onParentMessage((m) => {
-      if (messageType(m) === ABORT_MESSAGE) fn((m as OldToNew).timeout)
+      if (messageType(m) === ABORT_MESSAGE) fn((m as Extract<OldToNew, { type: typeof ABORT_MESSAGE }>).timeout)
+    })
+  }
+
+  /** Calls `fn` for each connection the old process hands over, with the listener key it was accepted on. */
+  onConnection (fn: (address: string, socket: net.Socket) => void): () => void {
+    return this.host.onParentMessage((m, handle) => {
+      if (messageType(m) !== CONNECTION_MESSAGE) return
+      // A message whose socket did not arrive (the old process closed it first) carries nothing.
+      if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
+      fn((m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>).address, handle as net.Socket)
     })
   }
 

@@ -1,12 +1,15 @@
 // Runs in the old process of a reboot: one reboot from spawn to hand-over: start the successor with
 // the listening sockets, wait until it is ready, serve beside it through probation, roll back if it
 // fails at any point, then drain this process.
+import type * as net from 'node:net'
 import { RebootError } from '../errors'
 import type { HandoffEvent, ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import { MAX_MS } from '../options'
 import type { ProcessSeam, RebootHost } from '../os'
+import type { HandOverFor } from '../drain/app'
 import { startSuccessor, type Successor } from './spawn'
+import { handOverWith } from './transfer'
 
 /** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
 export const STATEFUL_MARGIN_MS = 5_000
@@ -27,8 +30,10 @@ export interface OutgoingContext {
   /** The reboot failed and nothing else changed the state: back to 'running' (and the PID file back to this pid). */
   resume (): void
   emit (event: HandoffEvent): void
-  /** Drains this process (reason 'reboot') once the successor serves. */
-  drain (timeout: number, trigger: string): Promise<ShutdownResult>
+  /** The key a listening server was passed under, for the connections it accepted. */
+  keyOf (server: net.Server): string | undefined
+  /** Drains this process (reason 'reboot') once the successor serves; `handOver` moves connections to it. */
+  drain (timeout: number, trigger: string, handOver: HandOverFor | undefined): Promise<ShutdownResult>
 }
 
 export class OutgoingReboot {
@@ -110,8 +115,19 @@ export class OutgoingReboot {
       this.successor = undefined
       this.onAbort = undefined
     }
-    successor.release()
-    void this.ctx.drain(timeout, trigger).then((result) => {
+    // A stateful successor accepts only once this process is gone: nothing moves to it before.
+    let handOver: HandOverFor | undefined
+    if (!stateful) {
+      const toListener = handOverWith((address, socket) => successor.sendSocket(address, socket))
+      handOver = (server) => {
+        const key = this.ctx.keyOf(server)
+        return key === undefined ? undefined : toListener(key)
+      }
+    }
+    // The IPC channel carries the connections: it is released once the drain is over.
+    if (handOver === undefined) successor.release()
+    void this.ctx.drain(timeout, trigger, handOver).then((result) => {
+      if (handOver !== undefined) successor.release()
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })
     })
     return successor.pid

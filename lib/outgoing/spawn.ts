@@ -2,8 +2,9 @@
 // (systemd's LISTEN_FDS convention), waits for its "ready" message, watches it through probation,
 // and stops it (asked to drain first, killed at the end of a grace) when the reboot is rolled back.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
+import type * as net from 'node:net'
 import { AdoptionError, RebootError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 
 /** Ms a rolled-back successor is given to drain what it accepted (asked over IPC, else SIGTERM) before SIGKILL. */
@@ -40,6 +41,11 @@ export interface Successor {
   stop (graceMs?: number): void
   /** Kills a successor that is still there (this process exits before the grace of `stop()` is over). */
   kill (): void
+  /**
+   * After probation: sends a connection accepted on the listener `address` over IPC (this process keeps
+   * its copy of the fd until the caller closes it). Resolves with whether the message was written.
+   */
+  sendSocket (address: string, socket: net.Socket): Promise<boolean>
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
   release (): void
 }
@@ -67,7 +73,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })
   } catch (err) {
     const e = new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${(err as Error).message}`)
-    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, release () {} }
+    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {} }
   }
   const pid = child.pid ?? 0
   const alive = (): boolean => child.exitCode === null && child.signalCode === null
@@ -155,6 +161,17 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     },
     kill () {
       if (alive()) child.kill('SIGKILL')
+    },
+    sendSocket (address, socket) {
+      if (!child.connected) return Promise.resolve(false)
+      const message: OldToNew = { type: CONNECTION_MESSAGE, address }
+      return new Promise<boolean>((resolve) => {
+        try {
+          child.send(message, socket, { keepOpen: true }, (err) => { resolve(err == null) })
+        } catch {
+          resolve(false)
+        }
+      })
     },
     release () {
       if (o.stateful !== false) {
