@@ -295,11 +295,29 @@ export class Http1Connections implements ConnectionSet {
     const bytes = c.http.bytesRead
     c.cancelReap = this.seam.timer(this.idleGrace, () => {
       c.cancelReap = undefined
-      if (this.conns.get(c.raw) !== c || c.moving || headOf(c)) return
-      if (c.http.bytesRead !== bytes) { this.scheduleReap(c); return }
-      this.idleClosed++
-      c.http.destroy()
+      if (!this.reapable(c, bytes)) return
+      // On a late event loop this timer can run before the poll phase reads a request already waiting
+      // in the kernel: let that phase run once (an immediate comes after it), then decide.
+      let cancelled = false
+      c.cancelReap = () => { cancelled = true }
+      setImmediate(() => {
+        if (cancelled) return
+        c.cancelReap = undefined
+        if (!this.reapable(c, bytes)) return
+        this.idleClosed++
+        c.http.destroy()
+      })
     })
+  }
+
+  /** Still idle since `bytes` were read: true to close it; reschedules the reap if bytes came meanwhile. */
+  private reapable (c: Conn, bytes: number): boolean {
+    if (this.conns.get(c.raw) !== c || c.moving || headOf(c)) return false
+    if (c.http.bytesRead !== bytes) {
+      this.scheduleReap(c)
+      return false
+    }
+    return true
   }
 
   private add (socket: net.Socket): void {
