@@ -172,7 +172,8 @@ test.serial('plain JavaScript: import and require give the same module, the defa
       import graceful, * as ns from 'graceful-reboot'
       import { createRequire } from 'node:module'
       const cjs = createRequire(import.meta.url)('graceful-reboot')
-      const names = (o) => Object.keys(o).filter((k) => k !== '__esModule' && k !== 'default').sort()
+      // Node 23+ adds a 'module.exports' name to the namespace of a CommonJS module.
+      const names = (o) => Object.keys(o).filter((k) => k !== '__esModule' && k !== 'default' && k !== 'module.exports').sort()
       process.stdout.write(JSON.stringify({
         defaultIsPlugin: graceful === cjs.fastifyGraceful,
         sameInstance: ns.lifecycle === cjs.lifecycle,
