@@ -1,4 +1,4 @@
-// Runs in the old process (and any process that shuts down): user finalizers as a dependency graph
+// Runs in every process that shuts down (the old process of a reboot too): user finalizers as a dependency graph
 // around the built-in node 'http', each with its own deadline.
 import { FinalizerGraphError, FinalizerTimeoutError, InvalidOptionError, describe } from '../errors'
 import type { ProcessSeam } from '../os'
