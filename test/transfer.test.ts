@@ -74,11 +74,13 @@ for (const pauseMs of [0, 150]) {
     const loads = clients.map((c) => load(c.p, 8, pauseMs))
     let pid = first.pid
     const moved: number[] = []
+    const kept: string[] = []
     for (let i = 0; i < 3; i++) {
       const { next, drained } = await reboot(f, pid)
       t.deepEqual(next.ports, first.ports)
-      const apps = drained.apps as Array<{ name: string, transferred: number, forced: number }>
+      const apps = drained.apps as Array<{ name: string, transferred: number, forced: number, kept: Record<string, number> }>
       moved.push(apps.reduce((n, a) => n + a.transferred, 0))
+      kept.push(...apps.map((a) => `${a.name}: ${JSON.stringify(a.kept)}`))
       t.true(apps.every((a) => a.forced === 0))
       pid = next.pid
       // Requests reach the new process on the connections they already had.
@@ -94,7 +96,7 @@ for (const pauseMs of [0, 150]) {
       await last.body.text()
       t.is(Number(last.headers['x-pid']), pid, `client ${i}`)
       t.is(clients[i]?.connects(), 8, `client ${i}: its 8 connections were opened once`)
-      t.deepEqual(clients[i]?.disconnects(), [], `client ${i}: no connection closed`)
+      t.deepEqual(clients[i]?.disconnects(), [], `client ${i}: no connection closed (kept by the old processes: ${kept.join('; ')})`)
     }
     t.true(moved.every((n) => n > 0), `connections moved at each reboot: ${moved.join(', ')}`)
     process.kill(pid, 'SIGTERM')

@@ -60,7 +60,14 @@ const REQUEST_EVENTS = new Set<string | symbol>(['request', 'checkContinue', 'ch
  */
 export class Http1Connections implements ConnectionSet {
   private readonly server: net.Server
+  /** Every connection (the socket accepted by the listener): all the bookkeeping before the drain. */
+  private readonly sockets = new Set<net.Socket>()
+  /** From the drain on: the state of each connection. */
   private readonly conns = new Map<net.Socket, Conn>()
+  /** The TLS socket over an accepted one, until the drain gives it a Conn. */
+  private readonly tlsOf = new WeakMap<net.Socket, net.Socket>()
+  /** One 'close' listener shared by every socket (no closure per connection). */
+  private readonly onClose: (this: net.Socket) => void
   /** Sockets that carry another protocol (an HTTP/2 session): never tracked here. */
   private readonly excluded = new WeakSet<net.Socket>()
   private readonly seam: ProcessSeam
@@ -81,12 +88,16 @@ export class Http1Connections implements ConnectionSet {
     this.server = server
     this.seam = seam
     this.idleGrace = idleGrace
+    const forget = (raw: net.Socket): void => { this.forget(raw) }
+    this.onClose = function (this: net.Socket) { forget(this) }
     const onConnection = (socket: net.Socket): void => { this.add(socket) }
     const onSecure = (socket: HttpSocket): void => {
-      const c = socket._parent == null ? undefined : this.conns.get(socket._parent)
-      if (c === undefined) return
-      c.http = socket
-      socket.once('close', () => { this.forget(c.raw) })
+      const raw = socket._parent
+      if (raw == null || !this.sockets.has(raw)) return
+      const c = this.conns.get(raw)
+      if (c !== undefined) c.http = socket
+      else this.tlsOf.set(raw, socket)
+      socket.once('close', () => { this.forget(raw) })
     }
     server.on('connection', onConnection)
     const isTls = server instanceof tls.Server
@@ -98,7 +109,7 @@ export class Http1Connections implements ConnectionSet {
     }
   }
 
-  get size (): number { return this.conns.size }
+  get size (): number { return this.sockets.size }
 
   /**
    * `handOver` (a reboot with `transferConnections`): idle connections move to the successor at once,
@@ -110,7 +121,8 @@ export class Http1Connections implements ConnectionSet {
     this.draining = true
     this.handOver = handOver
     this.gate()
-    for (const c of this.conns.values()) {
+    for (const socket of this.sockets) {
+      const c = this.track(socket)
       const res = headOf(c)
       if (res === undefined) this.idle(c)
       else if (handOver !== undefined && res.shouldKeepAlive && (c.http as HttpSocket).parser?.incoming === res.req) this.moveAfter(res, c)
@@ -119,16 +131,17 @@ export class Http1Connections implements ConnectionSet {
   }
 
   whenEmpty (): Promise<void> {
-    if (this.conns.size === 0) return Promise.resolve()
+    if (this.sockets.size === 0) return Promise.resolve()
     return new Promise((resolve) => { this.waiters.push(resolve) })
   }
 
   destroyAll (): number {
-    const n = this.conns.size
-    for (const c of [...this.conns.values()]) {
-      c.cancelReap?.()
-      c.http.destroy()
-      this.forget(c.raw)
+    const n = this.sockets.size
+    for (const raw of [...this.sockets]) {
+      const c = this.conns.get(raw)
+      c?.cancelReap?.()
+      ;(c?.http ?? this.tlsOf.get(raw) ?? raw).destroy()
+      this.forget(raw)
     }
     return n
   }
@@ -322,19 +335,31 @@ export class Http1Connections implements ConnectionSet {
 
   private add (socket: net.Socket): void {
     if (this.excluded.has(socket)) return
-    const c: Conn = { raw: socket, http: socket, cancelReap: undefined, last: undefined, lastKeepAlive: false, candidate: false, moving: false }
-    this.conns.set(socket, c)
-    socket.once('close', () => { this.forget(socket) })
+    this.sockets.add(socket)
+    socket.on('close', this.onClose)
     // A connection accepted just before the listener closed: like any idle one.
-    if (this.draining) this.idle(c)
+    if (this.draining) this.idle(this.track(socket))
+  }
+
+  /** The drain's state of a connection (made when the drain reaches it: nothing per connection before). */
+  private track (raw: net.Socket): Conn {
+    let c = this.conns.get(raw)
+    if (c === undefined) {
+      c = { raw, http: this.tlsOf.get(raw) ?? raw, cancelReap: undefined, last: undefined, lastKeepAlive: false, candidate: false, moving: false }
+      this.conns.set(raw, c)
+    }
+    return c
   }
 
   private forget (raw: net.Socket): void {
+    if (!this.sockets.delete(raw)) return
+    raw.removeListener('close', this.onClose)
     const c = this.conns.get(raw)
-    if (c === undefined) return
-    c.cancelReap?.()
-    this.conns.delete(raw)
-    if (this.conns.size === 0) {
+    if (c !== undefined) {
+      c.cancelReap?.()
+      this.conns.delete(raw)
+    }
+    if (this.sockets.size === 0) {
       const w = this.waiters
       this.waiters = []
       for (const fn of w) fn()
