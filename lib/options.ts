@@ -65,6 +65,13 @@ export interface GracefulOptions {
    * socket is adopted by a listen(); 'manual' when the app calls `declareReady()`.
    */
   readiness?: 'listen' | 'manual'
+  /**
+   * 'auto' (default): do what the launcher that runs this process expects (README, "Launchers and
+   * dev tools"): under nodemon its restart signal (SIGUSR2) drains and exits; under launchers that a
+   * reboot would detach the service from (npm/yarn/pnpm scripts, npx, tsx, node --watch, tsx watch,
+   * nodemon, PM2 fork mode) a reboot is refused. 'ignore': act as under a terminal (SIGUSR2 reboots).
+   */
+  launcher?: 'auto' | 'ignore'
 }
 
 export interface ResolvedOptions {
@@ -81,6 +88,7 @@ export interface ResolvedOptions {
   rebootProbation: number
   logger: Logger | undefined
   readiness: 'listen' | 'manual'
+  launcher: 'auto' | 'ignore'
 }
 
 export const DEFAULTS = {
@@ -92,7 +100,7 @@ export const DEFAULTS = {
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as ResolvedSignalMap
 } as const
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'logger', 'readiness'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'logger', 'readiness', 'launcher'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -116,7 +124,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
     logger: resolveLogger(o.logger),
-    readiness: resolveReadiness(o.readiness)
+    readiness: resolveReadiness(o.readiness),
+    launcher: resolveLauncher(o.launcher)
   }
 }
 
@@ -235,5 +244,11 @@ function resolveLogger (value: unknown): Logger | undefined {
 function resolveReadiness (value: unknown): 'listen' | 'manual' {
   if (value === undefined) return 'listen'
   if (value !== 'listen' && value !== 'manual') throw new InvalidOptionError(`"readiness" must be 'listen' or 'manual', got ${describe(value)}`)
+  return value
+}
+
+function resolveLauncher (value: unknown): 'auto' | 'ignore' {
+  if (value === undefined) return 'auto'
+  if (value !== 'auto' && value !== 'ignore') throw new InvalidOptionError(`"launcher" must be 'auto' or 'ignore', got ${describe(value)}`)
   return value
 }
