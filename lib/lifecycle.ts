@@ -10,6 +10,7 @@ import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, Shut
 import { exitCodes } from './exit-codes'
 import { ListenerRegistry } from './handoff/listeners'
 import { Announcer } from './incoming/announce'
+import { detectLauncher, type Launcher } from './launcher'
 import type { Inherited } from './incoming/inherited'
 import { ParentChannel } from './incoming/parent'
 import { readyWatchdog } from './incoming/watchdog'
@@ -42,6 +43,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** The shutdown signal that started or joined the shutdown under way: the next one is a second signal. */
   private signalled: NodeJS.Signals | undefined
   private uninstallSignals: () => void = () => {}
+  /** The signal of a launcher's restart that reached this shutdown (nodemon's SIGUSR2): the process exits by it. */
+  private restartBy: NodeJS.Signals | undefined
+  private detected: Launcher | undefined
+  private launcherLogged = false
   private rebooting: Promise<number> | undefined
   private outgoing: OutgoingReboot | undefined
   /** Set by a reboot for its drain: connections move to the successor. */
@@ -79,6 +84,26 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.signalled ??= signal
   }
 
+  /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
+  noteRestartSignal (signal: NodeJS.Signals): void {
+    this.restartBy ??= signal
+  }
+
+  /**
+   * What runs this process (a terminal, systemd, nodemon, node --watch, tsx, an npm script, PM2...),
+   * read once from its parent process (lib/launcher.ts).
+   */
+  get launcher (): Launcher {
+    this.detected ??= detectLauncher(this.host.launcherFacts())
+    return this.detected
+  }
+
+  /** The launcher whose expectations apply: none when an app set `launcher: 'ignore'`. */
+  private launcherRules (): Launcher | undefined {
+    if ([...this.units].some((u) => u.options.launcher === 'ignore')) return undefined
+    return this.launcher
+  }
+
   /** The sockets this process inherited (from the old process of a reboot, or systemd), read once. */
   get inherited (): Inherited {
     this.fromEnv ??= this.host.inherited()
@@ -104,6 +129,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       rebooting: this.rebooting !== undefined,
       seam: this.seam,
       host: this.host,
+      launcher: () => this.launcherRules(),
       blockers: () => [...this.units].map((u) => u.rebootBlocker?.())
     })
   }
@@ -142,6 +168,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.crashError = undefined
       this.cause = undefined
       this.signalled = undefined
+      this.restartBy = undefined
       this.setState('running')
     }
     this.setUpIncoming()
@@ -154,6 +181,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.units.add(unit)
     this.warnSignalConflicts(unit)
     this.refreshSignals()
+    this.logLauncher(unit)
   }
 
   /** Removes an app (when it closes); removes the process listeners with the last one. */
@@ -374,7 +402,12 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     for (const u of units) this.unregister(u)
     if (exit) {
       log.info({ code, ms: result.ms, forced, failedFinalizers }, 'graceful-reboot: exiting')
-      if (this.host.isClusterWorker) {
+      const by = this.restartBy
+      if (by !== undefined && this.seam.exitBySignal !== undefined) {
+        // The launcher restarts the app by this signal and waits for the process to end by it (nodemon).
+        log.info({ signal: by }, `graceful-reboot: exiting by ${by}, as ${this.launcher.name} expects`)
+        setImmediate(() => { this.seam.exitBySignal?.(by, code) })
+      } else if (this.host.isClusterWorker) {
         // The cluster primary (PM2's daemon too) may have handed us a connection just as our listener
         // closed; a worker still alive hands it back, one that has exited leaves it hanging there.
         const release = this.seam.hold?.() ?? (() => {})
@@ -417,7 +450,20 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   private refreshSignals (): void {
     this.uninstallSignals()
-    this.uninstallSignals = installSignals(this, [...this.units].map((u) => u.options))
+    const launcher = this.units.size > 0 ? this.launcherRules() : undefined
+    const restart = launcher?.restartSignal === undefined ? undefined : { signal: launcher.restartSignal, by: launcher.name }
+    this.uninstallSignals = installSignals(this, [...this.units].map((u) => u.options), restart)
+  }
+
+  /** Once per process: under a launcher that changes what signals and reboot do, say so. */
+  private logLauncher (unit: GracefulUnit): void {
+    if (this.launcherLogged) return
+    const launcher = this.launcherRules()
+    if (launcher === undefined || (launcher.restartSignal === undefined && launcher.rebootProblem === undefined)) return
+    this.launcherLogged = true
+    const restart = launcher.restartSignal === undefined ? '' : `${launcher.restartSignal} drains and exits so that ${launcher.name} restarts the app; `
+    unit.log.info({ launcher: launcher.kind, evidence: launcher.evidence },
+      `graceful-reboot: running under ${launcher.name}: ${restart}reboot is refused (the option launcher: 'ignore' allows it)`)
   }
 }
 

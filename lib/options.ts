@@ -71,6 +71,13 @@ export interface GracefulOptions {
    * socket is adopted by a listen(); 'manual' when the app calls `declareReady()`.
    */
   readiness?: 'listen' | 'manual'
+  /**
+   * 'auto' (default): do what the launcher that runs this process expects (README, "Launchers and
+   * dev tools"): under nodemon its restart signal (SIGUSR2) drains and exits; under launchers that a
+   * reboot would detach the service from (npm/yarn/pnpm scripts, npx, tsx, node --watch, tsx watch,
+   * nodemon, PM2 fork mode) a reboot is refused. 'ignore': act as under a terminal (SIGUSR2 reboots).
+   */
+  launcher?: 'auto' | 'ignore'
 }
 
 export interface ResolvedOptions {
@@ -88,6 +95,7 @@ export interface ResolvedOptions {
   transferConnections: boolean
   logger: Logger | undefined
   readiness: 'listen' | 'manual'
+  launcher: 'auto' | 'ignore'
 }
 
 export const DEFAULTS = {
@@ -102,7 +110,7 @@ export const DEFAULTS = {
 /** The longest duration a Node timer keeps (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
 export const MAX_MS = 2_147_483_647
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'logger', 'readiness'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'logger', 'readiness', 'launcher'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -134,7 +142,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
     transferConnections: bool(o.transferConnections, 'transferConnections', true),
     logger: resolveLogger(o.logger),
-    readiness: resolveReadiness(o.readiness)
+    readiness: resolveReadiness(o.readiness),
+    launcher: resolveLauncher(o.launcher)
   }
   // Last, once every value is known to be good: the only check that looks at the file system.
   if (pidFile !== undefined) checkPidFile(pidFile)
@@ -259,5 +268,11 @@ function resolveLogger (value: unknown): Logger | undefined {
 function resolveReadiness (value: unknown): 'listen' | 'manual' {
   if (value === undefined) return 'listen'
   if (value !== 'listen' && value !== 'manual') throw new InvalidOptionError(`"readiness" must be 'listen' or 'manual', got ${describe(value)}`)
+  return value
+}
+
+function resolveLauncher (value: unknown): 'auto' | 'ignore' {
+  if (value === undefined) return 'auto'
+  if (value !== 'auto' && value !== 'ignore') throw new InvalidOptionError(`"launcher" must be 'auto' or 'ignore', got ${describe(value)}`)
   return value
 }

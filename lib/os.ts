@@ -1,11 +1,13 @@
 // Runs in both processes: the seam between the package and the operating system.
 // Everything that touches the process (exit, signals, crash events, timers, clock: `ProcessSeam`;
-// spawning a successor, the IPC channel, who started us: `RebootHost`) goes through here, so the
-// state machine and the reboot can be unit tested with fakes and no forking.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+// spawning a successor, the IPC channel, who started us, the parent processes the launcher detection
+// reads: `RebootHost`) goes through here, so the state machine and the reboot can be unit tested
+// with fakes and no forking.
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import cluster from 'node:cluster'
 import * as fs from 'node:fs'
 import { readInherited, type Inherited } from './incoming/inherited'
+import { readsPast, type AncestorInfo, type LauncherFacts } from './launcher'
 
 export type CrashKind = 'uncaughtException' | 'unhandledRejection'
 
@@ -15,6 +17,11 @@ export interface ProcessSeam {
   now (): number
   /** Ends the process with `code`. */
   exit (code: number): void
+  /**
+   * Ends the process by `signal` (its listeners removed, the signal sent to this process), as a
+   * launcher that restarts the app by that signal expects (nodemon); `exit(code)` if it survives.
+   */
+  exitBySignal?: (signal: NodeJS.Signals, code: number) => void
   /** Subscribes to an OS signal; returns the unsubscribe function. */
   onSignal (signal: NodeJS.Signals, fn: (signal: NodeJS.Signals) => void): () => void
   /** Subscribes to uncaught exceptions and unhandled rejections; returns the unsubscribe function. */
@@ -33,6 +40,14 @@ export const realProcess: ProcessSeam = {
   platform: process.platform,
   now: () => Date.now(),
   exit: (code) => { process.exit(code) },
+  exitBySignal: (signal, code) => {
+    process.removeAllListeners(signal)
+    try {
+      process.kill(process.pid, signal)
+    } catch {}
+    // Still here: the signal's default action does not end a process, or it was blocked.
+    setImmediate(() => { process.exit(code) })
+  },
   onSignal (signal, fn) {
     process.on(signal, fn)
     return () => { process.removeListener(signal, fn) }
@@ -72,6 +87,8 @@ export interface RebootHost {
   isClusterWorker: boolean
   /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
   exitingInit: () => string | undefined
+  /** Reads what the launcher detection looks at (lib/launcher.ts): the parent process and the environment. */
+  launcherFacts: () => LauncherFacts
   /** Reads the sockets this process inherited (called once per process). */
   inherited: () => Inherited
   /** Sends a message to the old process over the IPC channel, if there is one; false when it cannot. Never throws. */
@@ -99,6 +116,7 @@ export const realHost: RebootHost = {
       return undefined
     }
   },
+  launcherFacts: () => ({ ancestors: readAncestors(process.ppid), env: process.env }),
   inherited: readInherited,
   send: (message) => {
     if (typeof process.send !== 'function' || !process.connected) return false
@@ -116,5 +134,55 @@ export const realHost: RebootHost = {
     // Our listener must not keep the process alive once the app is done.
     process.channel?.unref()
     return () => { process.removeListener('message', fn) }
+  }
+}
+
+/** How many processes above the parent are read at most. */
+const MAX_ABOVE = 5
+
+/**
+ * The parent process and, while the one read is a shell running a command string or a package
+ * manager (`readsPast`), its parent: from /proc where there is one (Linux), else from `ps`. Empty
+ * when neither can be read.
+ */
+export function readAncestors (ppid: number, read: (pid: number) => ProcessEntry | undefined = (pid) => readProc(pid) ?? readPs(pid)): AncestorInfo[] {
+  const out: AncestorInfo[] = []
+  let pid = ppid
+  for (let i = 0; i <= MAX_ABOVE && pid > 0; i++) {
+    const a = read(pid)
+    if (a === undefined) break
+    out.push(a.info)
+    if (!readsPast(a.info)) break
+    pid = a.ppid
+  }
+  return out
+}
+
+/** One process as read for the launcher detection, with its parent's pid. */
+export interface ProcessEntry { info: AncestorInfo, ppid: number }
+
+/** A process from /proc (Linux): `cmdline` (the title a process set, npm's `npm run dev`, included), `comm`, `status`. */
+export function readProc (pid: number): ProcessEntry | undefined {
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    if (argv.at(-1) === '') argv.pop()
+    const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').replace(/\n$/, '')
+    const ppid = Number(/^PPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
+    return { info: { pid, comm, argv }, ppid }
+  } catch {
+    return undefined
+  }
+}
+
+/** A process from `ps` (no /proc: macOS, the BSDs); ps shows the command line as one string, split on spaces. */
+export function readPs (pid: number): ProcessEntry | undefined {
+  try {
+    const out = execFileSync('ps', ['-o', 'ppid=', '-o', 'args=', '-p', String(pid)], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] })
+    const m = /^\s*(\d+)\s+(.*)$/.exec(out.trim())
+    if (m === null) return undefined
+    const argv = (m[2] as string).split(/\s+/)
+    return { info: { pid, comm: (argv[0] ?? '').split('/').pop() ?? '', argv }, ppid: Number(m[1]) }
+  } catch {
+    return undefined
   }
 }

@@ -17,6 +17,8 @@ export interface SignalTarget {
   readonly shutdownSignal: NodeJS.Signals | undefined
   /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
   noteShutdownSignal (signal: NodeJS.Signals): void
+  /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
+  noteRestartSignal (signal: NodeJS.Signals): void
   shutdown (timeout?: number, options?: ShutdownOptions): Promise<unknown>
   reboot (timeout?: number, options?: RebootOptions): Promise<number>
   crash (error: unknown, kind: string): void
@@ -54,9 +56,24 @@ export function unionSignals (apps: readonly ResolvedOptions[]): { map: Map<Node
   return { map, conflicts }
 }
 
+/** What a subscribed signal does: the apps' action, or a launcher's restart (see `installSignals`). */
+export type InstalledAction = SignalAction | 'restart'
+
+/** A launcher that restarts the app by a signal of its own, expecting it to clean up and exit (nodemon). */
+export interface RestartSignal {
+  signal: NodeJS.Signals
+  /** The launcher's name, for the log. */
+  by: string
+}
+
 /**
  * Subscribes the union of the apps' signal maps (and crash handling, when any app wants it).
  * Returns the function that removes every listener again.
+ *
+ * Under a launcher that restarts the app by a signal (`restart`: nodemon's SIGUSR2), that signal, if
+ * the map has it, drains instead of its action and the process then exits by that same signal, as
+ * the launcher expects; a repeat of it (nodemon sends it again while it waits) joins the drain, and
+ * it does not count as a shutdown signal for the second-signal rule below.
  *
  * Policy: a shutdown signal while running (or rebooting: the shutdown wins) starts a drain. A
  * shutdown signal during a drain that no signal has reached yet (started by the admin route, by
@@ -66,11 +83,13 @@ export function unionSignals (apps: readonly ResolvedOptions[]): { map: Map<Node
  * is logged and ignored. A crash starts a drain that exits with the crash code (a crash during any
  * drain turns its code into the crash code); later crashes are ignored, only the first is logged.
  */
-export function installSignals (life: SignalTarget, apps: readonly ResolvedOptions[]): () => void {
+export function installSignals (life: SignalTarget, apps: readonly ResolvedOptions[], restart?: RestartSignal): () => void {
   const { map } = unionSignals(apps)
+  const installed = new Map<NodeJS.Signals, InstalledAction>(map)
+  if (restart !== undefined && installed.has(restart.signal)) installed.set(restart.signal, 'restart')
   const off: Array<() => void> = []
-  for (const [sig, action] of map) {
-    off.push(life.seam.onSignal(sig, () => { onSignal(life, sig, action) }))
+  for (const [sig, action] of installed) {
+    off.push(life.seam.onSignal(sig, () => { onSignal(life, sig, action, restart?.by) }))
   }
   if (apps.some((a) => a.crash)) {
     off.push(life.seam.onCrash((error, kind) => { life.crash(error, kind) }))
@@ -78,8 +97,18 @@ export function installSignals (life: SignalTarget, apps: readonly ResolvedOptio
   return () => { for (const f of off) f() }
 }
 
-function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: SignalAction): void {
+function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAction, by = 'the launcher'): void {
   const state = life.state
+  if (action === 'restart') {
+    life.noteRestartSignal(sig)
+    if (state === 'draining' || state === 'stopped') {
+      life.log.info({ signal: sig, launcher: by }, `graceful-reboot: ${sig} from ${by} received during a drain: joining it; the process exits by ${sig} once drained`)
+      return
+    }
+    life.log.info({ signal: sig, launcher: by }, `graceful-reboot: ${sig} received from ${by}: draining, then exiting by ${sig} so that ${by} starts the app again`)
+    void life.shutdown(undefined, { reason: 'shutdown', trigger: sig })
+    return
+  }
   if (action === 'shutdown') {
     if (state === 'draining' || state === 'stopped') {
       const earlier = life.shutdownSignal

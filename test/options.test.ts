@@ -55,6 +55,8 @@ const MORE: Array<[string, string, string]> = [
   ['health unknown key', "{ health: { path: '/h' } }", '"health.path"'],
   ['health prefix without slash', "{ health: { prefix: 'health' } }", '"health"'],
   ['empty pidFile', "{ pidFile: '' }", '""'],
+  ['launcher a launcher\'s name', "{ launcher: 'nodemon' }", '"nodemon"'],
+  ['launcher true', '{ launcher: true }', 'true'],
   ['logger without methods', '{ logger: { info: 1 } }', '{"info":1}'],
   ['options an array', '[1]', '[1]'],
   ['options a number', '42', '42']
@@ -91,7 +93,8 @@ test('defaults', (t) => {
     health: undefined,
     pidFile: undefined,
     rebootTimeout: 60_000,
-    logger: undefined
+    logger: undefined,
+    launcher: 'auto'
   })
   t.deepEqual(o.signals, { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' })
   t.not(o.signals, DEFAULTS.signals, 'a copy: changing it cannot change the defaults')
@@ -134,7 +137,8 @@ test('good values are kept', (t) => {
     health: { prefix: '/probe' },
     pidFile: path.join(os.tmpdir(), 'x.pid'),
     rebootTimeout: 5_000,
-    logger
+    logger,
+    launcher: 'ignore'
   } as const
   const o = resolveOptions(input)
   t.like(o, input)

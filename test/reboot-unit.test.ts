@@ -10,6 +10,8 @@ import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEF
 import { ROLLBACK_GRACE_MS } from '../lib/outgoing/spawn'
 import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
 import type { RebootHost } from '../lib/os'
+import type { LauncherFacts } from '../lib/launcher'
+import { RebootError } from '../lib/errors'
 import { MAX_MS, resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
 import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
@@ -64,6 +66,7 @@ function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}, options: 
     env: { PATH: '/usr/bin', LISTEN_PID: '99' },
     isClusterWorker: false,
     exitingInit: () => undefined,
+    launcherFacts: () => ({ ancestors: [{ pid: 1000, comm: 'bash', argv: ['-bash'] }], env: {} }),
     inherited: () => new Inherited([], undefined, false),
     send: () => false,
     onParentMessage: () => () => {},
@@ -93,6 +96,97 @@ test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, 
     t.is(w.spawned.length, 0)
     t.is(w.life.state, 'running')
   }
+})
+
+const NODEMON = (): LauncherFacts => ({ ancestors: [{ pid: 300, comm: 'node', argv: ['node', '/srv/app/node_modules/.bin/nodemon', 'server.js'] }], env: {} })
+const NPM_START = (): LauncherFacts => ({
+  ancestors: [{ pid: 301, comm: 'sh', argv: ['sh', '-c', 'node server.js'] }, { pid: 300, comm: 'npm start', argv: ['npm start'] }],
+  env: { npm_lifecycle_event: 'start' }
+})
+
+test('under npm, nodemon, node --watch: reboot is refused with nothing spawned, naming the launcher and the fix', async (t) => {
+  const cases = [
+    { facts: NPM_START, re: /^cannot reboot under npm run start \(parent 300: npm start \(through 301: sh -c node server\.js\)\): npm exits when this process exits.*run node directly.*launcher: 'ignore' reboots anyway$/ },
+    { facts: NODEMON, re: /^cannot reboot under nodemon \(parent 300: node .*nodemon server\.js\): nodemon restarts this process itself/ },
+    { facts: (): LauncherFacts => ({ ancestors: [{ pid: 300, comm: 'node', argv: ['node', '--watch', 'server.js'] }], env: {} }), re: /^cannot reboot under node --watch/ }
+  ]
+  for (const { facts, re } of cases) {
+    const w = world(new FakeSeam(), { launcherFacts: facts })
+    await t.throwsAsync(w.life.reboot(1000), { instanceOf: RebootError, code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: re })
+    t.is(w.life.canReboot()?.code, 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'what /reboot answers 501 with')
+    t.is(w.spawned.length, 0)
+    t.is(w.life.state, 'running')
+    t.true(w.log.lines.some((l) => l.level === 'info' && /running under .*reboot is refused/.test(l.msg)), 'said once at start-up')
+  }
+})
+
+test('under npm, SIGUSR2 is refused like reboot(): logged, nothing spawned, still serving', async (t) => {
+  const { seam, life, spawned, log } = world(new FakeSeam(), { launcherFacts: NPM_START })
+  t.is(seam.fire('SIGUSR2'), 1)
+  await settle()
+  t.is(spawned.length, 0)
+  t.is(life.state, 'running')
+  t.true(log.lines.some((l) => l.level === 'error' && /reboot failed; still serving/.test(l.msg) && /under npm run start/.test(String((l.obj as { err?: Error }).err?.message))))
+})
+
+test('launcher: \'ignore\' reboots under npm (the user opted in), and SIGUSR2 reboots under nodemon', async (t) => {
+  const a = world(new FakeSeam(), { launcherFacts: NPM_START }, { rebootProbation: 0, launcher: 'ignore' })
+  t.is(a.life.canReboot(), undefined)
+  const p = a.life.reboot(1000)
+  await settle()
+  t.is(a.spawned.length, 1)
+  a.child.emit('message', { type: READY_MESSAGE })
+  t.is(await p, 5151)
+  const b = world(new FakeSeam(), { launcherFacts: NODEMON }, { rebootProbation: 0, launcher: 'ignore' })
+  b.seam.fire('SIGUSR2')
+  await settle()
+  t.is(b.spawned.length, 1, 'SIGUSR2 reboots as the signal map says')
+  t.false(b.log.lines.some((l) => /running under/.test(l.msg)))
+})
+
+test('under nodemon, SIGUSR2 drains, a repeat joins the drain, and the process ends by SIGUSR2; SIGTERM then still drains', async (t) => {
+  const { seam, life, spawned, unit, log } = world(new FakeSeam(), { launcherFacts: NODEMON })
+  const release = deferred()
+  unit.finalizers.add(() => release.promise, { name: 'slow' })
+  const exited = seam.nextExit()
+  t.is(seam.fire('SIGUSR2'), 1)
+  await settle()
+  t.is(life.state, 'draining')
+  t.is(spawned.length, 0, 'no successor')
+  t.is(life.shutdownCause?.trigger, 'SIGUSR2')
+  seam.fire('SIGUSR2')
+  seam.fire('SIGUSR2')
+  await settle()
+  t.deepEqual(seam.exits, [], 'nodemon sends SIGUSR2 again while it waits: not a second signal')
+  release.resolve()
+  t.is(await exited, 0)
+  t.deepEqual(seam.signalExits, ['SIGUSR2'], 'ended by SIGUSR2, which nodemon restarts on')
+  t.true(log.lines.some((l) => /SIGUSR2 received from nodemon: draining, then exiting by SIGUSR2/.test(l.msg)))
+
+  // Ctrl-C after a restart started: the first shutdown signal joins, the next exits at once.
+  const w = world(new FakeSeam(), { launcherFacts: NODEMON })
+  const hold = deferred()
+  w.unit.finalizers.add(() => hold.promise, { name: 'slow' })
+  w.seam.fire('SIGUSR2')
+  await settle()
+  w.seam.fire('SIGINT')
+  await settle()
+  t.deepEqual(w.seam.exits, [])
+  w.seam.fire('SIGINT')
+  t.deepEqual(w.seam.exits, [130])
+  hold.resolve()
+})
+
+test('under nodemon --signal SIGHUP, SIGHUP restarts when the map has it; { SIGUSR2: false } leaves SIGUSR2 alone', async (t) => {
+  const hup = (): LauncherFacts => ({ ancestors: [{ pid: 300, comm: 'node', argv: ['node', '/usr/bin/nodemon', '--signal', 'SIGHUP', 'server.js'] }], env: {} })
+  const a = world(new FakeSeam(), { launcherFacts: hup }, { rebootProbation: 0, signals: { SIGHUP: 'reboot' } })
+  const exited = a.seam.nextExit()
+  a.seam.fire('SIGHUP')
+  t.is(await exited, 0)
+  t.deepEqual(a.seam.signalExits, ['SIGHUP'])
+  t.is(a.spawned.length, 0)
+  const b = world(new FakeSeam(), { launcherFacts: NODEMON }, { rebootProbation: 0, signals: { SIGUSR2: false } })
+  t.deepEqual(b.seam.subscribedSignals, ['SIGINT', 'SIGTERM'])
 })
 
 test('a reboot deadline above what a Node timer can wait is refused, with nothing spawned', async (t) => {

@@ -2,6 +2,7 @@
 // each with the coded error that names the reason and the fix.
 import { RebootError } from '../errors'
 import type { LifecycleState } from '../events'
+import type { Launcher } from '../launcher'
 import type { ProcessSeam, RebootHost } from '../os'
 
 /** What the rules look at. */
@@ -11,6 +12,8 @@ export interface RefusalFacts {
   rebooting: boolean
   seam: Pick<ProcessSeam, 'platform' | 'pid'>
   host: Pick<RebootHost, 'isClusterWorker' | 'exitingInit'>
+  /** The launcher that runs this process (lib/launcher.ts); undefined when an app set `launcher: 'ignore'`. */
+  launcher: () => Launcher | undefined
   /** Why an app cannot be handed over (e.g. Fastify bound to two addresses), if it says so. */
   blockers: () => Iterable<string | undefined>
 }
@@ -28,6 +31,10 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   const init = f.host.exitingInit()
   if (init !== undefined) {
     return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as the direct child of ${init}: ${init} exits when this process exits, which ends the container and the successor; in a container, replace the container instead (rolling update)`)
+  }
+  const launcher = f.launcher()
+  if (launcher?.rebootProblem !== undefined) {
+    return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under ${launcher.name} (${launcher.evidence}): ${launcher.rebootProblem}; the option launcher: 'ignore' reboots anyway`)
   }
   for (const why of f.blockers()) {
     if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)

@@ -28,15 +28,21 @@ export interface Fixture {
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures')
 
-/** Starts `dist/test/fixtures/<name>.js`; every pid it or `track` names is killed in teardown. */
-export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string, listenFds?: number[] } = {}): Fixture {
+/**
+ * Starts `dist/test/fixtures/<name>.js`; every pid it or `track` names is killed in teardown. `via`
+ * starts it another way (under a launcher: nodemon, npm run): the command and arguments to run, given
+ * the fixture's file; `pid` is then the launcher's.
+ */
+export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string, listenFds?: number[], via?: (file: string) => [string, string[]] } = {}): Fixture {
   const file = path.join(FIXTURES, name.endsWith('.js') ? name : `${name}.js`)
   const fds = options.listenFds ?? []
   // With listenFds, start it the way systemd socket activation does: the fds at 3.. and LISTEN_PID
   // equal to the pid of the node process (the shell's pid, which exec keeps).
-  const [command, args] = fds.length === 0
-    ? [process.execPath, [file, ...(options.args ?? [])]]
-    : ['/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', process.execPath, file, ...(options.args ?? [])]]
+  const [command, args] = options.via !== undefined
+    ? options.via(file)
+    : fds.length === 0
+      ? [process.execPath, [file, ...(options.args ?? [])]]
+      : ['/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', process.execPath, file, ...(options.args ?? [])]]
   const child = spawn(command, args, {
     cwd: options.cwd ?? process.cwd(),
     env: { ...process.env, ...(fds.length === 0 ? {} : { LISTEN_FDS: String(fds.length) }), ...options.env },

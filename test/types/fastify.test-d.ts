@@ -16,6 +16,10 @@ export async function decorators (): Promise<void> {
   await app.register(fastifyGraceful)
   await app.register(graceful, { signals: { SIGTERM: 'shutdown', SIGHUP: 'reboot' }, exit: false, crash: true, idleGrace: 100, readinessDelay: 0 })
   await app.register(graceful, { signals: { SIGUSR2: false, SIGHUP: 'reboot' } }) // merged with the defaults; false removes one
+  await app.register(graceful, { launcher: 'ignore' })
+  await app.register(graceful, { launcher: 'auto' })
+  // @ts-expect-error launcher is 'auto' or 'ignore'
+  await app.register(graceful, { launcher: 'nodemon' })
 
   const shutdown: Promise<ShutdownResult> = app.shutdown(1000)
   const shutdownDefault: Promise<ShutdownResult> = app.shutdown()
