@@ -22,6 +22,9 @@ import { rebootRefusal } from './outgoing/refusal'
 import { removePidFile, writePidFile } from './pidfile'
 import { installSignals, unionSignals } from './signals'
 
+/** Launchers that pass a terminal's Ctrl-C on to the app, which gets it from the terminal too. */
+const RELAYING = new Set<string>(['npm', 'npx', 'yarn', 'pnpm', 'nodemon', 'tsx', 'tsx watch'])
+
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
 export const CLUSTER_EXIT_LINGER_MS = 300
 
@@ -42,6 +45,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private cause: { reason: ShutdownReason, trigger: string } | undefined
   /** The shutdown signal that started or joined the shutdown under way: the next one is a second signal. */
   private signalled: NodeJS.Signals | undefined
+  private signalledAt: number | undefined
   private uninstallSignals: () => void = () => {}
   /** The signal of a launcher's restart that reached this shutdown (nodemon's SIGUSR2): the process exits by it. */
   private restartBy: NodeJS.Signals | undefined
@@ -79,9 +83,22 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** The shutdown signal that started or joined the shutdown under way, if any. */
   get shutdownSignal (): NodeJS.Signals | undefined { return this.signalled }
 
+  /** When the shutdown signal that started or joined the shutdown under way arrived (seam clock). */
+  get shutdownSignalAt (): number | undefined { return this.signalledAt }
+
   /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
   noteShutdownSignal (signal: NodeJS.Signals): void {
-    this.signalled ??= signal
+    if (this.signalled !== undefined) return
+    this.signalled = signal
+    this.signalledAt = this.seam.now()
+  }
+
+  /**
+   * Whether this process runs under a launcher in its own process group that passes a terminal's
+   * signal on to it (npm, yarn, pnpm, npx, nodemon, tsx): a Ctrl-C then arrives twice.
+   */
+  get signalsRelayed (): boolean {
+    return RELAYING.has(this.launcher.kind)
   }
 
   /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
@@ -168,6 +185,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.crashError = undefined
       this.cause = undefined
       this.signalled = undefined
+      this.signalledAt = undefined
       this.restartBy = undefined
       this.setState('running')
     }

@@ -15,6 +15,10 @@ export interface SignalTarget {
   readonly shutdownCause: { reason: NonNullable<ShutdownOptions['reason']>, trigger: string } | undefined
   /** The shutdown signal that already reached the shutdown under way (it started or joined it), if any. */
   readonly shutdownSignal: NodeJS.Signals | undefined
+  /** When that signal arrived (seam clock). */
+  readonly shutdownSignalAt: number | undefined
+  /** The launcher passes a terminal's signals on to the app (npm, nodemon, tsx...): one Ctrl-C arrives twice. */
+  readonly signalsRelayed: boolean
   /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
   noteShutdownSignal (signal: NodeJS.Signals): void
   /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
@@ -55,6 +59,12 @@ export function unionSignals (apps: readonly ResolvedOptions[]): { map: Map<Node
   })
   return { map, conflicts }
 }
+
+/**
+ * Under a launcher that passes signals on (npm, nodemon, tsx...), the same shutdown signal again within
+ * this many ms is the one Ctrl-C arriving twice (from the terminal and from the launcher), not a second.
+ */
+export const RELAY_WINDOW_MS = 500
 
 /** What a subscribed signal does: the apps' action, or a launcher's restart (see `installSignals`). */
 export type InstalledAction = SignalAction | 'restart'
@@ -112,6 +122,12 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
   if (action === 'shutdown') {
     if (state === 'draining' || state === 'stopped') {
       const earlier = life.shutdownSignal
+      const at = life.shutdownSignalAt
+      if (earlier === sig && at !== undefined && life.signalsRelayed && life.seam.now() - at < RELAY_WINDOW_MS) {
+        // One Ctrl-C, delivered by the terminal to the process group and passed on by the launcher.
+        life.log.info({ signal: sig }, `graceful-reboot: ${sig} again within ${RELAY_WINDOW_MS} ms, passed on by the launcher: the same one; draining on`)
+        return
+      }
       if (earlier !== undefined) {
         life.exitNow(exitCodes.secondSignalBase + (os.constants.signals[sig] ?? 0), `second shutdown signal ${sig} (after ${earlier}) during the drain`)
         return

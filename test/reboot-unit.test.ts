@@ -6,6 +6,7 @@ import type { SpawnOptions } from 'node:child_process'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
 import type { HandoffEvent } from '../lib/events'
+import { RELAY_WINDOW_MS } from '../lib/signals'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS } from '../lib/outgoing/spawn'
 import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
@@ -172,6 +173,8 @@ test('under nodemon, SIGUSR2 drains, a repeat joins the drain, and the process e
   w.seam.fire('SIGINT')
   await settle()
   t.deepEqual(w.seam.exits, [])
+  // Past the window in which nodemon's copy of the same Ctrl-C arrives.
+  await w.seam.advance(RELAY_WINDOW_MS)
   w.seam.fire('SIGINT')
   t.deepEqual(w.seam.exits, [130])
   hold.resolve()
@@ -408,4 +411,34 @@ test('a cluster worker (PM2 cluster mode) stays up a moment after its drain befo
   t.deepEqual(seam.exits, [], 'not yet: a connection handed over by the primary may still arrive')
   await seam.advance(1)
   t.is(await exited, 0)
+})
+
+test('under npm, one Ctrl-C arriving twice (from the terminal and passed on by npm) is one signal; a later one exits at once', async (t) => {
+  const { seam, life, unit } = world(new FakeSeam(), { launcherFacts: NPM_START })
+  const release = deferred()
+  unit.finalizers.add(() => release.promise, { name: 'slow' })
+  t.true(life.signalsRelayed)
+  seam.fire('SIGINT')
+  await settle()
+  t.is(life.state, 'draining')
+  await seam.advance(RELAY_WINDOW_MS - 1)
+  seam.fire('SIGINT')
+  await settle()
+  t.deepEqual(seam.exits, [], 'the relayed copy joins the drain')
+  await seam.advance(1)
+  seam.fire('SIGINT')
+  t.deepEqual(seam.exits, [130], 'a Ctrl-C after the window is a second signal')
+  release.resolve()
+})
+
+test('in a terminal, a second SIGINT right after the first still exits at once', async (t) => {
+  const { seam, life, unit } = world()
+  const release = deferred()
+  unit.finalizers.add(() => release.promise, { name: 'slow' })
+  t.false(life.signalsRelayed)
+  seam.fire('SIGINT')
+  await settle()
+  seam.fire('SIGINT')
+  t.deepEqual(seam.exits, [130])
+  release.resolve()
 })
