@@ -64,7 +64,7 @@ export interface GracefulOptions {
    * closing them (pooled clients never reconnect). Default true.
    */
   transferConnections?: boolean
-  /** Where the package logs (Express and plain servers; Fastify uses fastify.log). Default: stderr. */
+  /** Where the package logs. Default: fastify.log on Fastify, stderr lines elsewhere. */
   logger?: Logger
   /**
    * When a successor tells the old process it is ready: 'listen' (default) once every inherited

@@ -5,6 +5,8 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
+import Fastify from 'fastify'
+import graceful from '../index'
 import { startFixture, type Fixture } from './helpers/fixture'
 
 const STACK_LINE = /\n {4}at .+\(.+:\d+:\d+\)\n/
@@ -122,4 +124,14 @@ test('dropsErrors: Fastify\'s logger when off and pino at "silent" drop error li
   t.false(dropsErrors(Fastify({ logger: { level: 'error' } }).log))
   t.false(dropsErrors({ info () {}, warn () {}, error () {} }), 'a logger of the user\'s own')
   t.false(dropsErrors(console as unknown as Parameters<typeof dropsErrors>[0]))
+})
+
+test.serial('the logger option is used on Fastify too, in place of fastify.log', async (t) => {
+  const lines: string[] = []
+  const logger = { info: (_o: object, msg: string) => { lines.push(msg) }, warn: (_o: object, msg: string) => { lines.push(msg) }, error: (_o: object, msg: string) => { lines.push(msg) } }
+  const app = Fastify()
+  await app.register(graceful, { exit: false, signals: false, logger })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  await app.close()
+  t.true(lines.some((m) => /graceful-reboot: drain started/.test(m)), lines.join('\n'))
 })

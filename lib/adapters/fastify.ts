@@ -57,7 +57,7 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
     return
   }
   const life = lifecycle()
-  const unit = new GracefulUnit('fastify', options, life.logger(fastify.log), life.seam)
+  const unit = new GracefulUnit('fastify', options, life.logger(options.logger ?? fastify.log), life.seam)
   unit.attach(fastify.server)
 
   // @fastify/websocket closes its clients without a code (1005); close them with 1001 first.
