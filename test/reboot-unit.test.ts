@@ -3,12 +3,13 @@
 // shutdown, and the hand-over on ready, with no fork.
 import { EventEmitter } from 'node:events'
 import type { SpawnOptions } from 'node:child_process'
+import type * as net from 'node:net'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
 import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV } from '../lib/handoff/protocol'
-import { ROLLBACK_GRACE_MS } from '../lib/outgoing/spawn'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
+import { ROLLBACK_GRACE_MS, TAKEN_TIMEOUT_MS, startSuccessor } from '../lib/outgoing/spawn'
 import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
 import type { RebootHost } from '../lib/os'
 import type { LauncherFacts } from '../lib/launcher'
@@ -39,9 +40,13 @@ class FakeChild extends EventEmitter {
   }
 
   readonly sent: unknown[] = []
-  send (message: unknown, cb?: () => void): boolean {
+  /** Handles sent along with messages (connections), in order. */
+  readonly handles: unknown[] = []
+  send (message: unknown, ...rest: unknown[]): boolean {
     if (!this.connected) return false
     this.sent.push(message)
+    if (rest.length > 1) this.handles.push(rest[0])
+    const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined
     cb?.()
     return true
   }
@@ -441,4 +446,29 @@ test('in a terminal, a second SIGINT right after the first still exits at once',
   seam.fire('SIGINT')
   t.deepEqual(seam.exits, [130])
   release.resolve()
+})
+
+test('a connection sent to the successor counts as moved only once the successor confirms it; an exit or no answer keeps it here', async (t) => {
+  const { seam, life, child } = world(new FakeSeam(), {}, { rebootProbation: 0 })
+  const successor = startSuccessor({
+    sockets: [], execPath: '/usr/bin/node', execArgv: [], argv: [], cwd: '/', env: {}, parentPid: 1, stateful: false, timeout: 2000,
+    spawn: () => child as never, timer: (ms, fn) => seam.timer(ms, fn)
+  })
+  t.truthy(life)
+  successor.ready.catch(() => {}) // never ready here: only its connections are looked at
+  const socket = {} as net.Socket
+  const confirmed = successor.sendSocket('tcp:127.0.0.1:3000', socket)
+  const sent = child.sent[0] as { type: string, address: string, id: number }
+  t.like(sent, { type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000' })
+  t.is(child.handles[0], socket)
+  child.emit('message', { type: TAKEN_MESSAGE, id: sent.id })
+  t.true(await confirmed)
+  const silent = successor.sendSocket('tcp:127.0.0.1:3000', socket)
+  await seam.advance(TAKEN_TIMEOUT_MS)
+  t.false(await silent, 'no confirmation in time: it stays here')
+  const lost = successor.sendSocket('tcp:127.0.0.1:3000', socket)
+  child.exit(1, null)
+  child.disconnect()
+  t.false(await lost, 'the successor died: it stays here')
+  t.false(await successor.sendSocket('tcp:127.0.0.1:3000', socket), 'nothing is sent on a closed channel')
 })

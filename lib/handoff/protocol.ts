@@ -16,6 +16,8 @@ export const READY_MESSAGE = 'graceful-reboot:ready'
 export const FAILING_MESSAGE = 'graceful-reboot:failing'
 /** New -> old: a listen() asked for an address the old process did not pass (the new code listens elsewhere). */
 export const ADOPTION_MESSAGE = 'graceful-reboot:adoption'
+/** New -> old: the connection of CONNECTION_MESSAGE `id` arrived; the old process may close its copy. */
+export const TAKEN_MESSAGE = 'graceful-reboot:taken'
 /** Old -> new: the reboot is rolled back; drain and exit within `timeout` ms. */
 export const ABORT_MESSAGE = 'graceful-reboot:abort'
 /**
@@ -29,10 +31,11 @@ export type NewToOld =
   | { type: typeof READY_MESSAGE, pid: number }
   | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
   | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
+  | { type: typeof TAKEN_MESSAGE, id: number }
 
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }
-  | { type: typeof CONNECTION_MESSAGE, address: string }
+  | { type: typeof CONNECTION_MESSAGE, address: string, id: number }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

@@ -3,7 +3,7 @@
 // address it did not inherit; obeys a rollback; takes the connections the old process hands over. The old process may be gone at any moment: an IPC
 // failure is never a crash, and the new process then carries on alone.
 import type * as net from 'node:net'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { RebootHost } from '../os'
 
 export class ParentChannel {
@@ -37,7 +37,10 @@ export class ParentChannel {
       if (messageType(m) !== CONNECTION_MESSAGE) return
       // A message whose socket did not arrive (the old process closed it first) carries nothing.
       if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
-      fn((m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>).address, handle as net.Socket)
+      const c = m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>
+      // The old process keeps its copy of the connection until this arrives.
+      this.say({ type: TAKEN_MESSAGE, id: c.id })
+      fn(c.address, handle as net.Socket)
     })
   }
 

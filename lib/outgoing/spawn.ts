@@ -4,8 +4,11 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, TAKEN_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
+
+/** Ms the successor has to confirm a connection it was sent; past it the connection stays with the old process. */
+export const TAKEN_TIMEOUT_MS = 5_000
 
 /** Ms a rolled-back successor is given to drain what it accepted (asked over IPC, else SIGTERM) before SIGKILL. */
 export const ROLLBACK_GRACE_MS = 5_000
@@ -42,8 +45,10 @@ export interface Successor {
   /** Kills a successor that is still there (this process exits before the grace of `stop()` is over). */
   kill (): void
   /**
-   * After probation: sends a connection accepted on the listener `address` over IPC (this process keeps
-   * its copy of the fd until the caller closes it). Resolves with whether the message was written.
+   * After probation: sends a connection accepted on the listener `address` over IPC. Resolves with true
+   * once the successor confirms it holds it (the caller may then close this process's copy), false when
+   * it cannot (not sent, the successor gone, no confirmation within TAKEN_TIMEOUT_MS): the connection
+   * stays here, whole.
    */
   sendSocket (address: string, socket: net.Socket): Promise<boolean>
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
@@ -82,7 +87,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
   let settled = false
   const ready = new Promise<void>((resolve, reject) => {
     const cancel = o.timer(o.timeout, () => {
-      fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_TIMEOUT', `successor ${pid} was not ready within ${o.timeout} ms (it is ready once a listen() adopted each of ${o.sockets.map((s) => s.key).join(', ') || 'no socket'}, or declareReady() with readiness 'manual'); stopping it`, pid))
+      fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_TIMEOUT', `successor ${pid} was not ready within ${o.timeout} ms (it is ready once ${o.sockets.length === 0 ? 'a listen() ran' : `a listen() adopted each of ${o.sockets.map((s) => s.key).join(', ')}`}, or declareReady() with readiness 'manual'); stopping it`, pid))
     })
     const fail = (err: Error): void => {
       if (settled) return
@@ -112,6 +117,20 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     })
   })
   let stopping = false
+  let sentSockets = 0
+  /** Connections sent and not yet confirmed, by message id. */
+  const awaiting = new Map<number, (taken: boolean) => void>()
+  const settle = (id: number, taken: boolean): void => {
+    const done = awaiting.get(id)
+    awaiting.delete(id)
+    done?.(taken)
+  }
+  const lost = (): void => { for (const id of [...awaiting.keys()]) settle(id, false) }
+  child.on('message', (m: unknown) => {
+    if (messageType(m) === TAKEN_MESSAGE) settle((m as Extract<NewToOld, { type: typeof TAKEN_MESSAGE }>).id, true)
+  })
+  child.on('disconnect', lost)
+  child.on('exit', lost)
   return {
     pid,
     ready,
@@ -164,12 +183,17 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     },
     sendSocket (address, socket) {
       if (!child.connected) return Promise.resolve(false)
-      const message: OldToNew = { type: CONNECTION_MESSAGE, address }
+      const id = ++sentSockets
+      const message: OldToNew = { type: CONNECTION_MESSAGE, address, id }
       return new Promise<boolean>((resolve) => {
+        const cancel = o.timer(TAKEN_TIMEOUT_MS, () => { settle(id, false) })
+        awaiting.set(id, (taken) => { cancel(); resolve(taken) })
         try {
-          child.send(message, socket, { keepOpen: true }, (err) => { resolve(err == null) })
+          // keepOpen: this process keeps its copy until the successor says it holds the connection, so a
+          // handle that did not arrive (Node does not resend it with keepOpen) is not lost.
+          child.send(message, socket, { keepOpen: true }, (err) => { if (err != null) settle(id, false) })
         } catch {
-          resolve(false)
+          settle(id, false)
         }
       })
     },
