@@ -45,7 +45,10 @@ function isAlive (pid: number): boolean {
     return false
   }
   try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
+    if (/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))) return false
+    // A process that is exiting has closed its files (the fixture's stdout among them, which is what
+    // `closed` waits for) a moment before the kernel makes it a zombie: it holds no fd any more.
+    return fs.readdirSync(`/proc/${pid}/fd`).length > 0
   } catch {
     return false
   }
