@@ -10,7 +10,7 @@ import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { detectLauncher, type AncestorInfo, type LauncherFacts, type LauncherKind } from '../lib/launcher'
 import { readAncestors, readProc, readPs } from '../lib/os'
-import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
+import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 
 const ROOT = path.join(__dirname, '..', '..')
 const APP = path.join(__dirname, 'fixtures', 'launcher-app.js')
@@ -109,20 +109,6 @@ function request (port: number, p: string, method = 'GET'): Promise<{ status: nu
     req.on('error', reject)
     req.end()
   })
-}
-
-/** Whether `pid` runs (a zombie waiting for a reaper does not). */
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
 }
 
 /** The pids whose parent is `ppid`, from /proc. */

@@ -6,7 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { runLoad } from '../tools/load'
-import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
+import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 
 interface Listening extends FixtureEvent { pid: number, ports: Record<string, number>, parent: number | null }
 
@@ -35,23 +35,6 @@ function post (port: number, p: string): Promise<Record<string, unknown>> {
     req.on('error', reject)
     req.end()
   })
-}
-
-/** Whether `pid` runs (a zombie waiting for a reaper does not). */
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    if (/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))) return false
-    // A process that is exiting has closed its files (the fixture's stdout among them, which is what
-    // `closed` waits for) a moment before the kernel makes it a zombie: it holds no fd any more.
-    return fs.readdirSync(`/proc/${pid}/fd`).length > 0
-  } catch {
-    return false
-  }
 }
 
 /**

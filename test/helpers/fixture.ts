@@ -1,6 +1,7 @@
 // Runs in the test process: starts fixture apps (test/fixtures/*) as real child processes, reads
 // their JSON lines, waits on events (never on fixed sleeps) and kills every pid it learnt of.
 import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import readline from 'node:readline'
 import type { ExecutionContext } from 'ava'
@@ -106,4 +107,21 @@ export function startFixture (t: ExecutionContext, name: string, options: { env?
 /** Prints one JSON line: how fixtures report events to the test. */
 export function emit (event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(JSON.stringify({ event, pid: process.pid, ...fields }) + '\n')
+}
+
+/** Whether `pid` runs (a zombie waiting for a reaper does not). */
+export function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  try {
+    if (/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))) return false
+    // A process that is exiting has closed its files (the fixture's stdout among them, which is what
+    // `closed` waits for) a moment before the kernel makes it a zombie: it holds no fd any more.
+    return fs.readdirSync(`/proc/${pid}/fd`).length > 0
+  } catch {
+    return false
+  }
 }
