@@ -99,7 +99,7 @@ test('a failing successor is rolled back: the old process keeps serving; a healt
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-reboot-'))
   t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
   const modeFile = path.join(dir, 'mode')
-  const f = startFixture(t, 'reboot-app', { env: { MODE_FILE: modeFile, REBOOT_TIMEOUT: '5000' } })
+  const f = startFixture(t, 'reboot-app', { env: { MODE_FILE: modeFile, REBOOT_TIMEOUT: '10000' } })
   const first = await f.waitFor('listening') as Listening
   const port = first.ports.a as number
   const load = runLoad({ url: `http://127.0.0.1:${port}/`, connections: 5, mode: 'keep-alive', durationMs: 60_000 })
