@@ -256,7 +256,7 @@ test('results.md: a row per contender and mode, skipped reasons shown, every tab
   t.true(keepAlive.includes('ECONNREFUSED 100, status 503 20'), 'causes, most frequent first')
   t.true(keepAlive.includes('graceful-reboot <label> \\| x'), 'a pipe in a label is escaped')
   t.true(keepAlive.includes('Reconnects per restart'))
-  t.true(md.includes('### Keep-alive clients with think time (1,000 clients, one connection each, 200–400 ms between requests)'))
+  t.true(md.includes('### Keep-alive clients with think time: 1,000 clients, one connection each, 200–400 ms between requests'))
   const think = tables[2] ?? ''
   t.true(think.includes('| **0 (0–3)** |'), 'reconnects per restart: median (range)')
   t.true(think.includes('| **1,000** |'), think)

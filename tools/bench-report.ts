@@ -478,12 +478,12 @@ export function machineLine (r: BenchResults): string {
   return `${m.cpu}, ${m.nproc} cores (nproc), ${fmt(m.memGiB)} GiB, ${m.os}, Node ${m.node}; load average ${m.loadavgStart.map((x) => fmt(x, 1)).join('/')} at the start (a shared machine)`
 }
 
-/** "Keep-alive clients with think time (1,000 clients, one connection each, 200–400 ms between requests)". */
+/** "Keep-alive clients with think time: 1,000 clients, one connection each, 200–400 ms between requests". */
 function thinkTimeTitle (runs: readonly RestartRun[]): string {
   const first = runs.find((x) => x.mode === 'think-time' && x.skipped === undefined)
   if (first === undefined) return 'Keep-alive clients with think time'
   const think = first.thinkMs === undefined ? '' : `, ${first.thinkMs[0] === first.thinkMs[1] ? fmt(first.thinkMs[0]) : `${fmt(first.thinkMs[0])}–${fmt(first.thinkMs[1])}`} ms between requests`
-  return `Keep-alive clients with think time (${fmt(first.connections)} clients, one connection each${think})`
+  return `Keep-alive clients with think time: ${fmt(first.connections)} clients, one connection each${think}`
 }
 
 /** results.md: every table of the run. */
