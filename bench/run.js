@@ -3,7 +3,7 @@
 // `npm --prefix bench ci`). Writes results.json, results.md, throughput.svg and
 // throughput-new-connection.svg to bench/results/ (a --quick run: bench/results/quick/, not committed).
 // A complete full run into bench/results/ also rewrites the generated block of README's Benchmark section.
-//   node bench/run.js [--quick] [--only restart,shutdown,websocket,overhead] [--restarts N]
+//   node bench/run.js [--quick] [--only restart,restart-h2,shutdown,websocket,overhead] [--restarts N]
 //                     [--contenders key,key] [--out DIR] [--verbose]
 const fs = require('node:fs')
 const os = require('node:os')
@@ -14,8 +14,9 @@ const { execFileSync } = require('node:child_process')
 const report = require('../dist/tools/bench-report.js')
 const { Procs } = require('./lib/procs')
 const { Pm2 } = require('./lib/pm2')
-const { contenders: restartContenders } = require('./lib/restarters')
+const { contenders: restartContenders, h2Contenders } = require('./lib/restarters')
 const { restartScenario } = require('./scenarios/restart')
+const { restartH2Scenario } = require('./scenarios/restart-h2')
 const { shutdownScenario } = require('./scenarios/shutdown')
 const { websocketScenario } = require('./scenarios/websocket')
 const { overheadScenario } = require('./scenarios/overhead')
@@ -23,7 +24,7 @@ const { overheadScenario } = require('./scenarios/overhead')
 /** @import { BenchResults } from '../dist/tools/bench-report.js' */
 /** @import { Contender } from './lib/restarters' */
 
-const SCENARIOS = ['restart', 'shutdown', 'websocket', 'overhead']
+const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead']
 
 function options () {
   const { values } = parseArgs({
@@ -48,8 +49,11 @@ function options () {
     // Only a complete full run into the committed results folder may speak for README.
     complete: !quick && values.only === undefined && values.contenders === undefined && values.restarts === undefined && values.out === undefined,
     restart: {
-      restarts: Number(values.restarts ?? (quick ? 3 : 10)),
+      // 6 per contender and mode in a full run: 6 contenders x 3 modes keep the whole run near 12 min on 2 cores.
+      restarts: Number(values.restarts ?? (quick ? 3 : 6)),
       keepAliveConnections: 100,
+      thinkConnections: 1000,
+      thinkMs: /** @type {[number, number]} */ ([200, 400]),
       newConnectionLoops: 20,
       warmupMs: quick ? 700 : 1000,
       gapMs: quick ? 600 : 800,
@@ -59,9 +63,19 @@ function options () {
       maxRunMs: 180_000,
       maxRequests: 3_000_000
     },
+    restartH2: {
+      restarts: Number(values.restarts ?? (quick ? 3 : 10)),
+      sessions: 20,
+      streams: 5,
+      warmupMs: quick ? 700 : 1000,
+      gapMs: quick ? 600 : 800,
+      tailMs: 1000,
+      maxRunMs: 180_000,
+      maxRequests: 3_000_000
+    },
     shutdown: { repetitions: quick ? 1 : 2, idle: 1000, inFlight: 50, slowMs: 1000, capMs: quick ? 20_000 : 90_000 },
     websocket: { repetitions: quick ? 1 : 2, clients: 100, capMs: 20_000 },
-    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000 }
+    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 }
   }
 }
 
@@ -93,6 +107,8 @@ function versions () {
     '@fastify/websocket': v('@fastify/websocket'),
     ws: v('ws'),
     'http-terminator': v('http-terminator'),
+    'close-with-grace': v('close-with-grace'),
+    '@godaddy/terminus': v('@godaddy/terminus'),
     pm2: v('pm2')
   }
 }
@@ -143,12 +159,29 @@ async function main () {
       results.settings.restart = r
       results.settings.restartText = `${r.restarts} restarts per contender and mode, one after the other: each restart waits until the new process serves and the old one is gone, then ${r.gapMs} ms. ` +
         `Load: the accounting client (tools/load.ts; it honours \`Connection: close\`, never retries, times a request out after ${r.requestTimeoutMs} ms), GET / (a small JSON answer), ` +
-        `${r.keepAliveConnections} keep-alive connections, or ${r.newConnectionLoops} loops that each open a new connection per request. ` +
-        'Failed per restart: failures between one restart and the next. Refused: total time in which connections were refused (ECONNREFUSED). ' +
+        `three modes: ${r.keepAliveConnections} keep-alive connections in one pool, each sending its next request as soon as the last was answered (back-to-back); ` +
+        `${r.thinkConnections} clients with one keep-alive connection each (their own agent) that pause ${r.thinkMs[0]}-${r.thinkMs[1]} ms (uniformly at random) between requests (think time: the connection is idle when the old process lets go of it, the moment a client's next request can meet a closing connection); ` +
+        `or ${r.newConnectionLoops} loops that each open a new connection per request. ` +
+        'Failed per restart: failures between one restart and the next. ' +
+        'Reconnects per restart: TCP connections the clients established in the same span (counted at the client, at each socket\'s `connect`; a refused attempt is not one); the first restart comes once every pooled connection is open, so these are the connections the clients had to open again. ' +
+        'Refused: total time in which connections were refused (ECONNREFUSED). ' +
         'p99 and max: latency of the answered requests over the whole run (a restart every 1-3 s). ' +
         'New process serves after: from the trigger until the old process got the successor\'s "ready" (hand-off rows), until the new process listens (fresh start), or the time `pm2 reload` took (PM2 rows: new worker ready and old one stopped, plus the CLI\'s own start-up). ' +
-        'PM2: cluster mode, 1 instance, `wait_ready: true`, `listen_timeout` 20 s, `kill_timeout` 10 s; its restart moment is when `pm2 reload` was run.'
+        'PM2: cluster mode, 1 instance, `wait_ready: true`, `listen_timeout` 20 s (PM2\'s default 3 s), `kill_timeout` 10 s (default 1.6 s); its restart moment is when `pm2 reload` was run. ' +
+        '"Bare fd hand-off" rows: the listening socket handed to a successor by bench/apps/handoff.js (a minimal hand-off written for the benchmark, not this package), then that library\'s drain.'
       results.restart = await restartScenario(ctx, list, r)
+    }
+    if (o.only.includes('restart-h2')) {
+      let list = h2Contenders()
+      const wanted = o.contenders
+      if (wanted !== undefined) list = list.filter((c) => wanted.includes(c.key))
+      const r = o.restartH2
+      results.settings.restartH2 = r
+      results.settings.restartH2Text = `The same Fastify app as an h2c server (\`Fastify({ http2: true })\`, HTTP/2 without TLS), ${r.restarts} restarts per contender as in scenario 1. ` +
+        `Load: ${r.sessions} node:http2 sessions with ${r.streams} requests in flight on each, back-to-back (tools/h2-load.ts, the client of the package's HTTP/2 tests): a session that receives GOAWAY takes no new request and the next one opens a new session; ` +
+        'a request the server did not process (REFUSED_STREAM, or never sent) is sent again, up to 10 times, and counts once; every other failure counts (a reset stream, a closed connection, ECONNREFUSED while no process listens). ' +
+        'Failed per restart: failures between one restart and the next; refused streams retried and new sessions, per restart, in the same span.'
+      results.restartH2 = await restartH2Scenario(ctx, list, r)
     }
     if (o.only.includes('shutdown')) {
       results.settings.shutdown = o.shutdown
@@ -167,7 +200,8 @@ async function main () {
       results.settings.overheadText = `Requests per second of GET / with ${o.overhead.connections} keep-alive connections, the same Fastify app with and without the plugin (${o.overhead.instances} processes of each up, loaded one at a time), ` +
         `${o.overhead.pairs} pairs of ${o.overhead.runMs} ms runs, alternating which goes first and which process of each serves, after a warm-up of each; ratio = median of the pair ratios (IQR: their interquartile range). ` +
         'Server CPU per request: user + system CPU time of the server process over a run, divided by its requests (less sensitive to other load on the machine than requests/s). ' +
-        `Memory: ${o.overhead.memoryConnections} idle keep-alive connections (each answered one request), heap and RSS after gc() minus before, per connection.`
+        `Memory: ${o.overhead.memoryConnections} idle keep-alive connections (each answered one request) opened on a process with no other connection, heap and RSS after gc() minus before, per connection; ` +
+        `${o.overhead.memoryRounds} rounds alternating which kind goes first and which process of each is measured; the figures are medians over the rounds, and the heap per tracked connection is the median of the rounds' (with − without) differences.`
       results.overhead = await overheadScenario(ctx, o.overhead)
     }
   } finally {

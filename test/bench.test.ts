@@ -5,12 +5,14 @@ import test from 'ava'
 import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
-import type net from 'node:net'
+import net from 'node:net'
 import { once } from 'node:events'
 import { runLoad, type LoadResult } from '../tools/load'
+import { runH2Load } from '../tools/h2-load'
 import {
   README_BEGIN,
   README_END,
+  connectionsPerRestart,
   failuresPerRestart,
   readmeBlock,
   refusedMs,
@@ -22,6 +24,15 @@ import {
   type BenchResults,
   type RestartRun
 } from '../tools/bench-report'
+
+/** A port nothing listens on (bound, read, released). */
+async function freePort (): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const { port } = s.address() as net.AddressInfo
+  await new Promise((resolve) => s.close(resolve))
+  return port
+}
 
 /**
  * A server that "restarts" like the naive contender: down() destroys every connection (busy or idle)
@@ -60,14 +71,12 @@ async function restartingServer (): Promise<{ port: number, down: () => Promise<
   }
 }
 
-for (const mode of ['keep-alive', 'new-connection'] as const) {
-  test.serial(`${mode}: every request is accounted for across resets and refusals, and per-restart failures add up`, async (t) => {
-    const srv = await restartingServer()
-    t.teardown(srv.close)
-    // Waits on the load client's own progress reports (every 250 ms), not on a fixed time.
-    const waiters: Array<{ until: (r: LoadResult) => boolean, resolve: () => void }> = []
-    const progress = (until: (r: LoadResult) => boolean): Promise<void> => new Promise((resolve) => { waiters.push({ until, resolve }) })
-    const onProgress = (r: LoadResult): void => {
+/** Waits on the load client's own progress reports (every 250 ms), not on a fixed time. */
+function progressWaiter (): { progress: (until: (r: LoadResult) => boolean) => Promise<void>, onProgress: (r: LoadResult) => void } {
+  const waiters: Array<{ until: (r: LoadResult) => boolean, resolve: () => void }> = []
+  return {
+    progress: (until) => new Promise((resolve) => { waiters.push({ until, resolve }) }),
+    onProgress: (r) => {
       for (const w of [...waiters]) {
         if (w.until(r)) {
           waiters.splice(waiters.indexOf(w), 1)
@@ -75,6 +84,14 @@ for (const mode of ['keep-alive', 'new-connection'] as const) {
         }
       }
     }
+  }
+}
+
+for (const mode of ['keep-alive', 'new-connection'] as const) {
+  test.serial(`${mode}: every request is accounted for across resets and refusals, and per-restart failures add up`, async (t) => {
+    const srv = await restartingServer()
+    t.teardown(srv.close)
+    const { progress, onProgress } = progressWaiter()
     const run = runLoad({ url: `http://127.0.0.1:${srv.port}/`, connections: 8, mode, durationMs: 20_000, maxRequests: 1_000_000, requestTimeoutMs: 5000, bucketMs: 50 }, { onProgress })
     const snapshots: LoadResult[] = []
     await progress((r) => r.answered > 0)
@@ -104,6 +121,47 @@ for (const mode of ['keep-alive', 'new-connection'] as const) {
   })
 }
 
+test.serial('keep-alive clients with think time, one agent each: the connections opened are the pool, then one reconnect per client after a restart', async (t) => {
+  const srv = await restartingServer()
+  t.teardown(srv.close)
+  const { progress, onProgress } = progressWaiter()
+  const clients = 6
+  const run = runLoad({ url: `http://127.0.0.1:${srv.port}/`, connections: clients, mode: 'keep-alive', agentPerLoop: true, thinkMs: [20, 40], durationMs: 20_000, maxRequests: 100_000, requestTimeoutMs: 5000 }, { onProgress })
+  t.teardown(run.stop)
+  // Every client answered a few times on its one connection: the pool is full and stays so.
+  await progress((r) => r.answered >= clients * 4)
+  const before = run.snapshot()
+  t.is(before.connectionsOpened, clients, 'one connection per client, reused between requests')
+  await srv.down()
+  await progress((r) => (r.causes.ECONNREFUSED ?? 0) > 0)
+  await srv.up()
+  const up = run.snapshot()
+  // Each client answered a few more times after the restart, each on its new connection.
+  await progress((r) => r.answered >= up.answered + clients * 4)
+  run.stop()
+  const r = await run.result
+  t.is(r.connectionsOpened, 2 * clients, 'one reconnect per client: refused attempts are not connections, reused ones are not new')
+  t.deepEqual(connectionsPerRestart([before], r), [clients])
+  t.is(r.sent, r.answered + r.failed)
+})
+
+test('runLoad: think time is validated', (t) => {
+  t.throws(() => runLoad({ url: 'http://127.0.0.1:1/', connections: 1, mode: 'keep-alive', thinkMs: [40, 20] }), { instanceOf: RangeError, message: /thinkMs must be \[min, max\] with min <= max, got \[40, 20\]/ })
+  t.throws(() => runLoad({ url: 'http://127.0.0.1:1/', connections: 1, mode: 'keep-alive', thinkMs: -1 }), { instanceOf: RangeError, message: /thinkMs must be a non-negative number, got -1/ })
+})
+
+test.serial('HTTP/2 load: with no server listening, every request fails once as ECONNREFUSED (not retried) and sent = answered + failed', async (t) => {
+  const port = await freePort()
+  const run = runH2Load({ origin: `http://127.0.0.1:${port}`, sessions: 2, streams: 2, durationMs: 10_000, maxRequests: 20 })
+  const r = await run.result
+  t.is(r.sent, 20)
+  t.is(r.failed, 20)
+  t.deepEqual(r.causes, { ECONNREFUSED: 20 })
+  t.deepEqual(r.retried, {}, 'a refused connection is a failure, not a refused stream')
+  t.is(r.sessionsOpened, 0)
+  t.deepEqual(run.snapshot(), r)
+})
+
 test('failuresPerRestart and refusedMs on hand-made snapshots', (t) => {
   const s = (failed: number, causes: Record<string, number>): Pick<LoadResult, 'failed' | 'causes'> => ({ failed, causes })
   t.deepEqual(failuresPerRestart([s(1, { ECONNRESET: 1 }), s(4, { ECONNRESET: 3, timeout: 1 })], s(4, { ECONNRESET: 3, timeout: 1 })), [
@@ -120,7 +178,10 @@ function restartRun (contender: string, mode: RestartRun['mode'], failed: number
     label: `${contender} <label> | x`,
     mode,
     connections: mode === 'keep-alive' ? 100 : 20,
-    restarts: [{ at: 500, readyMs: 300, doneMs: 320, failed, causes: failed > 0 ? { ECONNRESET: failed } : {} }, { at: 1500, readyMs: 310, doneMs: 330, failed: 0, causes: {} }],
+    restarts: [
+      { at: 500, readyMs: 300, doneMs: 320, failed, causes: failed > 0 ? { ECONNRESET: failed } : {}, newConnections: failed > 0 ? 100 : 0 },
+      { at: 1500, readyMs: 310, doneMs: 330, failed: 0, causes: {}, newConnections: failed > 0 ? 100 : 0 }
+    ],
     sent: 2000,
     answered: 2000 - failed,
     failed,
@@ -133,6 +194,11 @@ function restartRun (contender: string, mode: RestartRun['mode'], failed: number
     series,
     ...extra
   }
+}
+
+/** Restarts of a think-time run: `failed` each, and the connections opened at each. */
+function thinkRestarts (failed: number, opened: number[]): RestartRun['restarts'] {
+  return opened.map((newConnections, i) => ({ at: 500 + 1000 * i, readyMs: 300, doneMs: 320, failed, causes: failed > 0 ? { ECONNRESET: failed } : {}, newConnections }))
 }
 
 const results: BenchResults = {
@@ -149,8 +215,14 @@ const results: BenchResults = {
     restartRun('graceful-reboot', 'keep-alive', 0),
     restartRun('naive-restart', 'keep-alive', 120, { causes: { ECONNREFUSED: 100, 'status 503': 20 } }),
     restartRun('pm2-recommended', 'keep-alive', 0, { skipped: 'PM2 could not start its daemon: EACCES', restarts: [], series: [] }),
+    restartRun('graceful-reboot', 'think-time', 0, { connections: 1000, thinkMs: [200, 400], restarts: thinkRestarts(0, [0, 0, 3]) }),
+    restartRun('naive-restart', 'think-time', 40, { connections: 1000, thinkMs: [200, 400], restarts: thinkRestarts(20, [1000, 1000, 1000]) }),
     restartRun('graceful-reboot', 'new-connection', 0),
     restartRun('naive-restart', 'new-connection', 7)
+  ],
+  restartH2: [
+    { contender: 'graceful-reboot', label: 'graceful-reboot', sessions: 20, streams: 5, restarts: [{ at: 500, readyMs: 300, doneMs: 320, failed: 0, causes: {}, retried: 4, newSessions: 20 }, { at: 1500, readyMs: 300, doneMs: 320, failed: 0, causes: {}, retried: 6, newSessions: 20 }], sent: 5000, answered: 5000, failed: 0, causes: {}, retried: { 'ERR_HTTP2_STREAM_ERROR rst 7': 10 }, sessionsOpened: 60, pids: 3 },
+    { contender: 'naive-restart', label: 'fastify.close() + fresh start', sessions: 20, streams: 5, restarts: [{ at: 500, readyMs: 300, doneMs: 320, failed: 900, causes: { ECONNREFUSED: 900 }, retried: 0, newSessions: 20 }, { at: 1500, readyMs: 300, doneMs: 320, failed: 1100, causes: { ECONNREFUSED: 1100 }, retried: 2, newSessions: 20 }], sent: 5000, answered: 3000, failed: 2000, causes: { ECONNREFUSED: 2000 }, retried: {}, sessionsOpened: 60, pids: 3 }
   ],
   shutdown: [
     { contender: 'graceful-reboot', label: 'graceful-reboot', samples: [{ closeMs: 1020, inFlightOk: 50, inFlight: 50, lost: 0, lostCauses: {}, idle: 1000, idleOpenAtExit: 0, killed: false }] },
@@ -160,14 +232,20 @@ const results: BenchResults = {
     { contender: 'graceful-reboot', label: 'graceful-reboot', samples: [{ clients: 100, codes: { 1001: 100 }, closeMs: 90, lastCloseMs: 70, killed: false }] },
     { contender: 'http-terminator', label: 'http-terminator', samples: [{ clients: 100, codes: { 1006: 99, 'still open': 1 }, closeMs: 1016, lastCloseMs: 1015, killed: false }] }
   ],
-  overhead: { pairs: [{ without: 100, with: 97, ratio: 0.97 }], ratio: 0.97, withRps: 97, withoutRps: 100 },
+  overhead: {
+    pairs: [{ without: 100, with: 97, ratio: 0.97 }],
+    ratio: 0.97,
+    withRps: 97,
+    withoutRps: 100,
+    memory: { connections: 10_000, samples: 4, without: { heapPerConn: 2800, rssPerConn: 7000, opened: 10_000 }, with: { heapPerConn: 3360, rssPerConn: 7100, opened: 10_000 }, heapOverheadPerConn: 560, heapOverheadRange: [555, 566], rssOverheadPerConn: 100 }
+  },
   notes: ['a note']
 }
 
 test('results.md: a row per contender and mode, skipped reasons shown, every table row as wide as its header', (t) => {
   const md = resultsMarkdown(results)
   const tables = md.split('\n\n').filter((block) => block.startsWith('| '))
-  t.is(tables.length, 6, 'targets, two restart tables, shutdown, websocket, overhead')
+  t.is(tables.length, 8, 'targets, three restart tables, the HTTP/2 restart table, shutdown, websocket, overhead')
   for (const block of tables) {
     const widths = block.split('\n').map((line) => line.replace(/\\\|/g, '').split('|').length)
     t.true(widths.every((w) => w === widths[0]), block)
@@ -177,16 +255,33 @@ test('results.md: a row per contender and mode, skipped reasons shown, every tab
   t.true(keepAlive.includes('not run: PM2 could not start its daemon: EACCES'))
   t.true(keepAlive.includes('ECONNREFUSED 100, status 503 20'), 'causes, most frequent first')
   t.true(keepAlive.includes('graceful-reboot <label> \\| x'), 'a pipe in a label is escaped')
+  t.true(keepAlive.includes('Reconnects per restart'))
+  t.true(md.includes('### Keep-alive clients with think time: 1,000 clients, one connection each, 200–400 ms between requests'))
+  const think = tables[2] ?? ''
+  t.true(think.includes('| **0 (0–3)** |'), 'reconnects per restart: median (range)')
+  t.true(think.includes('| **1,000** |'), think)
+  t.false((tables[3] ?? '').includes('Reconnects'), 'not with a new connection per request: every request opens one')
+  const h2 = tables[4] ?? ''
+  t.true(md.includes('## 1b. Restart under load, HTTP/2 (h2c)'))
+  t.true(h2.includes('| fastify.close() + fresh start | 2 | 5,000 | **2,000** | ECONNREFUSED 2,000 | 900–1,100 | 1 (0–2) | 20 | 300 |'), h2)
+  t.true((tables[7] ?? '').includes('**+560 B per tracked connection** (555–566) (target ≤ 300)'))
   t.true(md.includes('(**quick run**'))
   t.true(md.includes('- a note'))
 })
 
 test('targets: met and missed, with the numbers', (t) => {
   const list = targets(results)
-  t.deepEqual(list.map((x) => x.met), [true, true, true, false])
-  t.regex(list[0]?.result ?? '', /graceful-reboot: 0 failed .* 2 of 2 other runs lost requests/)
-  t.is(list[2]?.result, '100 of 100 clients saw 1001')
-  t.regex(list[3]?.result ?? '', /0\.970/)
+  t.deepEqual(list.map((x) => x.met), [true, true, true, true, true, false, false])
+  t.regex(list[0]?.result ?? '', /graceful-reboot: 0 failed .* 3 of 3 other runs lost requests/)
+  t.is(list[1]?.result, 'graceful-reboot: 0 of 100 (keep-alive), 0–3 of 1,000 (think-time) per restart; the other contenders: median 100 (keep-alive), 1,000 (think-time)')
+  t.regex(list[2]?.result ?? '', /^graceful-reboot: 0 failed over 2 restarts; fastify.close\(\) \+ fresh start: 2,000$/)
+  t.regex(list[6]?.result ?? '', /^560 B per connection .*median of 4 measurements/)
+  const reconnecting = { ...results, restart: [restartRun('graceful-reboot', 'think-time', 0, { connections: 1000, restarts: thinkRestarts(0, [0, 11]) })] }
+  t.false(targets(reconnecting)[1]?.met, 'more than 1 % of the connections reconnected at a restart')
+  const lighter = { ...results, overhead: { ...results.overhead, memory: { ...results.overhead?.memory, heapOverheadPerConn: 300 } } } as BenchResults
+  t.true(targets(lighter)[6]?.met)
+  t.is(list[4]?.result, '100 of 100 clients saw 1001')
+  t.regex(list[5]?.result ?? '', /0\.970/)
   const lossy = { ...results, restart: [restartRun('graceful-reboot', 'keep-alive', 1)] }
   t.false(targets(lossy)[0]?.met)
 })

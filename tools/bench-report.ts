@@ -2,7 +2,7 @@
 //
 // The shape of bench/results/results.json and the pure conversions around it: per-restart deltas
 // of a load run, the Markdown tables of results.md (and of README's Benchmark section), the
-// throughput series of the chart, and the targets of issue 5 checked against a run.
+// throughput series of the chart, and the targets of issues 5, 8 and 9 checked against a run.
 
 import type { LoadResult } from './load'
 import { escapeXml as escapeXmlText, throughputChart, type ChartSeries } from './svg'
@@ -22,13 +22,27 @@ export interface RestartSample {
   /** Requests that failed between this restart's trigger and the next one (or the end of the run). */
   failed: number
   causes: Causes
+  /**
+   * TCP connections the clients opened in the same span. With pooled keep-alive clients these are
+   * reconnects (their pool was full before); with a new connection per request, one per request.
+   */
+  newConnections?: number
+  /** graceful-reboot rows: connections the old process handed to the successor (its drain result). */
+  transferred?: number
 }
 
 export interface RestartRun {
   contender: string
   label: string
-  mode: 'keep-alive' | 'new-connection'
+  /**
+   * `keep-alive`: pooled connections, back-to-back requests; `think-time`: clients with one pooled
+   * connection each that pause `thinkMs` between requests; `new-connection`: a connection per request.
+   */
+  mode: 'keep-alive' | 'think-time' | 'new-connection'
+  /** Keep-alive connections (pooled modes), or loops opening a connection per request. */
   connections: number
+  /** think-time mode: the pause between a client's requests, uniform in [min, max] ms. */
+  thinkMs?: [number, number]
   /** Set when the contender could not run; everything else is then zero. */
   skipped?: string
   /** Set when the run broke off (a restart failed); counts cover what ran. */
@@ -40,12 +54,49 @@ export interface RestartRun {
   causes: Causes
   /** Sum of the merged windows in which connections were refused (ECONNREFUSED), ms. */
   refusedMs: number
+  /** TCP connections the clients established over the whole run (the pool's first ones included). */
+  connectionsOpened?: number
   latency: Latency
   /** Distinct pids that answered (x-pid). */
   pids: number
   durationMs: number
   bucketMs: number
   series: Array<{ t: number, ok: number, failed: number }>
+}
+
+/** Scenario 1b: one contender restarted under HTTP/2 (h2c) load. */
+export interface H2RestartRun {
+  contender: string
+  label: string
+  /** Sessions open at a time, and requests in flight on each. */
+  sessions: number
+  streams: number
+  skipped?: string
+  /** Set when the run broke off (a restart failed); counts cover what ran. */
+  error?: string
+  restarts: Array<{
+    /** When the restart was triggered, ms since the load started. */
+    at: number
+    readyMs: number
+    doneMs: number
+    /** Requests that failed between this restart's trigger and the next one (or the end of the run). */
+    failed: number
+    causes: Causes
+    /** Attempts the clients sent again because the server had not processed them (refused streams). */
+    retried: number
+    /** Sessions the clients opened in the same span (after a GOAWAY or a closed connection). */
+    newSessions: number
+  }>
+  /** Requests (a retried request counts once): sent = answered + failed. */
+  sent: number
+  answered: number
+  failed: number
+  causes: Causes
+  /** Attempts sent again, by cause (not failures). */
+  retried: Causes
+  sessionsOpened: number
+  /** Distinct pids that answered (x-pid). */
+  pids: number
 }
 
 export interface ShutdownRun {
@@ -105,14 +156,18 @@ export interface OverheadResult {
   cpuUsWithout?: number
   memory?: {
     connections: number
+    /** Rounds measured (each: both kinds, alternating which goes first); the figures are medians over them. */
+    samples?: number
     without: { heapPerConn: number, rssPerConn: number, opened: number }
     with: { heapPerConn: number, rssPerConn: number, opened: number }
-    /** (with - without) per connection, bytes. */
+    /** (with - without) per connection, bytes: the plugin's heap per tracked connection (median of the rounds' differences). */
     heapOverheadPerConn: number
+    /** Smallest and largest of the rounds' differences. */
+    heapOverheadRange?: [number, number]
     rssOverheadPerConn: number
     note?: string
   }
-  /** Set instead of `memory` when its measurement failed: `<without|with>: <first line of the error>`. */
+  /** Set instead of `memory` when its measurement failed: the first line of the error. */
   memoryError?: string
 }
 
@@ -128,6 +183,7 @@ export interface BenchResults {
   }
   settings: Record<string, unknown>
   restart?: RestartRun[]
+  restartH2?: H2RestartRun[]
   shutdown?: ShutdownRun[]
   websocket?: WebSocketRun[]
   overhead?: OverheadResult
@@ -159,6 +215,14 @@ export function failuresPerRestart (snapshots: ReadonlyArray<Pick<LoadResult, 'f
     const next = snapshots[i + 1] ?? final
     return { failed: next.failed - s.failed, causes: causeDelta(s.causes, next.causes) }
   })
+}
+
+/**
+ * TCP connections opened per restart, with the same spans as failuresPerRestart (from restart i's
+ * trigger to the next one's, the last to the end of the run).
+ */
+export function connectionsPerRestart (snapshots: ReadonlyArray<Pick<LoadResult, 'connectionsOpened'>>, final: Pick<LoadResult, 'connectionsOpened'>): number[] {
+  return snapshots.map((s, i) => (snapshots[i + 1] ?? final).connectionsOpened - s.connectionsOpened)
 }
 
 export function median (values: readonly number[]): number {
@@ -202,12 +266,25 @@ function range (values: number[], digits = 0): string {
   return lo === hi ? fmt(lo, digits) : `${fmt(lo, digits)}–${fmt(hi, digits)}`
 }
 
-/** Scenario 1 table for one mode. */
+/** "100 (98–101)": the median and, when they differ, the range; "n/a" when empty. */
+function medianRange (values: number[]): string {
+  if (values.length === 0) return 'n/a'
+  const lo = Math.min(...values)
+  const hi = Math.max(...values)
+  return lo === hi ? fmt(lo) : `${fmt(median(values))} (${range(values)})`
+}
+
+/**
+ * Scenario 1 table for one mode. The pooled modes (keep-alive, think-time) show the connections the
+ * clients opened per restart (reconnects); with a new connection per request that is every request.
+ */
 export function restartTable (runs: readonly RestartRun[], mode: RestartRun['mode']): string {
+  const pooled = mode !== 'new-connection'
   const rows = runs.filter((r) => r.mode === mode).map((r) => {
-    if (r.skipped !== undefined) return [escapeCell(r.label), '—', '—', '—', `not run: ${escapeCell(r.skipped)}`, '—', '—', '—', '—', '—']
+    if (r.skipped !== undefined) return [escapeCell(r.label), '—', '—', '—', `not run: ${escapeCell(r.skipped)}`, '—', ...(pooled ? ['—'] : []), '—', '—', '—', '—']
     const perRestart = r.restarts.map((s) => s.failed)
     const label = escapeCell(r.label) + (r.error !== undefined ? ` (broke off: ${escapeCell(r.error)})` : '')
+    const reconnects = r.restarts.flatMap((s) => (s.newConnections === undefined ? [] : [s.newConnections]))
     return [
       label,
       String(r.restarts.length),
@@ -215,13 +292,34 @@ export function restartTable (runs: readonly RestartRun[], mode: RestartRun['mod
       `**${fmt(r.failed)}**`,
       formatCauses(r.causes),
       range(perRestart),
+      ...(pooled ? [`**${medianRange(reconnects)}**`] : []),
       fmt(r.refusedMs),
       fmt(r.latency.p99, 1),
       fmt(r.latency.max),
       fmt(median(r.restarts.map((s) => s.readyMs)))
     ]
   })
-  return table(['Contender', 'Restarts', 'Requests', 'Failed', 'Failed by cause', 'Failed per restart', 'Refused (ms)', 'p99 (ms)', 'Max (ms)', 'New process serves after (ms, median)'], rows)
+  return table(['Contender', 'Restarts', 'Requests', 'Failed', 'Failed by cause', 'Failed per restart', ...(pooled ? ['Reconnects per restart (median (range))'] : []), 'Refused (ms)', 'p99 (ms)', 'Max (ms)', 'New process serves after (ms, median)'], rows)
+}
+
+/** Scenario 1b table (HTTP/2). */
+export function h2RestartTable (runs: readonly H2RestartRun[]): string {
+  const rows = runs.map((r) => {
+    if (r.skipped !== undefined) return [escapeCell(r.label), '—', '—', '—', `not run: ${escapeCell(r.skipped)}`, '—', '—', '—', '—']
+    const label = escapeCell(r.label) + (r.error !== undefined ? ` (broke off: ${escapeCell(r.error)})` : '')
+    return [
+      label,
+      String(r.restarts.length),
+      fmt(r.sent),
+      `**${fmt(r.failed)}**`,
+      formatCauses(r.causes),
+      range(r.restarts.map((s) => s.failed)),
+      medianRange(r.restarts.map((s) => s.retried)),
+      medianRange(r.restarts.map((s) => s.newSessions)),
+      fmt(median(r.restarts.map((s) => s.readyMs)))
+    ]
+  })
+  return table(['Contender', 'Restarts', 'Requests', 'Failed', 'Failed by cause', 'Failed per restart', 'Refused streams retried per restart (median (range))', 'New sessions per restart (median (range))', 'New process serves after (ms, median)'], rows)
 }
 
 export function shutdownTable (runs: readonly ShutdownRun[]): string {
@@ -274,7 +372,9 @@ export function overheadTable (o: OverheadResult): string {
   }
   if (o.memory !== undefined) {
     const m = o.memory
-    rows.push([`Heap per open connection (${fmt(m.connections)} keep-alive connections), bytes`, fmt(m.without.heapPerConn), fmt(m.with.heapPerConn), `+${fmt(m.heapOverheadPerConn)} B/connection`])
+    const spread = m.heapOverheadRange !== undefined && m.heapOverheadRange[0] !== m.heapOverheadRange[1] ? ` (${range(m.heapOverheadRange)})` : ''
+    const rounds = m.samples !== undefined && m.samples > 1 ? `, median of ${fmt(m.samples)} rounds` : ''
+    rows.push([`Heap per open connection (${fmt(m.connections)} idle keep-alive connections${rounds}), bytes`, fmt(m.without.heapPerConn), fmt(m.with.heapPerConn), `**+${fmt(m.heapOverheadPerConn)} B per tracked connection**${spread} (target ≤ ${fmt(HEAP_PER_CONNECTION_TARGET)})`])
     rows.push(['RSS per open connection, bytes', fmt(m.without.rssPerConn), fmt(m.with.rssPerConn), `+${fmt(m.rssOverheadPerConn)} B/connection`])
   }
   return table(['Measure', 'Without the plugin', 'With the plugin', 'Ratio / overhead'], rows)
@@ -292,7 +392,10 @@ function mergeCauses (list: readonly Causes[]): Causes {
 
 export interface Target { target: string, result: string, met: boolean }
 
-/** The targets of issue 5, checked against a run (absent scenarios are left out). */
+/** Issue 9: the plugin's bookkeeping per tracked connection, bytes of heap. */
+export const HEAP_PER_CONNECTION_TARGET = 300
+
+/** The targets of issues 5, 8 and 9, checked against a run (absent scenarios are left out). */
 export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
   const out: Target[] = []
   const restart = (r.restart ?? []).filter((x) => x.skipped === undefined)
@@ -305,6 +408,33 @@ export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
       target: 'Scenario 1: 0 failed requests for graceful-reboot while the other contenders lose some',
       result: `graceful-reboot: ${fmt(lost)} failed over ${mine.map((x) => `${x.restarts.length} ${x.mode} restarts`).join(' and ')}; ${losing} of ${others.length} other runs lost requests`,
       met: lost === 0 && mine.every((x) => x.error === undefined) && losing > 0
+    })
+  }
+  // Issue 9: pooled keep-alive clients keep their connections across a reboot (they move to the successor).
+  const pooled = restart.filter((x) => x.mode !== 'new-connection' && x.restarts.some((s) => s.newConnections !== undefined))
+  const minePooled = pooled.filter((x) => x.contender === ours)
+  if (minePooled.length > 0) {
+    const per = (x: RestartRun): number[] => x.restarts.flatMap((s) => (s.newConnections === undefined ? [] : [s.newConnections]))
+    const othersPooled = pooled.filter((x) => x.contender !== ours)
+    const othersText = minePooled.flatMap((m) => {
+      const same = othersPooled.filter((x) => x.mode === m.mode)
+      return same.length === 0 ? [] : [`${fmt(median(same.flatMap(per)))} (${m.mode})`]
+    })
+    out.push({
+      target: 'Scenario 1: pooled keep-alive clients do not reconnect at a graceful-reboot restart (at most 1 % of their connections per restart)',
+      result: `graceful-reboot: ${minePooled.map((x) => `${range(per(x))} of ${fmt(x.connections)} (${x.mode})`).join(', ')} per restart` +
+        (othersText.length > 0 ? `; the other contenders: median ${othersText.join(', ')}` : ''),
+      met: minePooled.every((x) => x.error === undefined && per(x).every((n) => n <= x.connections / 100))
+    })
+  }
+  const h2 = (r.restartH2 ?? []).filter((x) => x.skipped === undefined)
+  const mineH2 = h2.find((x) => x.contender === ours)
+  if (mineH2 !== undefined) {
+    out.push({
+      target: 'Scenario 1b: 0 failed HTTP/2 requests for graceful-reboot (clients that follow GOAWAY and retry refused streams)',
+      result: `graceful-reboot: ${fmt(mineH2.failed)} failed over ${mineH2.restarts.length} restarts; ` +
+        h2.filter((x) => x !== mineH2).map((x) => `${x.label}: ${fmt(x.failed)}`).join(', '),
+      met: mineH2.failed === 0 && mineH2.error === undefined && mineH2.restarts.length > 0
     })
   }
   const shutdown = (r.shutdown ?? []).find((x) => x.contender === ours && x.skipped === undefined)
@@ -326,6 +456,14 @@ export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
   }
   if (r.overhead !== undefined) {
     out.push({ target: 'Scenario 4: overhead ratio ≥ 0.98', result: `${fmt(r.overhead.ratio, 3)} (median of ${r.overhead.pairs.length} alternating pairs)`, met: r.overhead.ratio >= 0.98 })
+    const m = r.overhead.memory
+    if (m !== undefined) {
+      out.push({
+        target: `Scenario 4: at most ${fmt(HEAP_PER_CONNECTION_TARGET)} B of heap per tracked keep-alive connection (issue 9)`,
+        result: `${fmt(m.heapOverheadPerConn)} B per connection (with − without the plugin, ${fmt(m.connections)} idle connections${m.samples !== undefined && m.samples > 1 ? `, median of ${m.samples} measurements` : ''})`,
+        met: m.heapOverheadPerConn <= HEAP_PER_CONNECTION_TARGET
+      })
+    }
   }
   return out
 }
@@ -340,6 +478,14 @@ export function machineLine (r: BenchResults): string {
   return `${m.cpu}, ${m.nproc} cores (nproc), ${fmt(m.memGiB)} GiB, ${m.os}, Node ${m.node}; load average ${m.loadavgStart.map((x) => fmt(x, 1)).join('/')} at the start (a shared machine)`
 }
 
+/** "Keep-alive clients with think time: 1,000 clients, one connection each, 200–400 ms between requests". */
+function thinkTimeTitle (runs: readonly RestartRun[]): string {
+  const first = runs.find((x) => x.mode === 'think-time' && x.skipped === undefined)
+  if (first === undefined) return 'Keep-alive clients with think time'
+  const think = first.thinkMs === undefined ? '' : `, ${first.thinkMs[0] === first.thinkMs[1] ? fmt(first.thinkMs[0]) : `${fmt(first.thinkMs[0])}–${fmt(first.thinkMs[1])}`} ms between requests`
+  return `Keep-alive clients with think time: ${fmt(first.connections)} clients, one connection each${think}`
+}
+
 /** results.md: every table of the run. */
 export function resultsMarkdown (r: BenchResults): string {
   const out: string[] = []
@@ -347,13 +493,17 @@ export function resultsMarkdown (r: BenchResults): string {
   out.push(`Run ${r.meta.date} with \`${r.meta.command}\`${r.meta.quick ? ' (**quick run**: fewer restarts and repetitions)' : ''}; it took ${fmt(r.meta.durationMs / 60_000, 1)} min.`, '')
   out.push(`Machine: ${machineLine(r)}.`, '')
   out.push(`Versions: ${Object.entries(r.meta.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`, '')
-  out.push('## Targets (issue 5)', '', targetsTable(r), '')
+  out.push('## Targets', '', targetsTable(r), '')
   if (r.restart !== undefined) {
     out.push('## 1. Restart under load', '')
     out.push(String(r.settings.restartText ?? ''), '')
-    out.push('### Keep-alive clients', '', restartTable(r.restart, 'keep-alive'), '')
+    out.push('### Keep-alive clients, back-to-back', '', restartTable(r.restart, 'keep-alive'), '')
+    if (r.restart.some((x) => x.mode === 'think-time')) out.push(`### ${thinkTimeTitle(r.restart)}`, '', restartTable(r.restart, 'think-time'), '')
     out.push('### A new connection per request', '', restartTable(r.restart, 'new-connection'), '')
     out.push('![Requests per second across restarts, keep-alive clients](throughput.svg)', '', 'A new connection per request: [throughput-new-connection.svg](throughput-new-connection.svg).', '')
+  }
+  if (r.restartH2 !== undefined) {
+    out.push('## 1b. Restart under load, HTTP/2 (h2c)', '', String(r.settings.restartH2Text ?? ''), '', h2RestartTable(r.restartH2), '')
   }
   if (r.shutdown !== undefined) {
     out.push('## 2. Shutdown latency', '', String(r.settings.shutdownText ?? ''), '', shutdownTable(r.shutdown), '')
@@ -454,9 +604,14 @@ export function readmeBlock (r: BenchResults): string {
     'Every table is in [bench/results/results.md](bench/results/results.md) with its method; raw numbers in [results.json](bench/results/results.json).', '')
   out.push('**Targets**', '', targetsTable(r), '')
   if (r.restart !== undefined) {
-    out.push('**1. Restart under load** (keep-alive clients)', '', restartTable(r.restart, 'keep-alive'), '')
+    out.push('**1. Restart under load** (keep-alive clients, back-to-back)', '', restartTable(r.restart, 'keep-alive'), '')
+    if (r.restart.some((x) => x.mode === 'think-time')) out.push(`**1. Restart under load** (${thinkTimeTitle(r.restart).toLowerCase()})`, '', restartTable(r.restart, 'think-time'), '')
     out.push('**1. Restart under load** (a new connection per request)', '', restartTable(r.restart, 'new-connection'), '')
     out.push('![Requests per second across restarts, one panel per contender](bench/results/throughput.svg)', '')
+  }
+  if (r.restartH2 !== undefined) {
+    const first = r.restartH2.find((x) => x.skipped === undefined)
+    out.push(`**1b. Restart under load, HTTP/2** (h2c, ${first === undefined ? '' : `${fmt(first.sessions)} node:http2 sessions × ${fmt(first.streams)} streams, `}new session after GOAWAY, refused streams retried)`, '', h2RestartTable(r.restartH2), '')
   }
   if (r.shutdown !== undefined) out.push('**2. Shutdown latency** (1,000 idle keep-alive connections + 50 in-flight 1 s requests)', '', shutdownTable(r.shutdown), '')
   if (r.websocket !== undefined) out.push('**3. WebSockets** (100 clients, SIGTERM)', '', websocketTable(r.websocket), '')

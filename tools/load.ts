@@ -12,6 +12,9 @@
 //   sent === answered + failed
 //   badStatus = the subset of `failed` answered with a non-ok status
 //   ok        = answered (kept as its own field for readability of reports)
+//   connectionsOpened = TCP connections the client established (a refused
+//               connect is not one); with keep-alive clients, those opened
+//               after the pool filled are reconnects
 //
 // Node's http client honours a `Connection: close` response header: the socket
 // is not returned to the agent's pool, so the next request opens a new one.
@@ -45,6 +48,17 @@ export interface LoadOptions {
   headers?: Record<string, string>
   /** Which statuses count as answered. Default: 200..299. */
   okStatus?: (status: number) => boolean
+  /**
+   * Think time: a loop waits this long (ms; a `[min, max]` pair: uniformly at random in it) after a
+   * request settled before it sends the next one, and as long before its first. Default 0 (back-to-back).
+   */
+  thinkMs?: number | readonly [number, number]
+  /**
+   * `keep-alive` only: each loop gets its own agent holding at most one socket (a client with its own
+   * pooled connection), instead of one agent shared by all loops. With think time, a shared agent
+   * would serve every loop from a few sockets. Default false.
+   */
+  agentPerLoop?: boolean
 }
 
 export interface LoadResult {
@@ -78,6 +92,8 @@ export interface LoadResult {
   series: Array<{ t: number; ok: number; failed: number }>
   /** Merged intervals (ms since start, request start to its failure) in which ECONNREFUSED happened. */
   refusedWindows: Array<{ start: number; end: number }>
+  /** TCP connections the client established (each counted at its `connect`; a refused attempt is not one). */
+  connectionsOpened: number
   /** Time since start (ms); once finished, until the last in-flight request settled. */
   durationMs: number
 }
@@ -170,6 +186,8 @@ interface Config {
   requestTimeoutMs: number
   bucketMs: number
   okStatus: (status: number) => boolean
+  thinkMs: readonly [number, number]
+  agentPerLoop: boolean
 }
 
 function positive (name: string, value: number, integer: boolean, allowZero: boolean): number {
@@ -194,6 +212,12 @@ function configure (opts: LoadOptions): Config {
   const request: http.RequestOptions = { ...urlToHttpOptions(url), method: 'GET', headers }
   if (opts.socketPath !== undefined) request.socketPath = opts.socketPath
 
+  const think = opts.thinkMs ?? 0
+  const [thinkMin, thinkMax] = typeof think === 'number' ? [think, think] : think
+  positive('thinkMs', thinkMin, false, true)
+  positive('thinkMs', thinkMax, false, true)
+  if (thinkMax < thinkMin) throw new RangeError(`runLoad: thinkMs must be [min, max] with min <= max, got [${String(thinkMin)}, ${String(thinkMax)}]`)
+
   return {
     request,
     connections: positive('connections', opts.connections, true, false),
@@ -201,7 +225,9 @@ function configure (opts: LoadOptions): Config {
     maxRequests: positive('maxRequests', opts.maxRequests ?? DEFAULT_MAX_REQUESTS, true, true),
     requestTimeoutMs: positive('requestTimeoutMs', opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, false, false),
     bucketMs: positive('bucketMs', opts.bucketMs ?? DEFAULT_BUCKET_MS, false, false),
-    okStatus: opts.okStatus ?? defaultOkStatus
+    okStatus: opts.okStatus ?? defaultOkStatus,
+    thinkMs: [thinkMin, thinkMax],
+    agentPerLoop: opts.agentPerLoop === true && opts.mode === 'keep-alive'
   }
 }
 
@@ -211,6 +237,7 @@ class Accounting {
   answered = 0
   failed = 0
   badStatus = 0
+  connectionsOpened = 0
   readonly causes = new Map<string, number>()
   readonly pids: number[] = []
   private readonly seenPids = new Set<number>()
@@ -266,6 +293,7 @@ class Accounting {
       },
       series: this.okBuckets.map((ok, i) => ({ t: i * this.bucketMs, ok, failed: this.failedBuckets[i] ?? 0 })),
       refusedWindows: this.refused.map(w => ({ start: round3(w.start), end: round3(w.end) })),
+      connectionsOpened: this.connectionsOpened,
       durationMs: round3(elapsed)
     }
   }
@@ -298,15 +326,27 @@ class Accounting {
  */
 export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun {
   const cfg = configure(opts)
-  // keep-alive: a pool of at most `connections` sockets, all kept while idle.
-  // new-connection: no pooling (and `Connection: close` on every request).
-  const agent = opts.mode === 'keep-alive'
-    ? new http.Agent({ keepAlive: true, maxSockets: cfg.connections, maxFreeSockets: cfg.connections })
-    : new http.Agent({ keepAlive: false })
-  const requestOptions: http.RequestOptions = { ...cfg.request, agent }
-
   const start = performance.now()
   const stats = new Accounting(start, cfg.bucketMs)
+
+  // keep-alive: a pool of at most `connections` sockets (or one per loop), all kept while idle.
+  // new-connection: no pooling (and `Connection: close` on every request).
+  const agents: http.Agent[] = []
+  const newAgent = (sockets: number): http.Agent => {
+    const agent = opts.mode === 'keep-alive'
+      ? new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets })
+      : new http.Agent({ keepAlive: false })
+    // Every socket the agent opens goes through createConnection: count those that connect.
+    const create = agent.createConnection.bind(agent)
+    agent.createConnection = ((options: unknown, callback: unknown) => {
+      const socket = (create as (o: unknown, c: unknown) => ReturnType<http.Agent['createConnection']>)(options, callback)
+      socket?.once('connect', () => { stats.connectionsOpened++ })
+      return socket
+    }) as http.Agent['createConnection']
+    agents.push(agent)
+    return agent
+  }
+  const shared = cfg.agentPerLoop ? undefined : newAgent(cfg.connections)
   let stopped = false
   let finishedAt: number | undefined
   let fatal: { error: unknown } | undefined
@@ -332,11 +372,11 @@ export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun 
   const mayStartAnother = (): boolean =>
     !stopped && stats.sent < cfg.maxRequests && performance.now() - start < cfg.durationMs
 
-  const sendOne = (): Promise<Outcome | undefined> => new Promise(resolve => {
+  const sendOne = (agent: http.Agent): Promise<Outcome | undefined> => new Promise(resolve => {
     const startedAt = performance.now()
     let req: http.ClientRequest
     try {
-      req = http.request(requestOptions)
+      req = http.request({ ...cfg.request, agent })
     } catch (error) {
       // Not a transport failure but a request node refuses to build (e.g. an
       // invalid header): every request would fail the same way, so end the run.
@@ -384,12 +424,21 @@ export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun 
     req.end()
   })
 
+  const [thinkMin, thinkMax] = cfg.thinkMs
+  const think = (): Promise<void> | undefined => {
+    if (thinkMax === 0 || stopped) return undefined
+    return new Promise<void>(resolve => setTimeout(resolve, thinkMin + Math.random() * (thinkMax - thinkMin)))
+  }
   const loop = async (): Promise<void> => {
+    const agent = shared ?? newAgent(1)
+    // With think time, the loops start spread over one think time, not all at once.
+    await think()
     while (mayStartAnother()) {
-      const outcome = await sendOne()
+      const outcome = await sendOne(agent)
       if (outcome?.kind === 'transport' && outcome.cause === 'ECONNREFUSED' && !stopped) {
         await new Promise<void>(resolve => setTimeout(resolve, REFUSED_BACKOFF_MS))
       }
+      await think()
     }
   }
 
@@ -400,7 +449,7 @@ export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun 
     finishedAt = performance.now()
     if (progressTimer !== undefined) clearInterval(progressTimer)
     signal?.removeEventListener('abort', stop)
-    agent.destroy()
+    for (const agent of agents) agent.destroy()
     if (fatal !== undefined) throw fatal.error
     return stats.snapshot(finishedAt)
   })
@@ -421,12 +470,15 @@ async function cli (argv: string[]): Promise<void> {
       timeout: { type: 'string' },
       bucket: { type: 'string' },
       header: { type: 'string', multiple: true },
+      think: { type: 'string' },
+      'agent-per-loop': { type: 'boolean', default: false },
       progress: { type: 'boolean', default: false }
     }
   })
   if (values.url === undefined) {
     throw new Error('usage: load --url http://127.0.0.1:3000/ [--connections 20] [--mode keep-alive|new-connection] ' +
-      '[--duration ms] [--max-requests n] [--timeout ms] [--bucket ms] [--socket-path p] [--header "name: value"]... [--progress]')
+      '[--duration ms] [--max-requests n] [--timeout ms] [--bucket ms] [--socket-path p] [--header "name: value"]... ' +
+      '[--think ms|min,max] [--agent-per-loop] [--progress]')
   }
   const mode = values.mode
   if (mode !== 'keep-alive' && mode !== 'new-connection') throw new Error(`--mode must be keep-alive or new-connection, got ${String(mode)}`)
@@ -441,6 +493,11 @@ async function cli (argv: string[]): Promise<void> {
   if (values['max-requests'] !== undefined) opts.maxRequests = Number(values['max-requests'])
   if (values.timeout !== undefined) opts.requestTimeoutMs = Number(values.timeout)
   if (values.bucket !== undefined) opts.bucketMs = Number(values.bucket)
+  if (values.think !== undefined) {
+    const [min = 0, max = min] = values.think.split(',').map(Number)
+    opts.thinkMs = [min, max]
+  }
+  if (values['agent-per-loop']) opts.agentPerLoop = true
 
   const control: LoadControl = {}
   if (values.progress) {

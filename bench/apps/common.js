@@ -20,13 +20,20 @@ function emit (event, fields = {}) {
  *   GET /           small JSON answer (the load target), header x-pid
  *   GET /slow?ms=N  answers after N ms; emits 'slow-started' once `SLOW_REPORT` requests are running
  *   GET /cpu        process.cpuUsage()
- *   GET /mem        runs gc() when exposed and answers process.memoryUsage()
+ *   GET /mem        runs gc() when exposed and answers process.memoryUsage() plus `connections`, the
+ *                   server's open connections (this request's own included)
  *   GET /ws         echo WebSocket route when `websocket` is true (@fastify/websocket)
- * `register(app)` runs before the routes (plugins).
- * @param {{ register?: ((app: FastifyInstance) => unknown) | undefined, websocket?: boolean, websocketOptions?: WebsocketPluginOptions }} [options]
+ * `register(app)` runs before the routes (plugins). `http2`: an h2c server (`Fastify({ http2: true })`,
+ * HTTP/2 without TLS), which serves the same routes (not /ws). `forceCloseConnections`: Fastify's
+ * option of that name set to true (its documented way to have close() close HTTP/2 sessions).
+ * @param {{ register?: ((app: FastifyInstance) => unknown) | undefined, websocket?: boolean, websocketOptions?: WebsocketPluginOptions, http2?: boolean, forceCloseConnections?: boolean }} [options]
  */
-async function buildApp ({ register, websocket = false, websocketOptions } = {}) {
-  const app = Fastify({ logger: false })
+async function buildApp ({ register, websocket = false, websocketOptions, http2 = false, forceCloseConnections = false } = {}) {
+  const force = forceCloseConnections ? { forceCloseConnections: true } : {}
+  // The h2c instance is typed as the HTTP/1.1 one: the code here uses only what both have.
+  const app = http2
+    ? /** @type {FastifyInstance} */ (/** @type {unknown} */ (Fastify({ logger: false, http2: true, ...force })))
+    : Fastify({ logger: false, ...force })
   if (register !== undefined) await register(app)
   if (websocket) await app.register(require('@fastify/websocket'), websocketOptions ?? {})
   const pid = String(process.pid)
@@ -44,8 +51,9 @@ async function buildApp ({ register, websocket = false, websocketOptions } = {})
   })
   app.get('/cpu', async () => process.cpuUsage())
   app.get('/mem', async () => {
+    const connections = await new Promise((resolve) => { app.server.getConnections((err, n) => resolve(err ? -1 : n)) })
     if (typeof globalThis.gc === 'function') { globalThis.gc(); globalThis.gc() }
-    return process.memoryUsage()
+    return { ...process.memoryUsage(), connections }
   })
   if (websocket) {
     app.get('/ws', { websocket: true }, (socket) => {

@@ -1,7 +1,8 @@
 'use strict'
 // Runs in both processes: contender "graceful-reboot": the plugin with its defaults (SIGTERM/SIGINT
 // shut down, SIGUSR2 reboots). After a reboot the successor adopts the inherited socket at listen().
-// WS=1 adds @fastify/websocket. NO_PLUGIN=1 leaves the plugin out (overhead baseline).
+// WS=1 adds @fastify/websocket; H2=1 makes it an h2c server (`http2: true`). NO_PLUGIN=1 leaves the
+// plugin out (overhead baseline).
 const graceful = require('../../dist/index.js')
 const { performance } = require('node:perf_hooks')
 const { emit, buildApp, listenOptions, portOf } = require('./common')
@@ -10,8 +11,21 @@ async function main () {
   const life = graceful.lifecycle()
   const usePlugin = process.env.NO_PLUGIN !== '1'
   if (usePlugin) {
-    // Only 'ready' carries ms (JSON leaves the undefined of the other steps out).
-    life.on('handoff', (e) => { emit('handoff', { step: e.step, other: e.pid, ms: e.step === 'ready' ? e.ms : undefined }) })
+    // Only 'ready' carries ms; 'drained' carries the old process's counts: connections handed to the
+    // successor (transferConnections), kept and drained here (by reason), idle ones closed.
+    life.on('handoff', (e) => {
+      const counts = e.step === 'drained'
+        ? {
+            transferred: e.result.apps.reduce((n, a) => n + (a.transferred ?? 0), 0),
+            kept: e.result.apps.reduce((/** @type {Record<string, number>} */ k, a) => {
+              for (const [why, n] of Object.entries(a.kept ?? {})) k[why] = (k[why] ?? 0) + (n ?? 0)
+              return k
+            }, {}),
+            idleClosed: e.result.apps.reduce((n, a) => n + a.idleClosed, 0)
+          }
+        : {}
+      emit('handoff', { step: e.step, other: e.pid, ms: e.step === 'ready' ? e.ms : undefined, ...counts })
+    })
     life.on('state', (state) => {
       emit('state', { state })
       if (state === 'draining') drainStart = performance.now()
@@ -21,6 +35,7 @@ async function main () {
   let drainStart
   const app = await buildApp({
     websocket: process.env.WS === '1',
+    http2: process.env.H2 === '1',
     register: usePlugin ? (a) => a.register(graceful.default, { timeout: 30_000, rebootTimeout: 20_000 }) : undefined
   })
   if (usePlugin) {

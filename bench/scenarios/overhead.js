@@ -1,20 +1,23 @@
 'use strict'
 // Runs in the benchmark process: scenario 4, overhead. Requests per second of the same Fastify app
 // with and without the plugin (both processes up, loaded one at a time, alternating which goes
-// first), and the memory each open keep-alive connection costs with and without it.
+// first), and the memory each open keep-alive connection costs with and without it: the heap the
+// plugin adds per tracked connection is (with − without) / connections, after gc(), in `memoryRounds`
+// alternating rounds (median of the per-round differences).
 const http = require('node:http')
 const { runLoad } = require('../../dist/tools/load.js')
 const { median } = require('../../dist/tools/bench-report.js')
 const { openIdle } = require('../lib/conns')
 const { freePort } = require('../lib/net')
-const { waitGone } = require('../lib/procs')
+const { performance } = require('node:perf_hooks')
+const { sleep, waitGone } = require('../lib/procs')
 
 /** @import { AppHandle, Ctx } from '../lib/procs' */
 /** @import { OverheadResult } from '../../dist/tools/bench-report.js' */
 
 /**
  * Scenario 4's settings (bench/run.js options().overhead).
- * @typedef {{ pairs: number, runMs: number, instances: number, connections: number, memoryConnections: number }} OverheadOptions
+ * @typedef {{ pairs: number, runMs: number, instances: number, connections: number, memoryConnections: number, memoryRounds: number }} OverheadOptions
  */
 
 /** @typedef {'without' | 'with'} Kind the app without or with the plugin */
@@ -58,8 +61,25 @@ async function rps (port, o) {
   return { rps: r.answered / (r.durationMs / 1000), cpuUs: (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / r.answered }
 }
 
-/** @param {number} port */
-function mem (port) { return /** @type {Promise<NodeJS.MemoryUsage>} */ (get(port, '/mem')) }
+/**
+ * The app's memory after gc(), and its open connections (this request's own included).
+ * @param {number} port
+ */
+function mem (port) { return /** @type {Promise<NodeJS.MemoryUsage & { connections: number }>} */ (get(port, '/mem')) }
+
+/**
+ * Resolves once the app has no connection open but the one asking (those of earlier runs closed).
+ * @param {number} port
+ */
+async function settled (port) {
+  const end = performance.now() + 20_000
+  let m = await mem(port)
+  while (m.connections > 1 && performance.now() < end) {
+    await sleep(100)
+    m = await mem(port)
+  }
+  if (m.connections > 1) throw new Error(`${m.connections - 1} connections of earlier runs still open after 20 s`)
+}
 
 /**
  * GET `path` on its own connection; resolves with the parsed JSON body.
@@ -77,17 +97,20 @@ function get (port, path) {
 }
 
 /**
- * @param {Ctx} ctx
+ * Heap and RSS per idle keep-alive connection: `n` connections that each answered one request,
+ * measured after gc() against the same process before they were opened (with nothing else open).
  * @param {number} port
  * @param {number} n
  * @returns {Promise<Memory>}
  */
-async function memoryPerConnection (ctx, port, n) {
+async function memoryPerConnection (port, n) {
+  await settled(port)
   const before = await mem(port)
   const idle = await openIdle(port, n, { batch: 500 })
   const after = await mem(port)
   const open = idle.openAt()
   idle.destroyAll()
+  if (after.connections - before.connections !== n) throw new Error(`the app counts ${after.connections - before.connections} new connections, not ${n}`)
   return { heapPerConn: (after.heapUsed - before.heapUsed) / n, rssPerConn: (after.rss - before.rss) / n, opened: open }
 }
 
@@ -140,31 +163,45 @@ async function overheadScenario (ctx, o) {
         with: spread(apps.with.map((_, i) => median(pairs.filter((p) => p.instance === i).map((p) => p.with))))
       }
     }
-    ctx.log(`scenario 4: memory at ${o.memoryConnections} connections`)
-    /** @type {{ without?: Memory, with?: Memory, error?: string }} */
-    const m = {}
-    for (const k of /** @type {Kind[]} */ (['without', 'with'])) {
-      try {
-        m[k] = await memoryPerConnection(ctx, /** @type {{ port: number }} */ (apps[k][0]).port, o.memoryConnections)
-        ctx.log(`  ${k}: ${Math.round(m[k].heapPerConn)} B heap, ${Math.round(m[k].rssPerConn)} B rss per connection (${m[k].opened} open)`)
-      } catch (err) {
-        const message = /** @type {Error} */ (err).message
-        ctx.log(`  ${k}: ${message}`)
-        m.error = `${k}: ${message.split('\n')[0]}`
-        break
+    ctx.log(`scenario 4: memory at ${o.memoryConnections} connections, ${o.memoryRounds} rounds`)
+    try {
+      /** @type {Array<Record<Kind, Memory>>} */
+      const rounds = []
+      for (let i = 0; i < o.memoryRounds; i++) {
+        // Which kind goes first alternates, and which process of each kind is measured.
+        /** @type {Kind[]} */
+        const order = i % 2 === 0 ? ['without', 'with'] : ['with', 'without']
+        // Filled for both kinds by the loop below.
+        const m = /** @type {Record<Kind, Memory>} */ ({})
+        for (const k of order) {
+          m[k] = await memoryPerConnection(/** @type {{ port: number }} */ (apps[k][i % o.instances]).port, o.memoryConnections)
+          ctx.log(`  round ${i + 1}, ${k}: ${Math.round(m[k].heapPerConn)} B heap, ${Math.round(m[k].rssPerConn)} B rss per connection (${m[k].opened} open)`)
+        }
+        ctx.log(`  round ${i + 1}: +${Math.round(m.with.heapPerConn - m.without.heapPerConn)} B heap per tracked connection`)
+        rounds.push(m)
       }
-    }
-    if (m.with !== undefined && m.without !== undefined) {
+      const pick = (/** @type {Kind} */ k) => ({
+        heapPerConn: Math.round(median(rounds.map((m) => m[k].heapPerConn))),
+        rssPerConn: Math.round(median(rounds.map((m) => m[k].rssPerConn))),
+        opened: Math.min(...rounds.map((m) => m[k].opened))
+      })
+      const heap = rounds.map((m) => m.with.heapPerConn - m.without.heapPerConn)
+      /** @type {[number, number]} */
+      const heapRange = [Math.round(Math.min(...heap)), Math.round(Math.max(...heap))]
       result.memory = {
         connections: o.memoryConnections,
-        without: round(m.without),
-        with: round(m.with),
-        heapOverheadPerConn: Math.round(m.with.heapPerConn - m.without.heapPerConn),
-        rssOverheadPerConn: Math.round(m.with.rssPerConn - m.without.rssPerConn)
+        samples: rounds.length,
+        without: pick('without'),
+        with: pick('with'),
+        heapOverheadPerConn: Math.round(median(heap)),
+        heapOverheadRange: heapRange,
+        rssOverheadPerConn: Math.round(median(rounds.map((m) => m.with.rssPerConn - m.without.rssPerConn)))
       }
-    } else {
-      // The loop broke off on an error, which it recorded.
-      result.memoryError = /** @type {string} */ (m.error)
+      ctx.log(`  => +${result.memory.heapOverheadPerConn} B heap per tracked connection (median of ${rounds.length}; range ${heapRange.join('–')} B)`)
+    } catch (err) {
+      const message = /** @type {Error} */ (err).message
+      ctx.log(`  memory: ${message}`)
+      result.memoryError = message.split('\n')[0] ?? message
     }
     return result
   } finally {
@@ -192,11 +229,6 @@ function quartiles (values) {
   const s = [...values].sort((a, b) => a - b)
   const at = (/** @type {number} */ q) => /** @type {number} */ (s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))])
   return [round3(at(0.25)), round3(at(0.75))]
-}
-
-/** @param {Memory} m */
-function round (m) {
-  return { heapPerConn: Math.round(m.heapPerConn), rssPerConn: Math.round(m.rssPerConn), opened: m.opened }
 }
 
 module.exports = { overheadScenario }

@@ -22,7 +22,9 @@ const { sleep, waitGone } = require('../lib/procs')
 const CONTENDERS = [
   { key: 'graceful-reboot', label: 'graceful-reboot shutdown (SIGTERM)', app: 'graceful' },
   { key: 'fastify-close', label: 'fastify.close()', app: 'fastify-close' },
-  { key: 'http-terminator', label: 'http-terminator (default 1 s timeout)', app: 'http-terminator' }
+  { key: 'http-terminator', label: 'http-terminator (default 1 s timeout)', app: 'http-terminator' },
+  { key: 'close-with-grace', label: "close-with-grace + fastify.close() (its README's Fastify example, default 10 s delay)", app: 'close-with-grace' },
+  { key: 'terminus', label: '@godaddy/terminus (default options: 1 s timeout)', app: 'terminus' }
 ]
 
 /**

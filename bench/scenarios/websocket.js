@@ -25,7 +25,7 @@ const { sleep, waitGone } = require('../lib/procs')
 /** @type {WebSocketContender[]} */
 const CONTENDERS = [
   { key: 'graceful-reboot', label: 'graceful-reboot shutdown (SIGTERM)', app: 'graceful' },
-  { key: 'fastify-close', label: 'fastify.close() (@fastify/websocket default close)', app: 'fastify-close' },
+  { key: 'fastify-close', label: "fastify.close() + @fastify/websocket's preClose (its README's example: close(1001) every client)", app: 'fastify-close' },
   { key: 'http-terminator', label: 'http-terminator (default 1 s timeout)', app: 'http-terminator' }
 ]
 
