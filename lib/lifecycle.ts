@@ -395,8 +395,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   private async drainAll (start: number, log: Logger, timeout: number, reason: ShutdownReason, trigger: string): Promise<ShutdownResult> {
     this.setState('draining')
-    // A successor in probation: the old process rolls back at once and goes on serving.
-    this.parent?.failing(reason, trigger)
+    // A successor in probation: the old process rolls back at once, goes on serving and takes the PID
+    // file back (removing it here could delete the one it has just rewritten).
+    const rolledBack = this.parent?.failing(reason, trigger) === true
     const units = [...this.units]
     // With no app registered there is nothing of ours to end the process for.
     const exit = units.length > 0 && units.every((u) => u.options.exit)
@@ -415,7 +416,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const result: ShutdownResult = { code, reason: this.crashError !== undefined ? 'crash' : reason, trigger, ms: this.seam.now() - start, forced, failedFinalizers, apps }
     // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
     const pidFile = this.pidFile(units)
-    if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
+    if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
     this.setState('stopped')
     for (const u of units) this.unregister(u)
     if (exit) {
