@@ -3,7 +3,7 @@
 // apps, their listening sockets, the shutdown and its exit code. A reboot's old side lives in
 // outgoing/, the new side's announcement in incoming/.
 import { EventEmitter } from 'node:events'
-import { AdoptionError, InvalidOptionError, type RebootError, describe } from './errors'
+import { InvalidOptionError, type RebootError, describe } from './errors'
 import type { GracefulUnit, HandOverFor } from './drain/app'
 import type { ShutdownReason } from './drain/finalizers'
 import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from './events'
@@ -12,8 +12,7 @@ import { ListenerRegistry } from './handoff/listeners'
 import { Announcer } from './incoming/announce'
 import { detectLauncher, type Launcher } from './launcher'
 import type { Inherited } from './incoming/inherited'
-import { ParentChannel } from './incoming/parent'
-import { readyWatchdog } from './incoming/watchdog'
+import { IncomingReboot } from './incoming/successor'
 import { taggedLogger, type LogRole, type Logger } from './log'
 import { DEFAULTS, ms } from './options'
 import { realHost, realProcess, type ProcessSeam, type RebootHost } from './os'
@@ -59,11 +58,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private readonly leftovers = new Set<{ kill: () => void }>()
   private announcer: Announcer | undefined
   private fromEnv: Inherited | undefined
-  /** In a successor: the IPC channel to the old process (set up at the first register). */
-  private parent: ParentChannel | undefined
+  /** In a successor: its side of the reboot that started it (set up at the first register). */
+  private incoming: IncomingReboot | undefined
   private incomingSetUp = false
-  /** A successor that was not ready in time is shutting down: it exits with `exitCodes.notReady`. */
-  private gaveUp = false
   private readySwitch = true
   /** This process started a reboot that has not failed: its role is 'old' until it exits. */
   private handingOver = false
@@ -193,7 +190,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     unit.watchServers((server) => {
       this.listening.wrap(server, this.inherited, {
         listening: (l) => { this.announcement().listening(l) },
-        unmatched: (key) => { this.unmatched(key) }
+        unmatched: (key) => { this.incoming?.unmatched(key) }
       })
     })
     this.units.add(unit)
@@ -309,47 +306,21 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.seam.exit(code)
   }
 
-  /**
-   * In a process started by a reboot: listens for a rollback from the old process, and gives up
-   * (exit code `notReady`) when not ready within the old process's `rebootTimeout` of its own start.
-   */
+  /** In a process started by a reboot: its side of that reboot (set up once, at the first register). */
   private setUpIncoming (): void {
     if (this.incomingSetUp) return
     this.incomingSetUp = true
-    const from = this.inherited
-    if (from.parentPid === undefined) return
-    const parent = new ParentChannel(this.host, this.seam.pid)
-    this.parent = parent
-    parent.onAbort((timeout) => {
-      this.log.warn({ parent: from.parentPid, timeout }, 'graceful-reboot: the old process rolled the reboot back; draining')
-      void this.shutdown(timeout, { reason: 'shutdown', trigger: 'rollback' })
+    if (this.inherited.parentPid === undefined) return
+    const log = (): Logger => this.log
+    this.incoming = new IncomingReboot({
+      seam: this.seam,
+      host: this.host,
+      inherited: this.inherited,
+      get log () { return log() },
+      serverFor: (address) => this.listening.serverFor(address),
+      settled: () => this.started || this.current !== 'running',
+      shutdown: (timeout, trigger) => { void this.shutdown(timeout, { reason: 'shutdown', trigger }) }
     })
-    // Connections the old process hands over: each to the server listening on the same address.
-    parent.onConnection((address, socket) => {
-      const server = this.listening.serverFor(address)
-      if (server === undefined) {
-        this.log.warn({ address }, 'graceful-reboot: a connection was handed over for an address nothing here listens on; closed')
-        socket.destroy()
-        return
-      }
-      server.emit('connection', socket)
-    })
-    const within = from.readyWithin
-    if (within === undefined) return
-    readyWatchdog(this.seam, within, () => this.started || this.current !== 'running', () => {
-      this.gaveUp = true
-      this.log.error({ parent: from.parentPid, rebootTimeout: within, pending: from.pendingKeys }, `graceful-reboot: not ready within ${within} ms of the start (rebootTimeout); giving up so a supervisor can act`)
-      void this.shutdown(undefined, { reason: 'shutdown', trigger: 'not-ready' })
-    })
-  }
-
-  /** A listen() in a successor bound an address the old process did not pass while inherited sockets wait: the new code listens elsewhere. */
-  private unmatched (key: string): void {
-    const pending = this.inherited.pendingKeys
-    if (this.parent === undefined || pending.length === 0) return
-    const err = new AdoptionError(`listen() asked for ${key}, which the old process did not pass; it passed ${pending.join(', ')}, still waiting for a listen()`)
-    this.log.error({ err }, 'graceful-reboot: the new code listens on other addresses than the old process; the reboot will be rolled back')
-    this.parent.adoptionMismatch(key, pending)
   }
 
   /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
@@ -372,7 +343,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private announcement (): Announcer {
     this.announcer ??= new Announcer({
       pid: this.seam.pid,
-      tellParent: () => this.parent?.ready() === true,
+      tellParent: () => this.incoming?.parent.ready() === true,
       inherited: this.inherited,
       log: this.log,
       pidFile: () => this.pidFile(),
@@ -397,7 +368,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.setState('draining')
     // A successor in probation: the old process rolls back at once, goes on serving and takes the PID
     // file back (removing it here could delete the one it has just rewritten).
-    const rolledBack = this.parent?.failing(reason, trigger) === true
+    const rolledBack = this.incoming?.parent.failing(reason, trigger) === true
     const units = [...this.units]
     // With no app registered there is nothing of ours to end the process for.
     const exit = units.length > 0 && units.every((u) => u.options.exit)
@@ -412,7 +383,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const failedFinalizers = apps.flatMap((a) => a.finalizers.filter((f) => !f.ok).map((f) => f.name))
     const code = this.crashError !== undefined
       ? exitCodes.crash
-      : this.gaveUp ? exitCodes.notReady : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
+      : this.incoming?.gaveUp === true ? exitCodes.notReady : failedFinalizers.length > 0 ? exitCodes.finalizerFailed : forced > 0 ? exitCodes.forced : exitCodes.clean
     const result: ShutdownResult = { code, reason: this.crashError !== undefined ? 'crash' : reason, trigger, ms: this.seam.now() - start, forced, failedFinalizers, apps }
     // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
     const pidFile = this.pidFile(units)
