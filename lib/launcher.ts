@@ -50,6 +50,14 @@ export interface Launcher {
   readonly rebootProblem?: string
 }
 
+/** Launchers that pass a terminal's Ctrl-C on to the app, which gets it from the terminal too. */
+const RELAYING = new Set<LauncherKind>(['npm', 'npx', 'yarn', 'pnpm', 'nodemon', 'tsx', 'tsx watch'])
+
+/** Whether a launcher of this kind passes the terminal's signals on to the app (a Ctrl-C then arrives twice). */
+export function relaysSignals (kind: LauncherKind): boolean {
+  return RELAYING.has(kind)
+}
+
 const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'ash', 'ksh', 'mksh', 'busybox'])
 
 /** Last path segment (`/usr/lib/node_modules/npm/bin/npm-cli.js` -> `npm-cli.js`). */

@@ -10,7 +10,7 @@ import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, Shut
 import { exitCodes } from './exit-codes'
 import { ListenerRegistry } from './handoff/listeners'
 import { Announcer } from './incoming/announce'
-import { detectLauncher, type Launcher } from './launcher'
+import { detectLauncher, relaysSignals, type Launcher } from './launcher'
 import type { Inherited } from './incoming/inherited'
 import { IncomingReboot } from './incoming/successor'
 import { taggedLogger, type LogRole, type Logger } from './log'
@@ -20,9 +20,6 @@ import { OutgoingReboot } from './outgoing/reboot'
 import { rebootRefusal } from './outgoing/refusal'
 import { removePidFile, writePidFile } from './pidfile'
 import { installSignals, unionSignals } from './signals'
-
-/** Launchers that pass a terminal's Ctrl-C on to the app, which gets it from the terminal too. */
-const RELAYING = new Set<string>(['npm', 'npx', 'yarn', 'pnpm', 'nodemon', 'tsx', 'tsx watch'])
 
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
 export const CLUSTER_EXIT_LINGER_MS = 300
@@ -95,7 +92,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * signal on to it (npm, yarn, pnpm, npx, nodemon, tsx): a Ctrl-C then arrives twice.
    */
   get signalsRelayed (): boolean {
-    return RELAYING.has(this.launcher.kind)
+    return relaysSignals(this.launcher.kind)
   }
 
   /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
@@ -228,7 +225,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /**
    * Re-executes the program as a successor that inherits every listening socket, waits until it is
    * ready (`rebootTimeout`), then drains this process with the deadline `timeout` ms and exits.
-   * Resolves with the successor's pid once it is ready. Rejects with a RebootError, and keeps
+   * Resolves with the successor's pid once it is ready and through probation (`rebootProbation`). Rejects with a RebootError, and keeps
    * serving, when the reboot cannot start (another reboot in flight, shutting down, Windows, a
    * cluster worker, PID 1) or the successor exits or stays silent; with ERR_GRACEFUL_REBOOT_ABORTED,
    * and drains, when a shutdown starts before the successor is ready.
@@ -301,9 +298,13 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   /** Ends the process; a rolled-back successor still draining goes with it (it would hold the port). */
   private exit (code: number): void {
+    this.killLeftovers()
+    this.seam.exit(code)
+  }
+
+  private killLeftovers (): void {
     for (const s of this.leftovers) s.kill()
     this.leftovers.clear()
-    this.seam.exit(code)
   }
 
   /** In a process started by a reboot: its side of that reboot (set up once, at the first register). */
@@ -396,7 +397,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       if (by !== undefined && this.seam.exitBySignal !== undefined) {
         // The launcher restarts the app by this signal and waits for the process to end by it (nodemon).
         log.info({ signal: by }, `graceful-reboot: exiting by ${by}, as ${this.launcher.name} expects`)
-        setImmediate(() => { this.seam.exitBySignal?.(by, code) })
+        setImmediate(() => {
+          this.killLeftovers()
+          this.seam.exitBySignal?.(by, code)
+        })
       } else if (this.host.isClusterWorker) {
         // The cluster primary (PM2's daemon too) may have handed us a connection just as our listener
         // closed; a worker still alive hands it back, one that has exited leaves it hanging there.

@@ -15,7 +15,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Process-wide graceful shutdown with a deadline in ms (default: the `timeout` option). Idempotent. */
     shutdown (timeout?: number): Promise<ShutdownResult>
-    /** Process-wide reboot: a successor inherits the listening sockets. Resolves with its pid once it is ready. */
+    /** Process-wide reboot: a successor inherits the listening sockets. Resolves with its pid once it is ready and through probation. */
     reboot (timeout?: number, options?: Pick<RebootOptions, 'stateful'>): Promise<number>
     /** Registers a finalizer, run during shutdown in dependency order around the built-in node 'http'. */
     onShutdown (fn: Finalizer, options?: FinalizerOptions): FastifyInstance
