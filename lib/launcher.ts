@@ -7,24 +7,16 @@
 // for everything it starts, a test runner and the apps the test runner starts included, but only a
 // process whose parent is npm (through `sh -c`) runs as an npm script.
 
-/** One ancestor process: its pid, its name (`/proc/<pid>/comm`, the process title) and its command line. */
-export interface AncestorInfo {
-  pid: number
-  comm: string
-  argv: readonly string[]
-}
+import type { AncestorInfo, ProcessFacts } from './os'
 
-/** What the detection looks at. */
-export interface LauncherFacts {
-  /**
-   * The parent process, then its parent for as long as the one before is a shell running a command
-   * string (`sh -c '...'`, as npm, yarn, pnpm and nodemon start a command) or a package manager
-   * (`readsPast`): nearest first.
-   */
-  ancestors: readonly AncestorInfo[]
-  /** This process's environment (PM2's `pm_id` / `exec_mode`, npm's `npm_lifecycle_event`, systemd's `INVOCATION_ID`). */
-  env: Readonly<Record<string, string | undefined>>
-}
+export type { AncestorInfo }
+
+/**
+ * What the detection looks at: the parent process, then its parent for as long as the one before is
+ * a shell running a command string (`sh -c '...'`, as npm, yarn, pnpm and nodemon start a command) or
+ * a package manager (`readsPast`): nearest first; and the environment.
+ */
+export type LauncherFacts = ProcessFacts
 
 export type LauncherKind =
   | 'terminal' | 'systemd' | 'unknown'

@@ -10,8 +10,8 @@ import type { HandoffEvent, LifecycleEvents, LifecycleState, RebootOptions, Shut
 import { exitCodes } from './exit-codes'
 import { ListenerRegistry } from './handoff/listeners'
 import { Announcer } from './incoming/announce'
-import { detectLauncher, relaysSignals, type Launcher } from './launcher'
-import type { Inherited } from './incoming/inherited'
+import { detectLauncher, readsPast, relaysSignals, type Launcher } from './launcher'
+import { readInherited, type Inherited } from './incoming/inherited'
 import { IncomingReboot } from './incoming/successor'
 import { taggedLogger, type LogRole, type Logger } from './log'
 import { DEFAULTS, ms } from './options'
@@ -20,6 +20,14 @@ import { OutgoingReboot } from './outgoing/reboot'
 import { rebootRefusal } from './outgoing/refusal'
 import { removePidFile, writePidFile } from './pidfile'
 import { installSignals, unionSignals } from './signals'
+
+/** What the lifecycle needs from the process beyond the seam: the reboot host and the sockets it inherited. */
+export type LifecycleHost = RebootHost & {
+  /** Reads the sockets this process inherited (called once per process). */
+  inherited: () => Inherited
+}
+
+const realLifecycleHost: LifecycleHost = { ...realHost, inherited: readInherited }
 
 /** How long a cluster worker stays up after its drain, to answer connections in transit from the primary. */
 export const CLUSTER_EXIT_LINGER_MS = 300
@@ -32,7 +40,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly seam: ProcessSeam
   /** The listening sockets of every tracked server: what a reboot hands to the successor. */
   readonly listening = new ListenerRegistry()
-  private readonly host: RebootHost
+  private readonly host: LifecycleHost
   private current: LifecycleState = 'running'
   private readonly units = new Set<GracefulUnit>()
   private stopping: Promise<ShutdownResult> | undefined
@@ -63,7 +71,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   private handingOver = false
   private processLog: Logger | undefined
 
-  constructor (seam: ProcessSeam = realProcess, host: RebootHost = realHost) {
+  constructor (seam: ProcessSeam = realProcess, host: LifecycleHost = realLifecycleHost) {
     super()
     this.seam = seam
     this.host = host
@@ -105,7 +113,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * read once from its parent process (lib/launcher.ts).
    */
   get launcher (): Launcher {
-    this.detected ??= detectLauncher(this.host.launcherFacts())
+    this.detected ??= detectLauncher(this.host.launcherFacts(readsPast))
     return this.detected
   }
 

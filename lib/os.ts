@@ -6,8 +6,21 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import cluster from 'node:cluster'
 import * as fs from 'node:fs'
-import { readInherited, type Inherited } from './incoming/inherited'
-import { readsPast, type AncestorInfo, type LauncherFacts } from './launcher'
+
+/** One ancestor process: its pid, its name (`/proc/<pid>/comm`, the process title) and its command line. */
+export interface AncestorInfo {
+  pid: number
+  comm: string
+  argv: readonly string[]
+}
+
+/** What the launcher detection (lib/launcher.ts) looks at: ancestor processes and the environment. */
+export interface ProcessFacts {
+  /** The parent process, then its parent for as long as `readPast` says to look further: nearest first. */
+  ancestors: readonly AncestorInfo[]
+  /** This process's environment (PM2's `pm_id` / `exec_mode`, npm's `npm_lifecycle_event`, systemd's `INVOCATION_ID`). */
+  env: Readonly<Record<string, string | undefined>>
+}
 
 export type CrashKind = 'uncaughtException' | 'unhandledRejection'
 
@@ -87,10 +100,11 @@ export interface RebootHost {
   isClusterWorker: boolean
   /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
   exitingInit: () => string | undefined
-  /** Reads what the launcher detection looks at (lib/launcher.ts): the parent process and the environment. */
-  launcherFacts: () => LauncherFacts
-  /** Reads the sockets this process inherited (called once per process). */
-  inherited: () => Inherited
+  /**
+   * Reads what the launcher detection looks at (lib/launcher.ts): the parent process, and its parent
+   * for as long as `readPast` says so, and the environment.
+   */
+  launcherFacts: (readPast: (a: AncestorInfo) => boolean) => ProcessFacts
   /** Sends a message to the old process over the IPC channel, if there is one; false when it cannot. Never throws. */
   send: (message: unknown) => boolean
   /** Subscribes to messages from the old process (with the handle sent along, if any); returns the unsubscribe function. */
@@ -116,8 +130,7 @@ export const realHost: RebootHost = {
       return undefined
     }
   },
-  launcherFacts: () => ({ ancestors: readAncestors(process.ppid), env: process.env }),
-  inherited: readInherited,
+  launcherFacts: (readPast) => ({ ancestors: readAncestors(process.ppid, readPast), env: process.env }),
   send: (message) => {
     if (typeof process.send !== 'function' || !process.connected) return false
     try {
@@ -141,18 +154,18 @@ export const realHost: RebootHost = {
 const MAX_ABOVE = 5
 
 /**
- * The parent process and, while the one read is a shell running a command string or a package
- * manager (`readsPast`), its parent: from /proc where there is one (Linux), else from `ps`. Empty
- * when neither can be read.
+ * The parent process and, while `readPast` says so of the one read (the launcher detection: a shell
+ * running a command string, a package manager), its parent: from /proc where there is one (Linux),
+ * else from `ps`. Empty when neither can be read.
  */
-export function readAncestors (ppid: number, read: (pid: number) => ProcessEntry | undefined = (pid) => readProc(pid) ?? readPs(pid)): AncestorInfo[] {
+export function readAncestors (ppid: number, readPast: (a: AncestorInfo) => boolean, read: (pid: number) => ProcessEntry | undefined = (pid) => readProc(pid) ?? readPs(pid)): AncestorInfo[] {
   const out: AncestorInfo[] = []
   let pid = ppid
   for (let i = 0; i <= MAX_ABOVE && pid > 0; i++) {
     const a = read(pid)
     if (a === undefined) break
     out.push(a.info)
-    if (!readsPast(a.info)) break
+    if (!readPast(a.info)) break
     pid = a.ppid
   }
   return out

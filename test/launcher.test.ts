@@ -8,7 +8,7 @@ import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
-import { detectLauncher, type AncestorInfo, type LauncherFacts, type LauncherKind } from '../lib/launcher'
+import { detectLauncher, readsPast, type AncestorInfo, type LauncherFacts, type LauncherKind } from '../lib/launcher'
 import { readAncestors, readProc, readPs } from '../lib/os'
 import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 
@@ -83,10 +83,10 @@ test('the parent is read through sh -c up to the launcher; /proc and ps agree on
     11: { info: { pid: 11, comm: 'npm run dev', argv: ['npm run dev'] }, ppid: 10 },
     10: { info: { pid: 10, comm: 'bash', argv: ['-bash'] }, ppid: 1 }
   }
-  t.deepEqual(readAncestors(12, (pid) => table[pid]).map((a) => a.pid), [12, 11, 10], 'through sh -c and npm, up to the first process that is neither')
-  t.deepEqual(readAncestors(10, (pid) => table[pid]).map((a) => a.pid), [10])
-  t.deepEqual(readAncestors(11, (pid) => table[pid]).map((a) => a.pid), [11, 10])
-  t.deepEqual(readAncestors(99, () => undefined), [])
+  t.deepEqual(readAncestors(12, readsPast, (pid) => table[pid]).map((a) => a.pid), [12, 11, 10], 'through sh -c and npm, up to the first process that is neither')
+  t.deepEqual(readAncestors(10, readsPast, (pid) => table[pid]).map((a) => a.pid), [10])
+  t.deepEqual(readAncestors(11, readsPast, (pid) => table[pid]).map((a) => a.pid), [11, 10])
+  t.deepEqual(readAncestors(99, readsPast, () => undefined), [])
   // This test process's parent (AVA), read both ways.
   const proc = readProc(process.ppid)
   const ps = readPs(process.ppid)
@@ -94,7 +94,7 @@ test('the parent is read through sh -c up to the launcher; /proc and ps agree on
   t.truthy(ps)
   t.is(proc?.ppid, ps?.ppid)
   t.is(proc?.info.argv.join(' '), ps?.info.argv.join(' '))
-  t.is(detectLauncher({ ancestors: readAncestors(process.ppid), env: process.env }).kind, 'terminal', 'AVA is no launcher, even under npm test')
+  t.is(detectLauncher({ ancestors: readAncestors(process.ppid, readsPast), env: process.env }).kind, 'terminal', 'AVA is no launcher, even under npm test')
 })
 
 interface Listening extends FixtureEvent { pid: number, port: number, launcher: string, launcherName: string }

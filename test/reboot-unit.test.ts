@@ -10,8 +10,7 @@ import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS, TAKEN_TIMEOUT_MS, startSuccessor } from '../lib/outgoing/spawn'
-import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle } from '../lib/lifecycle'
-import type { RebootHost } from '../lib/os'
+import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle, type LifecycleHost } from '../lib/lifecycle'
 import type { LauncherFacts } from '../lib/launcher'
 import { RebootError } from '../lib/errors'
 import { MAX_MS, resolveOptions, type GracefulOptions } from '../lib/options'
@@ -57,7 +56,7 @@ class FakeChild extends EventEmitter {
 
 interface Spawned { command: string, args: readonly string[], options: SpawnOptions }
 
-function world (seam = new FakeSeam(), host: Partial<RebootHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[], unit: GracefulUnit, log: ReturnType<typeof memoryLogger> } {
+function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[], unit: GracefulUnit, log: ReturnType<typeof memoryLogger> } {
   const child = new FakeChild()
   const spawned: Spawned[] = []
   const life = new Lifecycle(seam, {

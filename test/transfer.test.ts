@@ -5,7 +5,7 @@ import * as net from 'node:net'
 import test from 'ava'
 import { Pool } from 'undici'
 import { startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
-import { betweenRequests, resumeReading, stopReading, transferable } from '../lib/outgoing/transfer'
+import { betweenRequests, resumeReading, stopReading, transferable } from '../lib/handoff/socket'
 import * as http from 'node:http'
 
 interface Listening extends FixtureEvent { pid: number, ports: { fastify: number, express: number }, parent: number | null }

@@ -3,7 +3,7 @@
 import type * as net from 'node:net'
 import { ServerDrain } from './server'
 import { addHttp2, noHttp2, type Http2DrainCounts } from './http2'
-import type { HandOver, KeptReason } from '../outgoing/transfer'
+import type { HandOver, KeptReason } from '../handoff/socket'
 
 /** A reboot's connection transfer for each server (undefined: that server drains as usual). */
 export type HandOverFor = (server: net.Server) => HandOver | undefined

@@ -7,7 +7,7 @@ import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
-import { stopReading, resumeReading, type HandOver, type KeptReason } from '../outgoing/transfer'
+import { stopReading, resumeReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
 
 interface Conn {
   /** The socket accepted by the listener; the key of the map. */
@@ -26,17 +26,6 @@ interface Conn {
   candidate: boolean
   /** On its way to the successor: neither reaped nor followed meanwhile. */
   moving: boolean
-}
-
-/**
- * Node's HTTP state on a socket: the response at the head of its queue (`null` when the socket is
- * idle; pipelined responses wait behind it), and the parser, whose `incoming` is the last request
- * received on the socket.
- */
-type HttpSocket = net.Socket & {
-  _httpMessage?: ServerResponse | null
-  _parent?: net.Socket | null
-  parser?: { incoming?: IncomingMessage | null } | null
 }
 
 /** Node sets `_last` when it stores a head that closes the connection after this response. */

@@ -6,8 +6,8 @@ import type { ConnectionSet } from './connections'
 import { Http1Connections } from './http1'
 import { Http2Sessions, addHttp2, noHttp2, type Http2DrainCounts } from './http2'
 import { UpgradedSockets, trackUpgrades } from './upgraded'
-import { keepingPath } from '../outgoing/keep-path'
-import type { HandOver, KeptReason } from '../outgoing/transfer'
+import { keepingPath } from '../handoff/keep-path'
+import type { HandOver, KeptReason } from '../handoff/socket'
 import type { ProcessSeam } from '../os'
 
 /** What one server's drain did. */

@@ -3,7 +3,6 @@
 // instead of binding. The registry lives on the process-wide lifecycle, shared by every copy of the package.
 import type * as net from 'node:net'
 import { listenKey, parseListenArgs } from './keys'
-import type { Inherited } from '../incoming/inherited'
 
 /** A socket this process listens on, as the reboot passes it to a successor. */
 export interface Listener {
@@ -17,6 +16,16 @@ export interface Listener {
 const WRAPPED = Symbol.for('graceful-reboot.listen')
 
 /** The listening sockets of every tracked server in the process. */
+/** What a listen() adopts from: the sockets this process inherited (filled in by incoming/inherited.ts). */
+export interface InheritedSockets {
+  /** The inherited fd for a listen() on `key`, marked adopted; undefined when none matches. */
+  take (key: string): number | undefined
+  /** false, or the longest wait (ms) for the old process to exit before accepting. */
+  readonly stateful: number | false
+  /** Resolves once the old process has exited (stateful reboot), or after the stateful wait. */
+  whenParentGone (): Promise<void>
+}
+
 export class ListenerRegistry {
   private readonly listeners = new Map<net.Server, Listener>()
   /** How many listen() calls asked for each key, so a second server on the same address gets `key#2`. */
@@ -48,7 +57,7 @@ export class ListenerRegistry {
    * socket matches it, listens on that fd instead. `on.listening` runs after each successful listen;
    * `on.unmatched` when a listen() binds an address that no inherited socket matched.
    */
-  wrap (server: net.Server, from: Inherited, on: { listening: (l: Listener) => void, unmatched: (key: string) => void }): void {
+  wrap (server: net.Server, from: InheritedSockets, on: { listening: (l: Listener) => void, unmatched: (key: string) => void }): void {
     const onListening = on.listening
     const s = server as net.Server & { [WRAPPED]?: true }
     if (s[WRAPPED] === true) return

@@ -3,11 +3,12 @@
 // listening sockets to listen() calls whose address matches.
 import * as fs from 'node:fs'
 import { isListenKey } from '../handoff/keys'
+import type { InheritedSockets } from '../handoff/listeners'
 import { FIRST_FD, PARENT_ENV, READY_WITHIN_ENV, STATEFUL_ENV } from '../handoff/protocol'
 
 interface InheritedFd { fd: number, name: string, adopted: boolean }
 
-export class Inherited {
+export class Inherited implements InheritedSockets {
   readonly fds: InheritedFd[]
   /** Pid of the old process when this one was started by a reboot. */
   readonly parentPid: number | undefined

@@ -1,4 +1,4 @@
-// Runs in the old process of a reboot: closes a Unix-socket listener without unlinking its path,
+// Runs in the old process of a reboot (called from the drain): closes a Unix-socket listener without unlinking its path,
 // which the successor still accepts on.
 import * as fs from 'node:fs'
 import { createBeside } from '../exclusive'

@@ -1,0 +1,76 @@
+// Runs in both processes: the socket primitives a connection hand-over is built on (stop reading,
+// resume, check that the HTTP/1.1 parser is between two requests), and the types the drain and the
+// old process of a reboot share. It relies on Node internals (the socket's handle and parser), each
+// use feature-detected.
+import type * as net from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+
+/** Moves a connection to the successor; resolves with true once it is on its way (gone from here), or why it stays. */
+export type HandOver = (socket: net.Socket) => Promise<true | KeptReason>
+
+/** Why a connection was drained here instead of handed over. */
+export type KeptReason = 'unsupported' | 'mid-request' | 'send-failed'
+
+interface Handle {
+  reading?: boolean
+  readStop?: () => number
+  readStart?: () => number
+}
+
+/**
+ * A server-side HTTP/1.1 socket with the Node internals the hand-over and the drain read: the
+ * response at the head of its queue (`null` when the socket is idle; pipelined responses wait behind
+ * it), the parser, whose `incoming` is the last request received on the socket, and the TLS socket
+ * over it (`_parent`).
+ */
+export type HttpSocket = net.Socket & {
+  _handle?: Handle | null
+  _httpMessage?: ServerResponse | null
+  _parent?: net.Socket | null
+  _paused?: boolean
+  parser?: { finish?: () => unknown, incoming?: IncomingMessage | null } | null
+  server?: (net.Server & { keepAliveTimeout?: number }) | null | undefined
+}
+
+/** Whether this Node has what the hand-over needs on this socket (a plain TCP handle and an HTTP parser). */
+export function transferable (socket: net.Socket): boolean {
+  const s = socket as HttpSocket
+  const h = s._handle
+  return h != null && typeof h.readStop === 'function' && typeof h.readStart === 'function' &&
+    typeof s.parser?.finish === 'function' && !s.destroyed
+}
+
+/** Stops reading from the socket (bytes wait in the kernel); false when this Node cannot. */
+export function stopReading (socket: net.Socket): boolean {
+  if (!transferable(socket)) return false
+  const h = (socket as HttpSocket)._handle as Handle
+  // Node keeps this flag in step with the handle: a stale true makes a later resume() a no-op.
+  h.reading = false
+  h.readStop?.()
+  // The keep-alive timer must not destroy the socket while it is on its way.
+  socket.setTimeout(0)
+  return true
+}
+
+/** Undoes `stopReading`: the connection goes on here (and the drain closes it the usual way). */
+export function resumeReading (socket: net.Socket): void {
+  const s = socket as HttpSocket
+  const h = s._handle
+  if (h == null || s.destroyed) return
+  h.reading = true
+  h.readStart?.()
+  const keepAlive = s.server?.keepAliveTimeout
+  if (typeof keepAlive === 'number' && keepAlive > 0) socket.setTimeout(keepAlive)
+}
+
+/**
+ * True when the parser is between two requests and nothing is pending on the socket: no response in
+ * flight or queued (pipelining), no response bytes still buffered, parser not paused, and no partial
+ * request line, headers or body read (`parser.finish()` reports an error exactly then, and changes
+ * nothing). Call it after `stopReading`.
+ */
+export function betweenRequests (socket: net.Socket): boolean {
+  const s = socket as HttpSocket
+  if (!transferable(socket) || s._httpMessage || s._paused === true || socket.writableLength !== 0 || socket.writableEnded || socket.readableEnded) return false
+  return !(s.parser?.finish?.() instanceof Error)
+}
