@@ -58,7 +58,7 @@ function basename (p: string): string {
 }
 
 /** A shell running a command string: `sh -c 'node app.js'`, `/bin/bash -lc ...`. */
-export function isShellWrapper (p: AncestorInfo): boolean {
+function isShellWrapper (p: AncestorInfo): boolean {
   const name = basename(p.argv[0] ?? p.comm).replace(/^-/, '')
   if (!SHELLS.has(name) && !SHELLS.has(p.comm)) return false
   return p.argv.slice(1).some((a) => /^-[a-z]*c[a-z]*$/.test(a))
@@ -114,7 +114,7 @@ function titleOf (p: AncestorInfo): string {
 }
 
 /** The package manager `p` is, when it runs a script or a package's binary (npx, npm exec). */
-export function packageManager (p: AncestorInfo): 'npm' | 'npx' | 'yarn' | 'pnpm' | undefined {
+function packageManager (p: AncestorInfo): 'npm' | 'npx' | 'yarn' | 'pnpm' | undefined {
   const name = basename(commandOf(p).script)
   const title = titleOf(p)
   if (/^npm exec\b/.test(title) || /^npm exec\b/.test(p.comm) || name === 'npx' || name === 'npx-cli.js') return 'npx'

@@ -2,6 +2,7 @@
 import * as os from 'node:os'
 import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
+import { MAX_MS } from './limits'
 import { checkPidFile } from './pidfile'
 
 export type SignalAction = 'shutdown' | 'reboot'
@@ -11,7 +12,7 @@ export type SignalAction = 'shutdown' | 'reboot'
  */
 export type SignalMap = Partial<Record<NodeJS.Signals, SignalAction | false>>
 /** The signals one app handles, once its `signals` option is merged with the defaults. */
-export type ResolvedSignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
+type ResolvedSignalMap = Partial<Record<NodeJS.Signals, SignalAction>>
 
 export interface AdminOptions {
   /**
@@ -106,9 +107,6 @@ export const DEFAULTS = {
   rebootProbation: 1_000,
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as ResolvedSignalMap
 } as const
-
-/** The longest duration a Node timer keeps (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
-export const MAX_MS = 2_147_483_647
 
 const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'logger', 'readiness', 'launcher'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
@@ -206,14 +204,7 @@ function resolveAdmin (value: unknown): AdminOptions | undefined {
     if (key !== 'token' && key !== 'prefix') throw new InvalidOptionError(`unknown option "admin.${key}" (known: token, prefix)`)
   }
   const out: AdminOptions = {}
-  if (a.token !== undefined) {
-    if (typeof a.token !== 'string' || a.token === '') {
-      throw new InvalidOptionError(`"admin.token" must be a non-empty string, got ${describe(a.token)}; leave it out to serve plain local calls only`)
-    }
-    const problem = tokenProblem(a.token)
-    if (problem !== undefined) throw new InvalidOptionError(problem)
-    out.token = a.token
-  }
+  if (a.token !== undefined) out.token = checkToken(a.token)
   if (a.prefix !== undefined) out.prefix = prefix(a.prefix, 'admin.prefix')
   return out
 }
@@ -226,7 +217,7 @@ const WHITESPACE: Record<string, string> = { ' ': 'a space', '\t': 'a tab', '\n'
  * (the header's token ends at the first space), and control or non-ASCII characters do not survive
  * an HTTP header the same way in every client. The message never shows the token itself.
  */
-export function tokenProblem (token: string): string | undefined {
+function tokenProblem (token: string): string | undefined {
   const at = token.search(/[^\x21-\x7e]/)
   if (at === -1) return undefined
   const ch = token[at] as string
@@ -237,6 +228,16 @@ export function tokenProblem (token: string): string | undefined {
   }
   const what = code < 0x20 || code === 0x7f ? 'a control character' : 'a character beyond ASCII'
   return `"admin.token" must be visible ASCII characters only (0x21-0x7E): it has ${what} (U+${code.toString(16).toUpperCase().padStart(4, '0')}) ${where}, which an HTTP header does not carry the same way in every client`
+}
+
+/** A valid `admin.token`, returned as it is; an InvalidOptionError naming what is wrong with any other value. */
+export function checkToken (value: unknown): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new InvalidOptionError(`"admin.token" must be a non-empty string, got ${describe(value)}; leave it out to serve plain local calls only`)
+  }
+  const problem = tokenProblem(value)
+  if (problem !== undefined) throw new InvalidOptionError(problem)
+  return value
 }
 
 function resolveHealth (value: unknown): Required<HealthOptions> | undefined {

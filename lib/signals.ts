@@ -155,3 +155,51 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
     life.log.error({ err }, 'graceful-reboot: reboot failed; still serving')
   })
 }
+
+/**
+ * What the lifecycle remembers of the signals that reached the shutdown under way: the shutdown
+ * signal that started or joined it (the next one is a second signal) and when, and the signal of a
+ * launcher's restart (nodemon: the process exits by it). Forgotten when the lifecycle starts over.
+ */
+export class SignalMemory {
+  private signalled: NodeJS.Signals | undefined
+  private signalledAt: number | undefined
+  private restart: NodeJS.Signals | undefined
+
+  get shutdownSignal (): NodeJS.Signals | undefined { return this.signalled }
+  get shutdownSignalAt (): number | undefined { return this.signalledAt }
+  get restartSignal (): NodeJS.Signals | undefined { return this.restart }
+
+  /** The first shutdown signal of this shutdown, and when it came (`now`); later ones change nothing. */
+  noteShutdown (signal: NodeJS.Signals, now: number): void {
+    if (this.signalled !== undefined) return
+    this.signalled = signal
+    this.signalledAt = now
+  }
+
+  noteRestart (signal: NodeJS.Signals): void {
+    this.restart ??= signal
+  }
+
+  reset (): void {
+    this.signalled = undefined
+    this.signalledAt = undefined
+    this.restart = undefined
+  }
+}
+
+/** An app that names a signal for one action while an app registered earlier names it for another. */
+export interface NamedApp { readonly name: string, readonly options: ResolvedOptions, readonly log: Logger }
+
+/** Two apps that map one signal to different actions: the first registered keeps it; `added` says so. */
+export function warnSignalConflicts (apps: readonly NamedApp[], added: NamedApp): void {
+  const index = apps.indexOf(added)
+  for (const c of unionSignals(apps.map((u) => u.options)).conflicts) {
+    if (c.dropped.index !== index) continue
+    const first = apps[c.kept.index]
+    added.log.warn({ signal: c.signal, kept: c.kept.action, dropped: c.dropped.action },
+      `graceful-reboot: signal map conflict: ${c.signal} is '${c.dropped.action}' in app ${index + 1} (${added.name}) ` +
+      `but '${c.kept.action}' in app ${c.kept.index + 1} (${first?.name ?? '?'}), registered earlier; ` +
+      `${c.signal} will ${c.kept.action === 'shutdown' ? 'shut down' : 'reboot'} (the app registered first keeps a signal)`)
+  }
+}

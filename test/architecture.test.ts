@@ -1,7 +1,7 @@
-// Runs in the test process: the layout rules of lib/ (README.md, "Architecture"): no import cycle
-// (type-only imports included), a first line that says which process runs the file, and framework
-// imports only in the adapters.
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+// Runs in the test process: the layout rules of lib/ (docs/architecture.md): no import cycle
+// (type-only imports included), imports that only run down the layers, a first line that says which
+// process runs the file, framework imports only in the adapters, files of at most 300 lines.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import test from 'ava'
 
@@ -25,10 +25,15 @@ function specifiers (file: string): string[] {
   return [...src.matchAll(/^(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]|^import\s+['"]([^'"]+)['"]/gm)].map((m) => (m[1] ?? m[2]) as string)
 }
 
+/** A relative import's file: `x.ts`, or `x/index.ts` for a folder. */
+function resolve (target: string): string {
+  return existsSync(target) && statSync(target).isDirectory() ? path.join(target, 'index.ts') : target + '.ts'
+}
+
 function graph (): Map<string, string[]> {
   const g = new Map<string, string[]>()
   for (const f of files) {
-    const deps = specifiers(f).filter((s) => s.startsWith('.')).map((s) => path.resolve(path.dirname(f), s) + '.ts')
+    const deps = specifiers(f).filter((s) => s.startsWith('.')).map((s) => resolve(path.resolve(path.dirname(f), s)))
     g.set(f, deps)
   }
   return g
@@ -80,5 +85,58 @@ test('only the adapters import a framework', (t) => {
     const frameworks = specifiers(f).filter((s) => /^(fastify|fastify-plugin|express)(\/|$)/.test(s))
     if (frameworks.length === 0) continue
     t.regex(rel(f), /^lib\/adapters\/fastify(-routes)?\.ts$/, `${rel(f)} imports ${frameworks.join(', ')}`)
+  }
+})
+
+/**
+ * The layers, top to bottom: adapters -> lifecycle (and the routes' decisions) -> the two sides of a
+ * reboot and the signal and launcher policy -> drain (and the shapes it reports) -> handoff -> the
+ * base (os seam, errors, log, options, limits, PID file). An import may stay in its layer or go down.
+ */
+const LAYERS: Array<[rank: number, pattern: RegExp]> = [
+  [6, /^lib\/adapters\//],
+  [5, /^lib\/(lifecycle|routes)\//],
+  [4, /^lib\/(outgoing|incoming|workers)\/|^lib\/(signals|launcher)\.ts$/],
+  [3, /^lib\/drain\/|^lib\/events\.ts$/],
+  [2, /^lib\/handoff\//],
+  [1, /^lib\/(os|errors|log|options|limits|pidfile|exclusive|exit-codes)\.ts$/]
+]
+
+function rank (file: string): number | undefined {
+  return LAYERS.find(([, re]) => re.test(rel(file)))?.[0]
+}
+
+test('every lib file belongs to a layer', (t) => {
+  for (const f of files) t.not(rank(f), undefined, `${rel(f)} is in no layer`)
+})
+
+test('imports run down the layers, never up', (t) => {
+  const up: string[] = []
+  for (const [f, deps] of graph()) {
+    for (const d of deps) {
+      if ((rank(d) ?? 0) > (rank(f) ?? 0)) up.push(`${rel(f)} imports ${rel(d)}`)
+    }
+  }
+  t.deepEqual(up, [])
+})
+
+test('neither side of a reboot imports the other; drain/, handoff/ and the OS seam import neither', (t) => {
+  const side = (f: string): string | undefined => /^lib\/(outgoing|incoming)\//.exec(rel(f))?.[1]
+  const wrong: string[] = []
+  for (const [f, deps] of graph()) {
+    const own = side(f)
+    const neutral = /^lib\/(drain|handoff)\/|^lib\/os\.ts$/.test(rel(f))
+    for (const d of deps) {
+      const other = side(d)
+      if (other !== undefined && (neutral || (own !== undefined && own !== other))) wrong.push(`${rel(f)} imports ${rel(d)}`)
+    }
+  }
+  t.deepEqual(wrong, [])
+})
+
+test('no lib file is longer than 300 lines', (t) => {
+  for (const f of files) {
+    const lines = readFileSync(f, 'utf8').split('\n').length - 1
+    t.true(lines <= 300, `${rel(f)} has ${lines} lines`)
   }
 })

@@ -2,11 +2,12 @@
 // real servers on 127.0.0.1:0 and real client sockets. The lifecycle is process-wide (a shutdown
 // drains every app in this process), so every test is serial and tears its server down. The idle
 // grace is driven through a fake process seam where a test must cross it at a chosen moment.
+import { core } from '../lib/lifecycle'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import type net from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import { exitCodes, lifecycle, type ShutdownResult } from '../index'
+import { exitCodes, type ShutdownResult } from '../index'
 import { Http1Connections } from '../lib/drain/http1'
 import { FakeSeam } from './fixtures/finalizer-fake-seam'
 import { keepAliveLoad, type Sent } from './helpers/keep-alive-load'
@@ -164,7 +165,7 @@ const closeServesOpenConnections: Scenario = async (t, b) => {
   const elapsed = performance.now() - t0
   t.true(elapsed < 10_000, `close took ${Math.round(elapsed)} ms (Fastify keepAliveTimeout is ${FASTIFY_KEEP_ALIVE_MS} ms)`)
   if (unit !== undefined) t.is(unit.forced, 0)
-  t.is(lifecycle().apps.length, 0, 'a closed app leaves the process-wide coordinator')
+  t.is(core().apps.length, 0, 'a closed app leaves the process-wide coordinator')
 }
 
 const streamingFinishes: Scenario = async (t, b) => {
@@ -367,5 +368,5 @@ test.serial('process-wide: one shutdown() drains a Fastify app and an Express ap
   t.deepEqual(result.apps.map((a) => a.name).sort(), ['express', 'fastify'])
   t.deepEqual([f.server.listening, e.server.listening], [false, false])
   t.is(result.forced, 0)
-  t.is(lifecycle().apps.length, 0)
+  t.is(core().apps.length, 0)
 })

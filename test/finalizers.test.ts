@@ -1,5 +1,6 @@
 // Runs in the test process: the finalizer graph (lib/drain/finalizers.ts) with a fake process seam, and
 // end to end through a real Fastify server and an Express app.
+import { core } from '../lib/lifecycle'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import http from 'node:http'
@@ -555,7 +556,7 @@ test.serial('e2e Express: a finalizer cycle or unknown name throws from app.list
     const err = t.throws(() => app.listen(0, '127.0.0.1'), { instanceOf: FinalizerGraphError })
     t.is(err?.code, code)
     t.regex(err?.message ?? '', shows)
-    t.deepEqual(app.graceful.lifecycle.apps.find((u) => u.servers.length > 0), undefined, 'no server was created')
+    t.deepEqual(core().apps.find((u) => u.servers.length > 0), undefined, 'no server was created')
   }
 })
 

@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { LifecycleState, ShutdownResult } from '../lib/events'
 import { exitCodes } from '../lib/exit-codes'
-import { Lifecycle } from '../lib/lifecycle'
+import { ProcessLifecycle } from '../lib/lifecycle'
 import { GracefulUnit } from '../lib/drain/app'
 import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulError, InvalidOptionError } from '../lib/errors'
@@ -18,7 +18,7 @@ import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-f
 
 interface World {
   seam: FakeSeam
-  life: Lifecycle
+  life: ProcessLifecycle
   log: ReturnType<typeof memoryLogger>
   states: Array<[LifecycleState, LifecycleState]>
   unit: (options?: GracefulOptions, name?: string) => GracefulUnit
@@ -26,7 +26,7 @@ interface World {
 
 function world (): World {
   const seam = new FakeSeam()
-  const life = new Lifecycle(seam)
+  const life = new ProcessLifecycle(seam)
   const log = memoryLogger()
   const states: Array<[LifecycleState, LifecycleState]> = []
   life.on('state', (next, prev) => { states.push([next, prev]) })

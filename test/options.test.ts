@@ -1,6 +1,7 @@
 // Runs in the test process: option validation (lib/options.ts) through every entry point:
 // resolveOptions, expressGraceful, createGraceful (in process) and app.register(graceful) in a child
 // process (a bad option must not be able to take the test worker down).
+import { core } from '../lib/lifecycle'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
@@ -9,8 +10,9 @@ import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import express from 'express'
-import { createGraceful, expressGraceful, lifecycle, GracefulError, InvalidOptionError, PidFileError } from '../index'
-import { DEFAULTS, MAX_MS, resolveOptions } from '../lib/options'
+import { createGraceful, expressGraceful, GracefulError, InvalidOptionError, PidFileError } from '../index'
+import { MAX_MS } from '../lib/limits'
+import { DEFAULTS, resolveOptions } from '../lib/options'
 
 /** [title, options as JS source (NaN and Infinity are not JSON), text the message must show] */
 const REQUIRED: Array<[string, string, string]> = [
@@ -224,10 +226,10 @@ test.serial('pidFile in a missing folder: expressGraceful and createGraceful thr
   const file = path.join(pidDir(t), 'missing', 'app.pid')
   for (const make of [() => expressGraceful(express(), { pidFile: file }), () => createGraceful({ pidFile: file })]) {
     const before = counts()
-    const apps = lifecycle().apps.length
+    const apps = core().apps.length
     t.throws(make, { instanceOf: PidFileError, code: 'ERR_GRACEFUL_PID_FILE', message: /does not exist/ })
     t.deepEqual(counts(), before)
-    t.is(lifecycle().apps.length, apps)
+    t.is(core().apps.length, apps)
   }
 })
 
@@ -243,12 +245,12 @@ test('an unknown key error lists the known ones', (t) => {
 for (const [title, source, shows] of REQUIRED) {
   test.serial(`expressGraceful refuses ${title} and installs nothing`, (t) => {
     const before = counts()
-    const apps = lifecycle().apps.length
+    const apps = core().apps.length
     const app = express()
     const err = t.throws(() => expressGraceful(app, evaluate(source) as never))
     checkError(t, err, shows)
     t.deepEqual(counts(), before, 'no process listener was added')
-    t.is(lifecycle().apps.length, apps, 'no app was registered')
+    t.is(core().apps.length, apps, 'no app was registered')
     t.false('shutdown' in app)
     t.false('graceful' in app)
   })
@@ -257,32 +259,32 @@ for (const [title, source, shows] of REQUIRED) {
 test.serial('createGraceful refuses bad options and installs nothing', (t) => {
   for (const [, source, shows] of REQUIRED) {
     const before = counts()
-    const apps = lifecycle().apps.length
+    const apps = core().apps.length
     const err = t.throws(() => createGraceful(evaluate(source) as never))
     checkError(t, err, shows)
     t.deepEqual(counts(), before)
-    t.is(lifecycle().apps.length, apps)
+    t.is(core().apps.length, apps)
   }
 })
 
 test.serial('close(ms) refuses a deadline above what a Node timer can wait, then closes with a good one', async (t) => {
   const handle = createGraceful({ exit: false, signals: false, timeout: 1_000, logger: { info () {}, warn () {}, error () {} } })
-  const apps = lifecycle().apps.length
+  const apps = core().apps.length
   await t.throwsAsync(handle.close(3e9), { instanceOf: InvalidOptionError, message: /"timeout" must be at most 2147483647 ms.*got 3000000000/ })
-  t.is(lifecycle().apps.length, apps, 'still registered')
+  t.is(core().apps.length, apps, 'still registered')
   await handle.close()
-  t.is(lifecycle().apps.length, apps - 1)
+  t.is(core().apps.length, apps - 1)
 })
 
 test.serial('control: good options do register (so the checks above can see a registration)', async (t) => {
   const before = counts()
-  const apps = lifecycle().apps.length
+  const apps = core().apps.length
   const app = expressGraceful(express(), { exit: false, timeout: 1_000, logger: { info () {}, warn () {}, error () {} } })
-  t.is(lifecycle().apps.length, apps + 1)
+  t.is(core().apps.length, apps + 1)
   t.is(process.listenerCount('SIGTERM'), (before.SIGTERM ?? 0) + 1)
   await app.graceful.close()
   t.deepEqual(counts(), before)
-  t.is(lifecycle().apps.length, apps)
+  t.is(core().apps.length, apps)
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -305,7 +307,7 @@ const pkg = require(process.env.PKG)
 const EVENTS = ${JSON.stringify(EVENTS)}
 const snapshot = () => {
   const o = Object.fromEntries(EVENTS.map((e) => [e, process.listenerCount(e)]))
-  o.apps = pkg.lifecycle().apps.length
+  o.apps = pkg.core().apps.length
   return o
 }
 ;(async () => {

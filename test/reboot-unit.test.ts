@@ -10,10 +10,11 @@ import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS, TAKEN_TIMEOUT_MS, startSuccessor } from '../lib/outgoing/spawn'
-import { CLUSTER_EXIT_LINGER_MS, Lifecycle, lifecycle, type LifecycleHost } from '../lib/lifecycle'
+import { CLUSTER_EXIT_LINGER_MS, ProcessLifecycle, lifecycle, type LifecycleHost } from '../lib/lifecycle'
 import type { LauncherFacts } from '../lib/launcher'
 import { RebootError } from '../lib/errors'
-import { MAX_MS, resolveOptions, type GracefulOptions } from '../lib/options'
+import { MAX_MS } from '../lib/limits'
+import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
 import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
 
@@ -56,10 +57,10 @@ class FakeChild extends EventEmitter {
 
 interface Spawned { command: string, args: readonly string[], options: SpawnOptions }
 
-function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: Lifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[], unit: GracefulUnit, log: ReturnType<typeof memoryLogger> } {
+function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, options: GracefulOptions = { rebootProbation: 0 }): { seam: FakeSeam, life: ProcessLifecycle, child: FakeChild, spawned: Spawned[], events: HandoffEvent[], unit: GracefulUnit, log: ReturnType<typeof memoryLogger> } {
   const child = new FakeChild()
   const spawned: Spawned[] = []
-  const life = new Lifecycle(seam, {
+  const life = new ProcessLifecycle(seam, {
     spawn: (command, args, options) => {
       spawned.push({ command, args, options })
       return child as never

@@ -1,11 +1,12 @@
 // Runs in the test process: registering graceful-reboot twice on one app is refused at once with a
 // coded error (Fastify in a child process, so a regression cannot take the test worker down).
+import { core } from '../lib/lifecycle'
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import path from 'node:path'
 import readline from 'node:readline'
 import express from 'express'
-import { AlreadyRegisteredError, expressGraceful, lifecycle } from '../index'
+import { AlreadyRegisteredError, expressGraceful } from '../index'
 
 interface TwiceReport {
   first: string
@@ -23,7 +24,7 @@ const Fastify = require('fastify')
 const pkg = require(process.env.PKG)
 ;(async () => {
   const app = Fastify()
-  const before = { apps: pkg.lifecycle().apps.length, sigterm: process.listenerCount('SIGTERM') }
+  const before = { apps: pkg.core().apps.length, sigterm: process.listenerCount('SIGTERM') }
   await app.register(pkg.default, { exit: false })
   const report = { first: typeof app.shutdown }
   try {
@@ -32,7 +33,7 @@ const pkg = require(process.env.PKG)
   } catch (e) {
     report.second = { code: e.code, name: e.name, message: e.message }
   }
-  report.apps = pkg.lifecycle().apps.length - before.apps
+  report.apps = pkg.core().apps.length - before.apps
   report.sigterm = process.listenerCount('SIGTERM') - before.sigterm
   report.ready = await app.ready().then(() => 'ready', (e) => 'rejected: ' + e.message)
   process.stdout.write(JSON.stringify(report) + '\\n')
@@ -73,12 +74,12 @@ test('fastify: a second app.register(graceful) rejects at once with ERR_GRACEFUL
 
 test.serial('express: a second expressGraceful(app) throws ERR_GRACEFUL_ALREADY_REGISTERED and registers nothing', async (t) => {
   const app = express()
-  const apps = lifecycle().apps.length
+  const apps = core().apps.length
   const once = expressGraceful(app, { exit: false, signals: false, logger: { info () {}, warn () {}, error () {} } })
   t.teardown(async () => { await once.graceful.close(0) })
   const err = t.throws(() => expressGraceful(app, { exit: false, signals: false }), { instanceOf: AlreadyRegisteredError })
   t.is(err?.code, 'ERR_GRACEFUL_ALREADY_REGISTERED')
   t.regex(err?.message ?? '', /already called on this app/)
-  t.is(lifecycle().apps.length, apps + 1)
+  t.is(core().apps.length, apps + 1)
   t.is((app as unknown as { graceful: unknown }).graceful, once.graceful, 'the first handle stays')
 })

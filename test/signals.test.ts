@@ -1,5 +1,6 @@
 // Runs in the test process: signals, crashes and exit codes of a real Fastify process
 // (test/fixtures/signal-app.ts), and in-process checks that every process listener is removed again.
+import { core } from '../lib/lifecycle'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import http from 'node:http'
@@ -235,7 +236,7 @@ const silent = { info: () => {}, warn: () => {}, error: () => {} }
 
 test.serial('in process: a Fastify app adds signal and crash listeners and app.close() removes every one', async (t) => {
   const before = counts()
-  const appsBefore = lifecycle().apps.length
+  const appsBefore = core().apps.length
   const app = Fastify()
   await app.register(graceful, { exit: false })
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -244,10 +245,10 @@ test.serial('in process: a Fastify app adds signal and crash listeners and app.c
     t.is(during[e], before[e] + 1, `${e} while running`)
   }
   t.is(during.SIGHUP, before.SIGHUP)
-  t.is(lifecycle().apps.length, appsBefore + 1)
+  t.is(core().apps.length, appsBefore + 1)
   await app.close()
   t.deepEqual(counts(), before)
-  t.is(lifecycle().apps.length, appsBefore)
+  t.is(core().apps.length, appsBefore)
 })
 
 test.serial('in process: app.shutdown() with exit: false removes every listener too', async (t) => {

@@ -2,9 +2,10 @@
 // framework-free, in routes/).
 import type * as http from 'node:http'
 import { InvalidOptionError } from '../errors'
-import { lifecycle } from '../lifecycle'
+import { core } from '../lifecycle'
 import type { ResolvedOptions } from '../options'
-import { ADMIN_ACTIONS, AdminGate, peerAddress, startWhenWritten } from '../routes/admin'
+import { ADMIN_ACTIONS, AdminGate, startWhenWritten } from '../routes/admin'
+import { peerAddress } from '../routes/local-call'
 import { HEALTH_HEADERS, PROBES, probe } from '../routes/health'
 
 type ExpressHandler = (req: http.IncomingMessage & { originalUrl?: string }, res: http.ServerResponse) => void
@@ -24,7 +25,7 @@ export function mountExpressRoutes (app: unknown, options: ResolvedOptions): voi
   if (typeof routes.get !== 'function' || typeof routes.post !== 'function') {
     throw new InvalidOptionError('the "admin" and "health" options need an Express app with get() and post() to mount their routes')
   }
-  const life = lifecycle()
+  const life = core()
   if (health !== undefined) {
     for (const which of PROBES) {
       routes.get.call(app, `${health.prefix}/${which}`, (_req, res) => {

@@ -1,13 +1,14 @@
 // Runs in both processes: mounts the health and admin routes on a Fastify instance (the decisions
 // are framework-free, in routes/).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { lifecycle } from '../lifecycle'
+import { core } from '../lifecycle'
 import type { ResolvedOptions } from '../options'
-import { ADMIN_ACTIONS, AdminGate, MAX_SECOND, peerAddress, startWhenWritten } from '../routes/admin'
+import { ADMIN_ACTIONS, AdminGate, MAX_SECOND, startWhenWritten } from '../routes/admin'
+import { peerAddress } from '../routes/local-call'
 import { HEALTH_HEADERS, PROBES, probe } from '../routes/health'
 
 /** The JSON schema of the admin query, for Fastify (and its documentation tools). */
-export const SECOND_QUERY_SCHEMA = {
+const SECOND_QUERY_SCHEMA = {
   type: 'object',
   properties: {
     second: { type: 'integer', minimum: 0, maximum: MAX_SECOND, description: 'drain deadline in seconds' }
@@ -23,7 +24,7 @@ export const SECOND_QUERY_SCHEMA = {
 export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedOptions, appDraining: () => boolean = () => false): void {
   const { admin, health } = options
   if (admin === undefined && health === undefined) return
-  const life = lifecycle()
+  const life = core()
   fastify.register((scope, _opts, done) => {
     if (health !== undefined) {
       for (const which of PROBES) {

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import { mountFastifyRoutes } from './fastify-routes'
 import type { Finalizer, FinalizerContext, FinalizerOptions } from '../drain/finalizers'
 import type { RebootOptions, ShutdownResult } from '../events'
-import { lifecycle } from '../lifecycle'
+import { core } from '../lifecycle'
 import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit } from '../drain/app'
 import { AlreadyRegisteredError } from '../errors'
@@ -56,7 +56,7 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
     done(err as Error)
     return
   }
-  const life = lifecycle()
+  const life = core()
   const unit = new GracefulUnit('fastify', options, life.logger(options.logger ?? fastify.log), life.seam)
   unit.attach(fastify.server)
 

@@ -2,7 +2,7 @@
 import type * as net from 'node:net'
 import type { Finalizer, FinalizerOptions } from '../drain/finalizers'
 import type { RebootOptions, ShutdownResult } from '../events'
-import { lifecycle, type Lifecycle } from '../lifecycle'
+import { core, type Lifecycle } from '../lifecycle'
 import { ms, resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'
 
@@ -36,7 +36,7 @@ export function createGraceful (options?: GracefulOptions): GracefulHandle {
 
 /** A handle for options already resolved (the Express adapter resolves them once for its routes too). */
 export function gracefulHandle (resolved: ResolvedOptions, name: string): GracefulHandle {
-  const life = lifecycle()
+  const life = core()
   const unit = new GracefulUnit(name, resolved, life.logger(resolved.logger), life.seam)
   life.register(unit)
   const handle: GracefulHandle = {
@@ -68,5 +68,5 @@ export function gracefulHandle (resolved: ResolvedOptions, name: string): Gracef
  * tells the old process to drain. Without it, that happens once every inherited socket is adopted.
  */
 export function declareReady (): void {
-  lifecycle().announceReady()
+  core().announceReady()
 }

@@ -2,7 +2,7 @@
 // around the built-in node 'http', each with its own deadline.
 import { FinalizerGraphError, FinalizerTimeoutError, InvalidOptionError, describe } from '../errors'
 import type { ProcessSeam } from '../os'
-import { MAX_MS } from '../options'
+import { MAX_MS } from '../limits'
 
 /** Why the process (or one app) is shutting down. */
 export type ShutdownReason = 'shutdown' | 'reboot' | 'crash' | 'close'

@@ -28,12 +28,6 @@ export interface ServerDrainResult {
 }
 
 /**
- * The Node server types the drain accepts: http.Server, https.Server, http2's Http2Server and
- * Http2SecureServer, or any net.Server running HTTP.
- */
-export type AnyServer = net.Server
-
-/**
  * Tracks the connections of one server from the moment it is constructed, and drains them:
  * 1. stop accepting (the listening handle only: Node's http `close()` would also reset idle sockets);
  * 2. each kind of HTTP connection is drained by its own rule (`ConnectionSet.drain()`): HTTP/1.1
@@ -42,7 +36,7 @@ export type AnyServer = net.Server
  * Upgraded sockets leave the HTTP sets and are kept in `upgraded`, for the finalizers.
  */
 export class ServerDrain {
-  readonly server: AnyServer
+  readonly server: net.Server
   readonly upgraded = new UpgradedSockets()
   private readonly http1: Http1Connections
   private readonly http2: Http2Sessions
@@ -53,7 +47,7 @@ export class ServerDrain {
   private draining = false
   private result: Promise<ServerDrainResult> | undefined
 
-  constructor (server: AnyServer, seam: ProcessSeam, idleGrace: number) {
+  constructor (server: net.Server, seam: ProcessSeam, idleGrace: number) {
     this.server = server
     this.seam = seam
     this.http1 = new Http1Connections(server, seam, idleGrace)

@@ -5,14 +5,14 @@ import type * as net from 'node:net'
 import { RebootError } from '../errors'
 import type { HandoffEvent, ShutdownResult } from '../events'
 import type { Logger } from '../log'
-import { MAX_MS } from '../options'
+import { MAX_MS } from '../limits'
 import type { ProcessSeam, RebootHost } from '../os'
 import type { HandOverFor } from '../drain/app'
 import { startSuccessor, type Successor } from './spawn'
 import { handOverWith } from './transfer'
 
 /** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
-export const STATEFUL_MARGIN_MS = 5_000
+const STATEFUL_MARGIN_MS = 5_000
 
 /** What a reboot needs from the lifecycle. */
 export interface OutgoingContext {

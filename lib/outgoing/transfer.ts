@@ -10,7 +10,7 @@ import { betweenRequests, resumeReading, stopReading, type HandOver, type HttpSo
 export type SendSocket = (address: string, socket: net.Socket) => Promise<boolean>
 
 /** How many connections are on their way at once: 10,000 idle connections move in batches, not in one turn of the event loop. */
-export const TRANSFER_BATCH = 64
+const TRANSFER_BATCH = 64
 
 /**
  * The hand-over of one connection: stop reading, wait for a place in the batch and let Node finish its

@@ -3,11 +3,10 @@
 // mount it (adapters/fastify-routes.ts, adapters/express-routes.ts).
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type * as http from 'node:http'
-import * as net from 'node:net'
-import { InvalidOptionError, describe, type RebootError } from '../errors'
+import { describe, type RebootError } from '../errors'
 import type { LifecycleState, RebootOptions, ShutdownOptions } from '../events'
 import type { Logger } from '../log'
-import { tokenProblem, type AdminOptions } from '../options'
+import { checkToken, type AdminOptions } from '../options'
 
 /** The largest `second` the admin routes accept: one hour. */
 export const MAX_SECOND = 3600
@@ -15,8 +14,7 @@ export const MAX_SECOND = 3600
 export type AdminAction = 'shutdown' | 'reboot'
 export const ADMIN_ACTIONS: readonly AdminAction[] = ['shutdown', 'reboot']
 
-/** Request headers as Node's IncomingMessage.headers has them: names in lower case. */
-export type AdminHeaders = Readonly<Record<string, string | string[] | undefined>>
+import { isLocalPeer, notPlainLocalCall, type AdminHeaders } from './local-call'
 
 /** One admin request, as any framework sees it. */
 export interface AdminRequest {
@@ -63,7 +61,7 @@ export interface AdminAnswer {
 }
 
 /** Codes of the admin refusals that are not a RebootError's. */
-export const ADMIN_CODES = {
+const ADMIN_CODES = {
   method: 'ERR_GRACEFUL_ADMIN_METHOD',
   unauthorized: 'ERR_GRACEFUL_ADMIN_UNAUTHORIZED',
   forbidden: 'ERR_GRACEFUL_ADMIN_FORBIDDEN',
@@ -93,106 +91,8 @@ const REASONS: Record<AdminAnswer['status'], string> = {
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }
 const BEARER = /^Bearer +(\S+) *$/i
-const loopback = new net.BlockList()
-loopback.addSubnet('127.0.0.0', 8, 'ipv4')
-loopback.addAddress('::1', 'ipv6')
-
 /** 202 answers whose action has not started yet, per lifecycle: one reboot or shutdown at a time. */
 const pending = new WeakMap<AdminTarget, AdminAction>()
-
-/** True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x (::ffff:127.0.0.1), in any spelling. */
-export function isLoopback (address: string | undefined): boolean {
-  if (address === undefined) return false
-  const family = net.isIP(address)
-  if (family === 0) return false
-  return loopback.check(address, family === 4 ? 'ipv4' : 'ipv6')
-}
-
-/** A peer the routes may serve without a token: loopback, or a Unix-socket peer ('unix'). */
-export function isLocalPeer (address: string | undefined): boolean {
-  return address === 'unix' || isLoopback(address)
-}
-
-/**
- * Headers a forwarding proxy, load balancer or CDN adds (besides every X-Forwarded-* header). A
- * request that carries one came through a proxy: its loopback peer is the proxy, not the caller.
- */
-export const PROXY_HEADERS: readonly string[] = ['forwarded', 'x-forwarded-for', 'x-real-ip', 'via', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip']
-
-/** Sec-Fetch-Site values of a request the user made (typed URL, bookmark) or a page of the same origin made. */
-const SAME_ORIGIN_FETCH = new Set(['none', 'same-origin'])
-
-/**
- * Why a request from a local peer is not a plain local call (curl on the host), or undefined when it
- * is one. Without a token only plain local calls are served, because a local peer is not
- * necessarily the caller:
- * - a proxy on the same host (nginx, a sidecar) makes every caller a loopback peer: refused when the
- *   request carries a header a proxy adds (PROXY_HEADERS or any X-Forwarded-*);
- * - a browser on the host runs pages of any site: refused when the request carries a mark of another
- *   site's page (an Origin other than the Host's, `null` included; Sec-Fetch-Site other than `none`
- *   or `same-origin`).
- * A proxy that adds no header at all is not detectable here: configure a token.
- */
-export function notPlainLocalCall (headers: AdminHeaders): string | undefined {
-  for (const [key, value] of Object.entries(headers)) {
-    if (value === undefined) continue
-    const name = key.toLowerCase()
-    if (PROXY_HEADERS.includes(name) || name.startsWith('x-forwarded-')) {
-      return `the request came through a proxy (it carries the header ${shorten(name)}), and behind a proxy every caller looks local`
-    }
-  }
-  const site = header(headers, 'sec-fetch-site')
-  if (site !== undefined && !SAME_ORIGIN_FETCH.has(site.trim().toLowerCase())) {
-    return `a browser sent it on behalf of another site's page (sec-fetch-site: ${shorten(site)})`
-  }
-  const origin = header(headers, 'origin')
-  // HTTP/2 names the authority in a pseudo-header instead of Host.
-  const host = header(headers, 'host') ?? header(headers, ':authority')
-  if (origin !== undefined && !sameOrigin(origin, host)) {
-    return `a browser sent it on behalf of a page of another origin (origin ${shorten(origin)}, host ${host === undefined ? 'none' : shorten(host)})`
-  }
-  return undefined
-}
-
-/** One header's value (several of the same name joined with ', '), or undefined when absent. */
-function header (headers: AdminHeaders, name: string): string | undefined {
-  const value = headers[name] ?? Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1]
-  if (value === undefined) return undefined
-  return typeof value === 'string' ? value : value.join(', ')
-}
-
-/** Whether an Origin header names the origin the Host header names (http or https; `null` never does). */
-function sameOrigin (origin: string, host: string | undefined): boolean {
-  if (host === undefined) return false
-  let o: URL
-  let h: URL
-  try {
-    o = new URL(origin)
-    // The Host header read as an authority of the Origin's scheme, so a default port compares equal.
-    h = new URL(`${o.protocol}//${host}`)
-  } catch {
-    return false
-  }
-  if (o.protocol !== 'http:' && o.protocol !== 'https:') return false
-  // Both must be a bare authority: no credentials, path, query or fragment (several values joined fail here too).
-  const bare = (u: URL): boolean => u.username === '' && u.password === '' && u.pathname === '/' && u.search === '' && u.hash === ''
-  return bare(o) && bare(h) && o.host === h.host
-}
-
-function shorten (value: string): string {
-  return describe(value.length > 60 ? `${value.slice(0, 60)}...` : value)
-}
-
-/** The peer of a request socket, for AdminRequest.remoteAddress ('unix' for a Unix-socket peer). */
-export function peerAddress (socket: net.Socket | null | undefined): string | undefined {
-  if (socket == null) return undefined
-  if (socket.remoteAddress !== undefined) return socket.remoteAddress
-  // A Unix-socket peer has no address. Only a live Pipe handle counts: a TCP peer that reset its
-  // connection has no address either, and must not pass as local.
-  const raw = (socket as net.Socket & { _parent?: net.Socket | null })._parent ?? socket
-  const handle = (raw as unknown as { _handle?: { constructor?: { name?: string } } | null })._handle
-  return handle?.constructor?.name === 'Pipe' ? 'unix' : undefined
-}
 
 /**
  * Reads `second` from a request target's query string: an integer 0..MAX_SECOND written with digits
@@ -223,10 +123,7 @@ export class AdminGate {
   private readonly target: AdminTarget
 
   constructor (options: AdminOptions, target: AdminTarget) {
-    if (options.token === '') throw new InvalidOptionError('"admin.token" must be a non-empty string')
-    const problem = options.token === undefined ? undefined : tokenProblem(options.token)
-    if (problem !== undefined) throw new InvalidOptionError(problem)
-    this.digest = options.token === undefined ? undefined : sha256(options.token)
+    this.digest = options.token === undefined ? undefined : sha256(checkToken(options.token))
     this.target = target
   }
 

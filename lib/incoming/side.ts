@@ -1,0 +1,79 @@
+// Runs in the new process (and, for the announcement, in any process on its first start): what the
+// process-wide lifecycle holds of the new side: the reboot that started this process (set up once,
+// at the first registration) and the announcement that this process serves.
+import type * as net from 'node:net'
+import type { HandoffEvent } from '../events'
+import type { Logger } from '../log'
+import type { ProcessSeam, RebootHost } from '../os'
+import { Announcer } from './announce'
+import type { Inherited } from './inherited'
+import { IncomingReboot } from './successor'
+
+/** What the new side needs from the lifecycle. */
+export interface NewSideContext {
+  readonly seam: Pick<ProcessSeam, 'pid' | 'timer'>
+  readonly host: Pick<RebootHost, 'send' | 'onParentMessage'>
+  inherited (): Inherited
+  log (): Logger
+  /** The tracked server listening under a LISTEN_FDNAMES key. */
+  serverFor (address: string): net.Server | undefined
+  /** Whether the lifecycle is still 'running' (the watchdog has nothing to do once it is not). */
+  running (): boolean
+  /** Drains this process for its reboot's sake: a rollback, or not ready in time. */
+  shutdown (timeout: number | undefined, trigger: 'rollback' | 'not-ready'): void
+  /** The PID file of the first app that has one. */
+  pidFile (): string | undefined
+  /** An app has `readiness: 'manual'`. */
+  manual (): boolean
+  emit (event: HandoffEvent): void
+}
+
+export class NewSide {
+  private readonly ctx: NewSideContext
+  private reboot: IncomingReboot | undefined
+  private setUp = false
+  private announcer: Announcer | undefined
+
+  constructor (ctx: NewSideContext) {
+    this.ctx = ctx
+  }
+
+  /** In a process started by a reboot: its side of that reboot, once `start()` ran; undefined otherwise. */
+  get incoming (): IncomingReboot | undefined { return this.reboot }
+
+  /** Whether this process announced that it serves. */
+  get announced (): boolean { return this.announcer?.announced === true }
+
+  /** Sets up the side of the reboot that started this process, if one did (once per process). */
+  start (): void {
+    if (this.setUp) return
+    this.setUp = true
+    const ctx = this.ctx
+    const inherited = ctx.inherited()
+    if (inherited.parentPid === undefined) return
+    this.reboot = new IncomingReboot({
+      seam: ctx.seam,
+      host: ctx.host,
+      inherited,
+      get log () { return ctx.log() },
+      serverFor: (address) => ctx.serverFor(address),
+      settled: () => this.announced || !ctx.running(),
+      shutdown: (timeout, trigger) => { ctx.shutdown(timeout, trigger) }
+    })
+  }
+
+  /** The announcement: it tells the old process, writes the PID file, closes unadopted sockets. */
+  announcement (): Announcer {
+    const ctx = this.ctx
+    this.announcer ??= new Announcer({
+      pid: ctx.seam.pid,
+      tellParent: () => this.reboot?.parent.ready() === true,
+      inherited: ctx.inherited(),
+      get log () { return ctx.log() },
+      pidFile: () => ctx.pidFile(),
+      manual: () => ctx.manual(),
+      emit: (e) => { ctx.emit(e) }
+    })
+    return this.announcer
+  }
+}

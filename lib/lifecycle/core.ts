@@ -1,0 +1,299 @@
+// Runs in both processes: the one owner of process state (running -> draining -> stopped, and
+// rebooting), shared by every app and every copy of the package. It wires the jobs that live in files
+// of their own: app registry, shutdown run and exit code, process exit, reboot controller, new side.
+import { EventEmitter } from 'node:events'
+import { InvalidOptionError, type RebootError, describe } from '../errors'
+import type { GracefulUnit } from '../drain/app'
+import type { ShutdownReason } from '../drain/finalizers'
+import type { LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from '../events'
+import { ListenerRegistry } from '../handoff/listeners'
+import type { Inherited } from '../incoming/inherited'
+import { NewSide } from '../incoming/side'
+import { detectLauncher, readsPast, relaysSignals, type Launcher } from '../launcher'
+import type { LogRole, Logger } from '../log'
+import { ms } from '../options'
+import { realProcess, type ProcessSeam } from '../os'
+import { rebootRefusal } from '../outgoing/refusal'
+import { removePidFile, writePidFile } from '../pidfile'
+import { SignalMemory, installSignals, warnSignalConflicts, type SignalTarget } from '../signals'
+import { endProcess } from './exit'
+import { realLifecycleHost, type LifecycleHost } from './host'
+import { LauncherRules } from './launcher'
+import { ProcessLoggers } from './logging'
+import { RebootController } from './reboot'
+import { AppRegistry } from './registry'
+import { drainApps } from './shutdown'
+
+type Cause = { reason: ShutdownReason, trigger: string }
+
+/**
+ * The process-wide coordinator. `shutdown()` drains every registered app in parallel, runs their
+ * framework close, decides the exit code and, unless an app asked `exit: false`, exits.
+ */
+export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements SignalTarget {
+  readonly seam: ProcessSeam
+  /** The listening sockets of every tracked server: what a reboot hands to the successor. */
+  readonly listening = new ListenerRegistry()
+  private readonly host: LifecycleHost
+  private readonly units = new AppRegistry()
+  private readonly signals = new SignalMemory()
+  private readonly reboots: RebootController
+  private readonly newSide: NewSide
+  private current: LifecycleState = 'running'
+  private stopping: Promise<ShutdownResult> | undefined
+  private crashError: unknown
+  private cause: Cause | undefined
+  private uninstallSignals: () => void = () => {}
+  private readonly launchers = new LauncherRules(() => detectLauncher(this.host.launcherFacts(readsPast)))
+  private fromEnv: Inherited | undefined
+  private readySwitch = true
+  private readonly loggers = new ProcessLoggers(() => ({ pid: this.seam.pid, role: this.role }), () => this.units.list()[0]?.log)
+
+  constructor (seam: ProcessSeam = realProcess, host: LifecycleHost = realLifecycleHost) {
+    super()
+    this.seam = seam
+    this.host = host
+    this.reboots = new RebootController({
+      seam,
+      host,
+      log: () => this.log,
+      sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
+      keyOf: (server) => this.listening.keyOf(server),
+      successorTimeout: () => this.units.successorTimeout,
+      probation: () => this.units.probation,
+      resume: () => { this.resume() },
+      emit: (e) => { this.emit('handoff', e) },
+      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger })
+    })
+    this.newSide = new NewSide({
+      seam,
+      host,
+      inherited: () => this.inherited,
+      log: () => this.log,
+      serverFor: (address) => this.listening.serverFor(address),
+      running: () => this.current === 'running',
+      shutdown: (timeout, trigger) => { void this.shutdown(timeout, { reason: 'shutdown', trigger }) },
+      pidFile: () => this.units.pidFile(),
+      manual: () => this.units.manualReadiness,
+      emit: (e) => { this.emit('handoff', e) }
+    })
+  }
+
+  get state (): LifecycleState { return this.current }
+  /** What started the shutdown under way (its reason and trigger); undefined while none is. */
+  get shutdownCause (): Cause | undefined { return this.cause }
+  /** The shutdown signal that started or joined the shutdown under way, if any. */
+  get shutdownSignal (): NodeJS.Signals | undefined { return this.signals.shutdownSignal }
+  /** When the shutdown signal that started or joined the shutdown under way arrived (seam clock). */
+  get shutdownSignalAt (): number | undefined { return this.signals.shutdownSignalAt }
+  /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
+  noteShutdownSignal (signal: NodeJS.Signals): void { this.signals.noteShutdown(signal, this.seam.now()) }
+  /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
+  noteRestartSignal (signal: NodeJS.Signals): void { this.signals.noteRestart(signal) }
+  /** Whether a launcher in this process's group passes a terminal's signals on (npm, nodemon, tsx): a Ctrl-C arrives twice. */
+  get signalsRelayed (): boolean { return relaysSignals(this.launcher.kind) }
+  /** What runs this process (a terminal, systemd, nodemon, an npm script, PM2...), read once from its parent (lib/launcher.ts). */
+  get launcher (): Launcher { return this.launchers.launcher }
+
+  /** The sockets this process inherited (from the old process of a reboot, or systemd), read once. */
+  get inherited (): Inherited {
+    this.fromEnv ??= this.host.inherited()
+    return this.fromEnv
+  }
+
+  /** Whether this process announced that it serves (`announceReady()`): /health/startup answers 200 from then on. */
+  get started (): boolean { return this.newSide.announced }
+  /** The manual readiness switch (default true): false takes this process out of traffic (/health/ready 503) without draining. */
+  get readyForTraffic (): boolean { return this.readySwitch }
+
+  /** Sets the manual readiness switch; /health/ready also needs state 'running' (or 'rebooting') and `started`. */
+  setReady (ready: boolean): void {
+    if (typeof ready !== 'boolean') throw new InvalidOptionError(`setReady() takes true or false, got ${describe(ready)}`)
+    this.readySwitch = ready
+  }
+
+  /** Why `reboot()` would be refused right now (the RebootError it would reject with), or undefined. */
+  canReboot (): RebootError | undefined {
+    return rebootRefusal({
+      state: this.current,
+      rebooting: this.reboots.inFlight,
+      seam: this.seam,
+      host: this.host,
+      launcher: () => this.launchers.applying(this.units.launcherIgnored),
+      blockers: () => this.units.blockers()
+    })
+  }
+
+  /** The logger of the first registered app, for process-level messages (stderr lines without one). */
+  get log (): Logger { return this.loggers.log }
+  /** The logger for an app whose own logger is `base`: every line names this pid and role (lib/log.ts). */
+  logger (base?: Logger): Logger { return this.loggers.logger(base) }
+
+  /** 'old' from the start of a reboot until exit (unless it fails), 'new' in a process a reboot started. */
+  get role (): LogRole | undefined {
+    if (this.reboots.handingOver) return 'old'
+    return this.inherited.parentPid !== undefined ? 'new' : undefined
+  }
+
+  /** The registered apps (for tests and diagnostics). */
+  get apps (): readonly GracefulUnit[] { return this.units.list() }
+
+  /** Adds an app. After a completed shutdown (with `exit: false`) the lifecycle starts over. */
+  register (unit: GracefulUnit): void {
+    if (this.current === 'stopped') {
+      this.stopping = undefined
+      this.crashError = undefined
+      this.cause = undefined
+      this.signals.reset()
+      this.setState('running')
+    }
+    this.newSide.start()
+    unit.watchServers((server) => {
+      this.listening.wrap(server, this.inherited, {
+        listening: (l) => { this.newSide.announcement().listening(l) },
+        unmatched: (key) => { this.newSide.incoming?.unmatched(key) }
+      })
+    })
+    this.units.add(unit)
+    warnSignalConflicts(this.units.list(), unit)
+    this.refreshSignals()
+    this.launchers.logOnce(unit, this.units.launcherIgnored)
+  }
+
+  /** Removes an app (when it closes); removes the process listeners with the last one. */
+  unregister (unit: GracefulUnit): void {
+    if (!this.units.delete(unit)) return
+    this.refreshSignals()
+  }
+
+  /** See `Lifecycle.shutdown` (index.ts). */
+  shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
+    if (this.stopping !== undefined) return this.stopping
+    const limit = this.deadline(timeout)
+    if (typeof limit !== 'number') return Promise.reject(limit.error)
+    // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
+    this.reboots.abort()
+    this.cause = { reason: options.reason ?? 'shutdown', trigger: options.trigger ?? 'code' }
+    this.stopping = this.runShutdown(limit, this.cause)
+    return this.stopping
+  }
+
+  /** See `Lifecycle.reboot` (index.ts). */
+  reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
+    const refusal = this.canReboot()
+    if (refusal !== undefined) return Promise.reject(refusal)
+    const limit = this.deadline(timeout)
+    if (typeof limit !== 'number') return Promise.reject(limit.error)
+    this.setState('rebooting')
+    return this.reboots.start(limit, options)
+  }
+
+  /** See `Lifecycle.announceReady` (index.ts). */
+  announceReady (): void {
+    this.newSide.announcement().announce()
+  }
+
+  /** An uncaught exception or unhandled rejection: drain and exit with the crash code. */
+  crash (error: unknown, kind: string): void {
+    // Only the first is logged: a crash in the logging itself (EPIPE on a closed stdout) would loop.
+    if (this.crashError !== undefined) return
+    this.crashError = error
+    this.log.error({ err: error, kind }, `graceful-reboot: ${kind}; shutting down`)
+    void this.shutdown(undefined, { reason: 'crash', trigger: kind })
+  }
+
+  /** Ends the process at once (a second signal during a drain); removes the PID file if it holds this pid. */
+  exitNow (code: number, why: string): void {
+    this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
+    const pidFile = this.units.pidFile()
+    if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
+    this.exit(code)
+  }
+
+  /** Ends the process; a rolled-back successor still draining goes with it (it would hold the port). */
+  private exit (code: number): void {
+    this.reboots.killLeftovers()
+    this.seam.exit(code)
+  }
+
+  /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
+  private resume (): void {
+    this.setState('running')
+    const pidFile = this.units.pidFile()
+    if (pidFile === undefined) return
+    try {
+      writePidFile(pidFile, this.seam.pid)
+    } catch (err) {
+      this.log.error({ err, pidFile }, 'graceful-reboot: could not restore the PID file')
+    }
+  }
+
+  private async runShutdown (timeout: number, { reason, trigger }: Cause): Promise<ShutdownResult> {
+    const start = this.seam.now()
+    const log = this.log
+    const release = this.seam.hold?.() ?? (() => {})
+    try {
+      this.setState('draining')
+      // A successor in probation: the old process rolls back at once, goes on serving and takes the PID
+      // file back (removing it here could delete the one it has just rewritten).
+      const rolledBack = this.newSide.incoming?.parent.failing(reason, trigger) === true
+      const units = this.units.list()
+      // With no app registered there is nothing of ours to end the process for.
+      const exit = units.length > 0 && units.every((u) => u.options.exit)
+      log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
+      const handOver = this.reboots.takeHandOver()
+      const result = await drainApps({
+        seam: this.seam,
+        units,
+        start,
+        timeout,
+        reason,
+        trigger,
+        readinessDelay: this.units.readinessDelay,
+        handOver: reason === 'reboot' ? handOver : undefined,
+        crashed: () => this.crashError !== undefined,
+        gaveUp: () => this.newSide.incoming?.gaveUp === true
+      })
+      // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
+      const pidFile = this.units.pidFile(units)
+      if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
+      this.setState('stopped')
+      for (const u of units) this.unregister(u)
+      const by = this.signals.restartSignal
+      endProcess({
+        code: result.code,
+        restartBy: by === undefined ? undefined : { signal: by, launcher: this.launcher.name },
+        clusterWorker: this.host.isClusterWorker,
+        seam: this.seam,
+        log,
+        exit: (c) => { this.exit(c) },
+        beforeSignal: () => { this.reboots.killLeftovers() }
+      }, { ...result, exits: exit })
+      return result
+    } finally {
+      release()
+    }
+  }
+
+  /** The drain deadline in ms a shutdown or reboot was called with (the apps' largest `timeout` if none), or why it is bad. */
+  private deadline (timeout: number | undefined): number | { error: unknown } {
+    try {
+      return ms(timeout, 'timeout', this.units.defaultTimeout())
+    } catch (error) {
+      return { error }
+    }
+  }
+
+  private setState (next: LifecycleState): void {
+    const prev = this.current
+    if (prev === next) return
+    this.current = next
+    this.emit('state', next, prev)
+  }
+
+  private refreshSignals (): void {
+    this.uninstallSignals()
+    const restart = this.units.size > 0 ? this.launchers.restart(this.units.launcherIgnored) : undefined
+    this.uninstallSignals = installSignals(this, this.units.list().map((u) => u.options), restart)
+  }
+}

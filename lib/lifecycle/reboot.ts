@@ -1,0 +1,99 @@
+// Runs in the old process of a reboot: the lifecycle's reboot controller: one reboot at a time, the
+// connection hand-over it passes to its drain, and the rolled-back successors that may still be
+// draining (none may outlive this process).
+import type * as net from 'node:net'
+import type { HandOverFor } from '../drain/app'
+import type { HandoffEvent, RebootOptions, ShutdownResult } from '../events'
+import type { Logger } from '../log'
+import type { ProcessSeam, RebootHost } from '../os'
+import { OutgoingReboot } from '../outgoing/reboot'
+
+/** What the controller needs from the lifecycle. */
+export interface RebootContext {
+  readonly seam: ProcessSeam
+  readonly host: RebootHost
+  log (): Logger
+  /** The listening sockets to pass, in order. */
+  sockets (): Array<{ fd: number, key: string }>
+  /** The key a listening server was passed under. */
+  keyOf (server: net.Server): string | undefined
+  /** Ms the successor has to become ready, and ms of probation. */
+  successorTimeout (): number
+  probation (): number
+  /** The reboot failed: serving on as before. */
+  resume (): void
+  emit (event: HandoffEvent): void
+  /** Drains this process for the reboot (reason 'reboot'). */
+  drain (timeout: number, trigger: string): Promise<ShutdownResult>
+}
+
+export class RebootController {
+  private readonly ctx: RebootContext
+  private running: Promise<number> | undefined
+  private outgoing: OutgoingReboot | undefined
+  private handOver: HandOverFor | undefined
+  private readonly leftovers = new Set<{ kill: () => void }>()
+  private old = false
+
+  constructor (ctx: RebootContext) {
+    this.ctx = ctx
+  }
+
+  /** A reboot promise is in flight. */
+  get inFlight (): boolean { return this.running !== undefined }
+
+  /** This process started a reboot that has not failed: its role is 'old' until it exits. */
+  get handingOver (): boolean { return this.old }
+
+  /** Starts a reboot whose drain has the deadline `timeout` ms; resolves with the successor's pid after probation. */
+  start (timeout: number, options: RebootOptions): Promise<number> {
+    const ctx = this.ctx
+    this.old = true
+    const outgoing = new OutgoingReboot({
+      seam: ctx.seam,
+      host: ctx.host,
+      log: ctx.log(),
+      sockets: () => ctx.sockets(),
+      successorTimeout: ctx.successorTimeout(),
+      probation: ctx.probation(),
+      leftover: (s) => { this.leftovers.add(s) },
+      resume: () => { ctx.resume() },
+      emit: (e) => { ctx.emit(e) },
+      keyOf: (server) => ctx.keyOf(server),
+      drain: (t, trigger, handOver) => {
+        this.handOver = handOver
+        return ctx.drain(t, trigger)
+      }
+    })
+    this.outgoing = outgoing
+    const running = outgoing.run(timeout, options.trigger ?? 'code', options.stateful === true)
+    this.running = running
+    const clear = (): void => {
+      this.running = undefined
+      this.outgoing = undefined
+    }
+    running.then(clear, () => {
+      clear()
+      this.old = false
+    })
+    return running
+  }
+
+  /** A shutdown wins over a reboot whose successor is not through probation: stops the successor. */
+  abort (): void {
+    this.outgoing?.abort()
+  }
+
+  /** The hand-over the reboot set for its drain, once (a later drain has none). */
+  takeHandOver (): HandOverFor | undefined {
+    const h = this.handOver
+    this.handOver = undefined
+    return h
+  }
+
+  /** Kills the rolled-back successors that may still be draining (this process is about to exit). */
+  killLeftovers (): void {
+    for (const s of this.leftovers) s.kill()
+    this.leftovers.clear()
+  }
+}

@@ -1,0 +1,51 @@
+// Runs in both processes: the apps registered with the process-wide lifecycle, and what their
+// options add up to for the process (the default deadline, the PID file, the successor's time to
+// become ready, probation, the readiness delay, whether the process exits).
+import type { GracefulUnit } from '../drain/app'
+import { DEFAULTS } from '../options'
+
+export class AppRegistry {
+  private readonly units = new Set<GracefulUnit>()
+
+  get size (): number { return this.units.size }
+
+  /** The registered apps, in registration order. */
+  list (): GracefulUnit[] { return [...this.units] }
+
+  add (unit: GracefulUnit): void { this.units.add(unit) }
+
+  /** Removes an app; false when it was not registered. */
+  delete (unit: GracefulUnit): boolean { return this.units.delete(unit) }
+
+  /** The deadline of a shutdown or reboot called without one: the largest `timeout` option (the default with no app). */
+  defaultTimeout (): number {
+    return this.units.size === 0 ? DEFAULTS.timeout : this.max((u) => u.options.timeout)
+  }
+
+  /** The PID file of the first app that has one, of `units` (an app that closed during the drain counts too). */
+  pidFile (units: Iterable<GracefulUnit> = this.units): string | undefined {
+    return [...units].find((u) => u.options.pidFile !== undefined)?.options.pidFile
+  }
+
+  /** An app set `launcher: 'ignore'`: no launcher's expectations apply. */
+  get launcherIgnored (): boolean { return this.some((u) => u.options.launcher === 'ignore') }
+
+  /** An app set `readiness: 'manual'`: the process announces it serves only when told. */
+  get manualReadiness (): boolean { return this.some((u) => u.options.readiness === 'manual') }
+
+  /** The ms a successor has to become ready: the largest `rebootTimeout`. */
+  get successorTimeout (): number { return this.max((u) => u.options.rebootTimeout) }
+
+  /** The ms both processes serve after the successor is ready: the largest `rebootProbation`. */
+  get probation (): number { return this.max((u) => u.options.rebootProbation) }
+
+  /** The ms a drain waits (readiness flipped) before it stops accepting: the largest `readinessDelay`. */
+  get readinessDelay (): number { return this.max((u) => u.options.readinessDelay) }
+
+  /** Why an app forbids a reboot right now (an HTTP/2 server without TLS, say), one entry per app. */
+  blockers (): Array<string | undefined> { return this.list().map((u) => u.rebootBlocker?.()) }
+
+  private some (test: (u: GracefulUnit) => boolean): boolean { return this.list().some(test) }
+
+  private max (of: (u: GracefulUnit) => number): number { return Math.max(0, ...this.list().map(of)) }
+}
