@@ -12,11 +12,12 @@ import path from 'node:path'
 const ROOT = path.join(__dirname, '..', '..')
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 
-// The package as `npm pack` makes it (only the files of package.json "files"), packed once.
+// The package as `npm pack` makes it (only the files of package.json "files"), packed once. Without
+// its scripts: `prepare` would rebuild dist/ under the tests that run from it; `npm test` built it.
 let tarball: string
 test.before(() => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'graceful-pack-'))
-  const r = spawnSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: ROOT, encoding: 'utf8' })
+  const r = spawnSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', dir], { cwd: ROOT, encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`npm pack failed: ${r.stderr}`)
   tarball = path.join(dir, r.stdout.trim().split('\n').pop()!)
 })
