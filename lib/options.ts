@@ -43,7 +43,11 @@ export interface GracefulOptions {
   crash?: boolean
   /** Exit the process once a process-wide shutdown has drained. Default true; `false` only drains. */
   exit?: boolean
-  /** Ms an idle keep-alive (or never-spoke) connection is left open once the drain starts. Default 250. */
+  /**
+   * Ms an idle keep-alive connection is left open once the drain starts. Default 250. A connection that
+   * never sent a byte gets 2 s (at most half the time left, never less than this); one holding part of
+   * a request is never closed as idle.
+   */
   idleGrace?: number
   /** Ms /health/ready answers 503 before the listeners close. Default 0. */
   readinessDelay?: number

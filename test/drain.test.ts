@@ -8,7 +8,7 @@ import type { ExecutionContext } from 'ava'
 import type net from 'node:net'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { exitCodes, type ShutdownResult } from '../index'
-import { Http1Connections } from '../lib/drain/http1'
+import { Http1Connections, NEVER_SPOKE_GRACE } from '../lib/drain/http1'
 import { FakeSeam } from './fixtures/finalizer-fake-seam'
 import { keepAliveLoad, type Sent } from './helpers/keep-alive-load'
 import {
@@ -314,22 +314,39 @@ const trickleAcrossGrace: Scenario = async (t, b) => {
   const serverSide = await within(5000, 'the connection accepted', accepted)
 
   conns.drain()
-  t.deepEqual(seam.pending, [{ ms: 250 }], 'the idle connection is due to be reaped after the grace')
+  t.deepEqual(seam.pending, [{ ms: NEVER_SPOKE_GRACE }], 'the connection that never sent a byte is due to be reaped after its grace')
   const request = requestText('GET', '/')
   const parts = [request.slice(0, 10), request.slice(10, 20), request.slice(20)]
   for (const [i, part] of parts.slice(0, -1).entries()) {
     const arrived = serverReceived(serverSide, part)
     client.socket.write(part)
     await within(5000, `part ${i + 1} of the request at the server`, arrived)
-    await seam.advance(250)
-    t.false(serverSide.destroyed, `bytes arrived during grace ${i + 1}: the connection stays`)
-    t.deepEqual(seam.pending, [{ ms: 250 }], 'the close is postponed by another grace')
+    await seam.advance(NEVER_SPOKE_GRACE)
+    t.false(serverSide.destroyed, `bytes arrived before grace ${i + 1} passed: the connection stays`)
+    t.deepEqual(seam.pending, [], 'part of a request read: a request in flight, never reaped as idle')
   }
   client.socket.write(parts[parts.length - 1] as string)
 
   const text = await within(10_000, 'the server to close the connection', client.closed)
   t.deepEqual(summary(parseResponses(text)), [[200, 'close', 'ok']])
   t.is(conns.idleClosed, 0)
+}
+
+const silentGraceBounded: Scenario = async (t, b) => {
+  const s = await b.start(t)
+  const graces: number[] = []
+  for (const untilDeadline of [30_000, 1000, 300]) {
+    const seam = new FakeSeam()
+    const conns = new Http1Connections(s.server, seam, 250)
+    const accepted = nextAccepted(s.server)
+    await rawClient(t, s.port)
+    await within(5000, 'the connection accepted', accepted)
+    conns.drain(undefined, seam.now() + untilDeadline)
+    graces.push(...seam.pending.map((p) => p.ms))
+    conns.destroyAll()
+    conns.detach()
+  }
+  t.deepEqual(graces, [NEVER_SPOKE_GRACE, 500, 250])
 }
 
 const scenarios: Array<[string, Scenario]> = [
@@ -342,7 +359,8 @@ const scenarios: Array<[string, Scenario]> = [
   ['pipelining: B sent behind A (in the handler) after the drain starts: both answered in order, the last with connection: close, B run once', pipelinedDuringDrain],
   ['pipelining: A and B both in their handlers when the drain starts: both answered, the last with connection: close', pipelinedBeforeDrain],
   ['pipelining: B arriving behind a head already sent with connection: close is not handed to the app', pipelinedAfterClose],
-  ['idle grace: a request whose bytes trickle in across the grace is answered', trickleAcrossGrace]
+  ['idle grace: a request whose bytes trickle in across the grace is answered', trickleAcrossGrace],
+  ['never-spoke grace: at most half the time left to the deadline, never less than idleGrace', silentGraceBounded]
 ]
 
 for (const [title, scenario] of scenarios) {

@@ -1,13 +1,14 @@
 // Runs in every process that shuts down (the old process of a reboot too): the HTTP/1.1 connections
 // of one server, and their drain: `Connection: close` on the last response of each connection (the
 // last request it has received), a request that arrives behind a response already sent with
-// `Connection: close` never reaches the app, idle connections closed after a grace.
+// `Connection: close` never reaches the app, idle connections closed after a grace; a connection
+// holding part of a request is never idle.
 import type * as net from 'node:net'
 import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
-import { stopReading, resumeReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
+import { partialRequest, stopReading, resumeReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
 
 interface Conn {
   /** The socket accepted by the listener; the key of the map. */
@@ -44,8 +45,11 @@ const REQUEST_EVENTS = new Set<string | symbol>(['request', 'checkContinue', 'ch
  *   connection open, so every request received is answered and the connection closes after the last;
  * - a request that arrives behind a response already sent with `Connection: close` would never be
  *   answered: it is not handed to the app;
- * - after `idleGrace` ms of idleness, connections with no request in flight are closed, and
- *   connections are reaped as they turn idle. Upgraded sockets leave the set (`release`).
+ * - after `idleGrace` ms of idleness, keep-alive connections with no request in flight are closed,
+ *   and connections are reaped as they turn idle; a connection that never sent a byte gets
+ *   `silentGrace` instead; one that holds part of a request (request line, headers) is never
+ *   reaped: its request, once complete, is answered with `Connection: close` (until the deadline, or
+ *   Node's `headersTimeout`). Upgraded sockets leave the set (`release`).
  */
 export class Http1Connections implements ConnectionSet {
   private readonly server: net.Server
@@ -61,11 +65,14 @@ export class Http1Connections implements ConnectionSet {
   private readonly excluded = new WeakSet<net.Socket>()
   private readonly seam: ProcessSeam
   private readonly idleGrace: number
+  /** From the drain on: ms a connection that never sent a byte stays open (`neverSpokeGrace`). */
+  private silentGrace = 0
+  private readonly isTls: boolean
   private readonly untrack: () => void
   private draining = false
   private ungate: () => void = () => {}
   private waiters: Array<() => void> = []
-  /** Idle keep-alive or never-spoke connections closed after the idle grace. */
+  /** Idle keep-alive or never-spoke connections closed after their grace. */
   idleClosed = 0
   /** In a reboot: connections handed to the successor. */
   transferred = 0
@@ -89,7 +96,7 @@ export class Http1Connections implements ConnectionSet {
       socket.once('close', () => { this.forget(raw) })
     }
     server.on('connection', onConnection)
-    const isTls = server instanceof tls.Server
+    const isTls = this.isTls = server instanceof tls.Server
     if (isTls) server.on('secureConnection', onSecure)
     this.untrack = () => {
       server.removeListener('connection', onConnection)
@@ -103,11 +110,12 @@ export class Http1Connections implements ConnectionSet {
   /**
    * `handOver` (a reboot with `transferConnections`): idle connections move to the successor at once,
    * and a connection with one response in flight (keep-alive, nothing pipelined behind it) once that
-   * response is done; the rest drains here.
+   * response is done; the rest drains here. `deadline` (epoch ms) bounds the never-spoke grace.
    */
-  drain (handOver?: HandOver): void {
+  drain (handOver?: HandOver, deadline?: number): void {
     if (this.draining) return
     this.draining = true
+    this.silentGrace = neverSpokeGrace(this.idleGrace, deadline === undefined ? undefined : deadline - this.seam.now())
     this.handOver = handOver
     this.gate()
     for (const socket of this.sockets) {
@@ -289,13 +297,16 @@ export class Http1Connections implements ConnectionSet {
   }
 
   /**
-   * Closes an idle connection once it has stayed idle for the grace. A request that arrives in the
-   * meantime gets `Connection: close`; bytes of a request still arriving postpone the close.
+   * Closes an idle connection once it has stayed idle for the grace (`silentGrace` if it never sent a
+   * byte). A request that arrives in the meantime gets `Connection: close`; bytes of a request still
+   * arriving postpone the close, and a connection holding part of a request is left to complete it.
    */
   private scheduleReap (c: Conn): void {
     c.cancelReap?.()
     const bytes = c.http.bytesRead
-    c.cancelReap = this.seam.timer(this.idleGrace, () => {
+    // Before its TLS handshake is done, a connection has sent no byte of HTTP.
+    const silent = bytes === 0 || (this.isTls && c.http === c.raw)
+    c.cancelReap = this.seam.timer(silent ? this.silentGrace : this.idleGrace, () => {
       c.cancelReap = undefined
       if (!this.reapable(c, bytes)) return
       // On a late event loop this timer can run before the poll phase reads a request already waiting
@@ -312,9 +323,12 @@ export class Http1Connections implements ConnectionSet {
     })
   }
 
-  /** Still idle since `bytes` were read: true to close it; reschedules the reap if bytes came meanwhile. */
+  /**
+   * Still idle since `bytes` were read: true to close it; reschedules the reap if bytes came meanwhile.
+   * Part of a request read: a request in flight, not idle; its completion (`admit`) takes it on.
+   */
   private reapable (c: Conn, bytes: number): boolean {
-    if (this.conns.get(c.raw) !== c || c.moving || headOf(c)) return false
+    if (this.conns.get(c.raw) !== c || c.moving || headOf(c) || partialRequest(c.http)) return false
     if (c.http.bytesRead !== bytes) {
       this.scheduleReap(c)
       return false
@@ -355,6 +369,20 @@ export class Http1Connections implements ConnectionSet {
     }
   }
 }
+
+/**
+ * Ms a connection that never sent a byte stays open once the drain starts: its client connected and
+ * has not written yet (a loaded or paused client, a preconnect). `NEVER_SPOKE_GRACE`, never less than
+ * `idleGrace`, and at most half of what is left until the deadline, so a request that starts at the
+ * end of the grace still has time to finish.
+ */
+export function neverSpokeGrace (idleGrace: number, untilDeadline: number | undefined): number {
+  const half = untilDeadline === undefined ? NEVER_SPOKE_GRACE : Math.floor(untilDeadline / 2)
+  return Math.max(idleGrace, Math.min(NEVER_SPOKE_GRACE, half))
+}
+
+/** See `neverSpokeGrace`; chosen by measurement (README, "Shutdown"). */
+export const NEVER_SPOKE_GRACE = 2000
 
 /** The response at the head of the connection's queue; undefined when it is idle. */
 function headOf (c: Conn): ServerResponse | undefined {

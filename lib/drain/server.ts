@@ -17,7 +17,7 @@ export interface ServerDrainResult {
    * HTTP/1.1 connections plus HTTP/2 sessions (`http2.sessions.forced`).
    */
   forced: number
-  /** Idle HTTP/1.1 keep-alive or never-spoke connections closed after the idle grace. */
+  /** Idle HTTP/1.1 keep-alive or never-spoke connections closed after their grace. */
   idleClosed: number
   /** HTTP/2 sessions and streams, drained and forced. */
   http2: Http2DrainCounts
@@ -98,7 +98,7 @@ export class ServerDrain {
     this.draining = true
     this.stopAccepting()
     // TLS session state cannot travel with the fd.
-    this.http1.drain(this.server instanceof tls.Server ? undefined : handOver)
+    this.http1.drain(this.server instanceof tls.Server ? undefined : handOver, deadline)
     for (const k of this.http) if (k !== this.http1) k.drain()
     this.result = new Promise<ServerDrainResult>((resolve) => {
       let late = false

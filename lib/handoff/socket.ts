@@ -40,6 +40,13 @@ export function transferable (socket: net.Socket): boolean {
     typeof s.parser?.finish === 'function' && !s.destroyed
 }
 
+/**
+ * The socket timeout (`socket.timeout`, Node's keep-alive or `server.timeout` timer) each stopped
+ * socket had before `stopReading` disarmed it: `resumeReading` puts back exactly what Node had set,
+ * never the keep-alive timer under a request in flight. Entries exist only during a hand-over.
+ */
+const timeouts = new WeakMap<net.Socket, number>()
+
 /** Stops reading from the socket (bytes wait in the kernel); false when this Node cannot. */
 export function stopReading (socket: net.Socket): boolean {
   if (!transferable(socket)) return false
@@ -47,20 +54,40 @@ export function stopReading (socket: net.Socket): boolean {
   // Node keeps this flag in step with the handle: a stale true makes a later resume() a no-op.
   h.reading = false
   h.readStop?.()
+  // Stopped twice with nothing set in between: the first stop's value is the one to restore.
+  const current = (socket as { timeout?: number }).timeout ?? 0
+  if (!(timeouts.has(socket) && current === 0)) timeouts.set(socket, current)
   // The keep-alive timer must not destroy the socket while it is on its way.
   socket.setTimeout(0)
   return true
 }
 
-/** Undoes `stopReading`: the connection goes on here (and the drain closes it the usual way). */
+/**
+ * Undoes `stopReading`: the connection goes on here (and the drain closes it the usual way), with the
+ * timeout Node had set on it. A no-op on a socket `stopReading` did not stop. Reading restarts unless
+ * Node itself paused the socket (pipelined responses waiting): Node resumes it then.
+ */
 export function resumeReading (socket: net.Socket): void {
   const s = socket as HttpSocket
+  const timeout = timeouts.get(socket)
+  if (timeout === undefined) return
+  timeouts.delete(socket)
   const h = s._handle
   if (h == null || s.destroyed) return
+  socket.setTimeout(timeout)
+  if (s._paused === true) return
   h.reading = true
   h.readStart?.()
-  const keepAlive = s.server?.keepAliveTimeout
-  if (typeof keepAlive === 'number' && keepAlive > 0) socket.setTimeout(keepAlive)
+}
+
+/**
+ * True when bytes of a request line, headers or body that the parser has not completed were read
+ * (`parser.finish()` reports an error exactly then, and changes nothing: llhttp's finish only reads
+ * its state, safe to call between two reads as often as needed).
+ */
+export function partialRequest (socket: net.Socket): boolean {
+  const parser = (socket as HttpSocket).parser
+  return typeof parser?.finish === 'function' && parser.finish() instanceof Error
 }
 
 /**
@@ -72,5 +99,5 @@ export function resumeReading (socket: net.Socket): void {
 export function betweenRequests (socket: net.Socket): boolean {
   const s = socket as HttpSocket
   if (!transferable(socket) || s._httpMessage || s._paused === true || socket.writableLength !== 0 || socket.writableEnded || socket.readableEnded) return false
-  return !(s.parser?.finish?.() instanceof Error)
+  return !partialRequest(socket)
 }
