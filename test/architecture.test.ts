@@ -1,4 +1,4 @@
-// Runs in the test process: the layout rules of lib/ (README.md, "Architecture"): no import cycle
+// Runs in the test process: the layout rules of lib/ (docs/architecture.md): no import cycle
 // (type-only imports included), a first line that says which process runs the file, and framework
 // imports only in the adapters.
 import { readFileSync, readdirSync, statSync } from 'node:fs'
