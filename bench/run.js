@@ -2,7 +2,7 @@
 // Runs the benchmark (`npm run bench` from the repository root, after the root build and
 // `npm --prefix bench ci`). Writes results.json, results.md, throughput.svg and
 // throughput-new-connection.svg to bench/results/ (a --quick run: bench/results/quick/, not committed).
-// A complete full run into bench/results/ also rewrites the generated block of README's Benchmark section.
+// A complete full run into bench/results/ also rewrites the generated blocks of bench/README.md (every table) and README.md (the headline).
 //   node bench/run.js [--quick] [--only restart,restart-h2,shutdown,websocket,overhead] [--restarts N]
 //                     [--contenders key,key] [--out DIR] [--verbose]
 const fs = require('node:fs')
@@ -218,12 +218,18 @@ async function main () {
   }
   log(`done in ${(results.meta.durationMs / 60_000).toFixed(1)} min; wrote ${path.relative(process.cwd(), o.out) || '.'}/results.{md,json}`)
   if (o.complete) {
-    const readme = path.join(__dirname, '..', 'README.md')
-    try {
-      fs.writeFileSync(readme, report.replaceReadmeBlock(fs.readFileSync(readme, 'utf8'), report.readmeBlock(results)))
-      log('updated the generated block of README.md (## Benchmark)')
-    } catch (err) {
-      log(`README.md not updated: ${/** @type {Error} */ (err).message}`)
+    const files = [
+      { file: path.join(__dirname, 'README.md'), block: report.readmeBlock(results), begin: report.README_BEGIN, end: report.README_END },
+      { file: path.join(__dirname, '..', 'README.md'), block: report.headlineBlock(results), begin: report.HEADLINE_BEGIN, end: report.HEADLINE_END }
+    ]
+    for (const f of files) {
+      const name = path.relative(path.join(__dirname, '..'), f.file)
+      try {
+        fs.writeFileSync(f.file, report.replaceReadmeBlock(fs.readFileSync(f.file, 'utf8'), f.block, f.begin, f.end))
+        log(`updated the generated block of ${name}`)
+      } catch (err) {
+        log(`${name} not updated: ${/** @type {Error} */ (err).message}`)
+      }
     }
   }
   process.stdout.write('\n' + report.targetsTable(results) + '\n')

@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import { parseArgs } from 'node:util'
 
-/** Exit codes (also in --help and README.md). */
+/** Exit codes (also in --help and docs/routes-and-cli.md). */
 export const EXIT = {
   ok: 0,
   /** The signal could not be sent (no permission), or the process ended without a successor. */

@@ -1,6 +1,6 @@
-// Runs in both processes: the documented exit codes of a process-wide shutdown (README.md, "Exit codes").
+// Runs in both processes: the documented exit codes of a process-wide shutdown (docs/shutdown.md, "Exit codes").
 
-/** Exit codes of a process-wide shutdown (documented in README.md). */
+/** Exit codes of a process-wide shutdown (documented in docs/shutdown.md). */
 export const exitCodes = {
   /** Every connection drained and every finalizer succeeded. */
   clean: 0,

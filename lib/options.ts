@@ -77,7 +77,7 @@ export interface GracefulOptions {
    */
   readiness?: 'listen' | 'manual'
   /**
-   * 'auto' (default): do what the launcher that runs this process expects (README, "Launchers and
+   * 'auto' (default): do what the launcher that runs this process expects (docs/launchers.md, "Launchers and
    * dev tools"): under nodemon its restart signal (SIGUSR2) drains and exits; under launchers that a
    * reboot would detach the service from (npm/yarn/pnpm scripts, npx, tsx, node --watch, tsx watch,
    * nodemon, PM2 fork mode) a reboot is refused. 'ignore': act as under a terminal (SIGUSR2 reboots).

@@ -10,8 +10,11 @@ import { once } from 'node:events'
 import { runLoad, type LoadResult } from '../tools/load'
 import { runH2Load } from '../tools/h2-load'
 import {
+  HEADLINE_BEGIN,
+  HEADLINE_END,
   README_BEGIN,
   README_END,
+  headlineBlock,
   connectionsPerRestart,
   failuresPerRestart,
   readmeBlock,
@@ -319,7 +322,18 @@ test('README: the generated block is replaced between its markers only', (t) => 
   t.throws(() => replaceReadmeBlock('# no markers\n', block))
 })
 
-test('README shows the committed results: its generated block matches bench/results/results.json', (t) => {
+test('README: the headline block is replaced between its own markers, not those of bench/README.md', (t) => {
+  const block = headlineBlock(results)
+  t.true(block.startsWith(HEADLINE_BEGIN) && block.endsWith(HEADLINE_END))
+  t.true(block.includes('[bench/README.md](bench/README.md)'))
+  const readme = `# x\n\n${HEADLINE_BEGIN}\nold\n${HEADLINE_END}\n\nafter\n`
+  const next = replaceReadmeBlock(readme, block, HEADLINE_BEGIN, HEADLINE_END)
+  t.true(next.startsWith('# x\n\n') && next.endsWith(`${HEADLINE_END}\n\nafter\n`))
+  t.false(next.includes('\nold\n'))
+  t.throws(() => replaceReadmeBlock(readme, readmeBlock(results)), undefined, 'README.md has no block of bench/README.md')
+})
+
+test('bench/README.md and README.md show the committed results: their generated blocks match bench/results/results.json', (t) => {
   const root = path.join(__dirname, '..', '..')
   const file = path.join(root, 'bench', 'results', 'results.json')
   if (!fs.existsSync(file)) {
@@ -327,8 +341,10 @@ test('README shows the committed results: its generated block matches bench/resu
     return
   }
   const committed = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults
+  const bench = fs.readFileSync(path.join(root, 'bench', 'README.md'), 'utf8')
+  t.is(replaceReadmeBlock(bench, readmeBlock(committed)), bench, 'run `npm run bench` (a full run rewrites the block) or restore bench/README.md')
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
-  t.is(replaceReadmeBlock(readme, readmeBlock(committed)), readme, 'run `npm run bench` (a full run rewrites the block) or restore README.md')
+  t.is(replaceReadmeBlock(readme, headlineBlock(committed), HEADLINE_BEGIN, HEADLINE_END), readme, 'run `npm run bench` (a full run rewrites the headline) or restore README.md')
 })
 
 /** Tags balanced, attributes quoted, no raw '<' or stray '&' in text or attribute values. */

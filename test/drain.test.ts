@@ -58,7 +58,6 @@ const inFlightIdleAndSilent: Scenario = async (t, b) => {
   t.is(s.release(), 20)
   const answers = await within(10_000, 'slow answers', Promise.all(slow))
   const result = await within(10_000, 'shutdown result', shutdown)
-  const elapsed = performance.now() - t0
 
   t.deepEqual(answers.map((a) => [a.status, a.headers.connection, a.body]), Array(20).fill([200, 'close', 'slow']))
   const firstAnswer = Math.min(...answers.map((a) => a.at))
@@ -75,7 +74,6 @@ const inFlightIdleAndSilent: Scenario = async (t, b) => {
   t.is(result.apps[0]?.forced, 0)
   t.is(result.apps[0]?.forcedUpgraded, 0)
   t.is(result.apps[0]?.idleClosed, 15, '10 idle keep-alive + 5 silent connections')
-  t.true(elapsed < 10_000, `drain took ${Math.round(elapsed)} ms (Fastify keepAliveTimeout is ${FASTIFY_KEEP_ALIVE_MS} ms)`)
   t.is(s.server.listening, false)
 }
 
@@ -147,8 +145,9 @@ const closeServesOpenConnections: Scenario = async (t, b) => {
   await within(10_000, '5 slow requests in the handler', s.whenSlowInFlight(5))
 
   if (s.framework === 'fastify') t.is(s.server.keepAliveTimeout, FASTIFY_KEEP_ALIVE_MS)
+  // A close that waited for that keepAliveTimeout would fail the 10 s guards below (and AVA's 60 s
+  // timeout): outcomes are checked, not elapsed time.
 
-  const t0 = performance.now()
   const closing = s.close()
   await nextTurn()
   t.false(s.server.listening)
@@ -162,8 +161,6 @@ const closeServesOpenConnections: Scenario = async (t, b) => {
   t.deepEqual(answers.map((a) => [a.status, a.headers.connection, a.body]), Array(5).fill([200, 'close', 'slow']))
   t.true(during.at < Math.min(...answers.map((a) => a.at)), 'the request was served while the close was under way')
   const unit = await within(10_000, 'the close', closing)
-  const elapsed = performance.now() - t0
-  t.true(elapsed < 10_000, `close took ${Math.round(elapsed)} ms (Fastify keepAliveTimeout is ${FASTIFY_KEEP_ALIVE_MS} ms)`)
   if (unit !== undefined) t.is(unit.forced, 0)
   t.is(core().apps.length, 0, 'a closed app leaves the process-wide coordinator')
 }
@@ -203,7 +200,6 @@ const deadlineCutsShutdown: Scenario = async (t, b) => {
   const elapsed = performance.now() - t0
   t.is(await within(4000, 'the cut request', cut), 'ECONNRESET')
   t.true(elapsed >= 250, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
-  t.true(elapsed < 4000, `shutdown(300) took ${Math.round(elapsed)} ms`)
   t.is(result.forced, 1)
   t.is(result.apps[0]?.forced, 1)
   t.is(result.code, exitCodes.forced)
@@ -220,7 +216,6 @@ const deadlineCutsClose: Scenario = async (t, b) => {
   const elapsed = performance.now() - t0
   t.is(await within(4000, 'the cut request', cut), 'ECONNRESET')
   t.true(elapsed >= 250, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
-  t.true(elapsed < 4000, `close() took ${Math.round(elapsed)} ms`)
   if (unit !== undefined) t.is(unit.forced, 1)
 }
 

@@ -169,6 +169,6 @@ test.serial('https + core API: handle.close() cuts a request slower than the dea
   const elapsed = performance.now() - t0
   t.is(await within(4000, 'the cut request', cut), 'ECONNRESET')
   t.is(unit.forced, 1)
-  t.true(elapsed >= 250 && elapsed < 4000, `close() took ${Math.round(elapsed)} ms`)
+  t.true(elapsed >= 250, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
   t.false(s.server.listening)
 })

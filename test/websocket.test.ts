@@ -92,9 +92,9 @@ test.serial('fastify: app.close() closes @fastify/websocket clients with 1001 to
   t.deepEqual(await within(5000, 'client close events', Promise.all(closes)), Array(2).fill([GOING_AWAY, 'server shutting down']))
 })
 
-// The finalizer of the README's WebSockets section, as written there: it only sends the close
+// The finalizer of docs/websockets.md, as written there: it only sends the close
 // frames; the drain waits for the upgraded sockets to close.
-test.serial('express: the README\'s finalizer closes every ws client with 1001 -> clients see 1001, nothing forced, exit code 0', async (t) => {
+test.serial('express: the documented finalizer closes every ws client with 1001 -> clients see 1001, nothing forced, exit code 0', async (t) => {
   const { app, wss, port } = await expressWs(t)
   app.onShutdown(() => {
     for (const ws of wss.clients) ws.close(1001, 'going away')
@@ -110,7 +110,7 @@ test.serial('express: the README\'s finalizer closes every ws client with 1001 -
   t.is(result.code, exitCodes.clean)
 })
 
-test.serial('fastify without @fastify/websocket: a ws server on app.server, closed by the README\'s finalizer -> 1001, exit code 0', async (t) => {
+test.serial('fastify without @fastify/websocket: a ws server on app.server, closed by the documented finalizer -> 1001, exit code 0', async (t) => {
   const app = Fastify()
   await app.register(graceful, { exit: false, signals: false })
   const wss = new WebSocketServer({ server: app.server })

@@ -78,7 +78,7 @@ export class GracefulUnit {
 
   get isDraining (): boolean { return this.draining !== undefined }
 
-  /** The drain sequence (DESIGN.md section 3) for every server of this app. Idempotent. */
+  /** The drain sequence (docs/shutdown.md, "What a shutdown does") for every server of this app. Idempotent. */
   drain (deadline: number, reason: ShutdownReason, trigger: string, handOver?: HandOverFor): Promise<UnitResult> {
     if (this.draining === undefined) this.draining = this.runDrain(deadline, reason, trigger, handOver)
     return this.draining

@@ -1,5 +1,5 @@
 // Runs in every process that shuts down (the old process of a reboot too): the drain sequence of one
-// server (DESIGN.md section 3): stop accepting, drain each kind of connection, force what is left.
+// server (docs/shutdown.md, "What a shutdown does"): stop accepting, drain each kind of connection, force what is left.
 import * as net from 'node:net'
 import * as tls from 'node:tls'
 import type { ConnectionSet } from './connections'
