@@ -14,7 +14,8 @@ export type { GracefulOptions, AdminOptions, HealthOptions, SignalMap, SignalAct
 export type { Finalizer, FinalizerContext, FinalizerOptions, FinalizerOutcome, ShutdownReason } from './lib/drain/finalizers'
 export type { UnitResult } from './lib/drain/app'
 export { FINAL_GOAWAY_MAX_DELAY, type Http2DrainCounts } from './lib/drain/http2'
-export type { Logger } from './lib/log'
+export type { Logger, LogRole } from './lib/log'
+export type { KeptReason } from './lib/handoff/socket'
 export {
   GracefulError,
   InvalidOptionError,
@@ -23,5 +24,6 @@ export {
   RebootError,
   AdoptionError,
   AlreadyRegisteredError,
-  PidFileError
+  PidFileError,
+  type RebootErrorCode
 } from './lib/errors'

@@ -304,10 +304,11 @@ interface RegisterReport {
 const CHILD = `
 const Fastify = require('fastify')
 const pkg = require(process.env.PKG)
+const { core } = require(require('path').join(require('path').dirname(process.env.PKG), 'lib', 'lifecycle'))
 const EVENTS = ${JSON.stringify(EVENTS)}
 const snapshot = () => {
   const o = Object.fromEntries(EVENTS.map((e) => [e, process.listenerCount(e)]))
-  o.apps = pkg.core().apps.length
+  o.apps = core().apps.length
   return o
 }
 ;(async () => {

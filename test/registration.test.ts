@@ -22,9 +22,10 @@ interface TwiceReport {
 const CHILD = `
 const Fastify = require('fastify')
 const pkg = require(process.env.PKG)
+const { core } = require(require('path').join(require('path').dirname(process.env.PKG), 'lib', 'lifecycle'))
 ;(async () => {
   const app = Fastify()
-  const before = { apps: pkg.core().apps.length, sigterm: process.listenerCount('SIGTERM') }
+  const before = { apps: core().apps.length, sigterm: process.listenerCount('SIGTERM') }
   await app.register(pkg.default, { exit: false })
   const report = { first: typeof app.shutdown }
   try {
@@ -33,7 +34,7 @@ const pkg = require(process.env.PKG)
   } catch (e) {
     report.second = { code: e.code, name: e.name, message: e.message }
   }
-  report.apps = pkg.core().apps.length - before.apps
+  report.apps = core().apps.length - before.apps
   report.sigterm = process.listenerCount('SIGTERM') - before.sigterm
   report.ready = await app.ready().then(() => 'ready', (e) => 'rejected: ' + e.message)
   process.stdout.write(JSON.stringify(report) + '\\n')

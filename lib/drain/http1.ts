@@ -8,34 +8,8 @@ import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
+import { closesBefore, endPipelineWith, gateRequests, headOf, neverSpokeGrace, rawOf, type Conn } from './http1-conn'
 import { partialRequest, stopReading, resumeReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
-
-interface Conn {
-  /** The socket accepted by the listener; the key of the map. */
-  readonly raw: net.Socket
-  /** The socket HTTP runs on: `raw`, or the TLSSocket wrapping it. */
-  http: net.Socket
-  cancelReap: (() => void) | undefined
-  /**
-   * During the drain: the response that ends this connection's pipeline with `Connection: close`.
-   * While its head is not stored, a request arriving behind it takes the role over.
-   */
-  last: ServerResponse | undefined
-  /** What `last.shouldKeepAlive` was before the drain turned it off (false: its client asked to close). */
-  lastKeepAlive: boolean
-  /** In a reboot: its one response in flight stays keep-alive, and the connection moves once it is done. */
-  candidate: boolean
-  /** On its way to the successor: neither reaped nor followed meanwhile. */
-  moving: boolean
-}
-
-/** Node sets `_last` when it stores a head that closes the connection after this response. */
-type Response = ServerResponse & { _last?: boolean }
-
-type Emit = (this: net.Server, event: string | symbol, ...args: unknown[]) => boolean
-
-/** The events by which Node hands a request to the app. */
-const REQUEST_EVENTS = new Set<string | symbol>(['request', 'checkContinue', 'checkExpectation'])
 
 /**
  * Tracks the HTTP/1.1 connections of one server from the moment it is constructed (nothing is added
@@ -117,7 +91,7 @@ export class Http1Connections implements ConnectionSet {
     this.draining = true
     this.silentGrace = neverSpokeGrace(this.idleGrace, deadline === undefined ? undefined : deadline - this.seam.now())
     this.handOver = handOver
-    this.gate()
+    this.ungate = gateRequests(this.server, (req, res) => this.admit(req, res))
     for (const socket of this.sockets) {
       const c = this.track(socket)
       const res = headOf(c)
@@ -162,31 +136,6 @@ export class Http1Connections implements ConnectionSet {
   detach (): void { this.untrack() }
 
   /**
-   * From the drain on, every request passes here before Node hands it to the app (server.emit is
-   * wrapped on this server only, so nothing runs per request before the drain). A request the
-   * connection will never answer is not handed over.
-   */
-  private gate (): void {
-    const server = this.server
-    const own = Object.prototype.hasOwnProperty.call(server, 'emit')
-    const emit = server.emit as Emit
-    const admit = (req: IncomingMessage, res: ServerResponse): boolean => this.admit(req, res)
-    let active = true
-    const gated: Emit = function (this: net.Server, event, ...args) {
-      if (active && REQUEST_EVENTS.has(event) && !admit(args[0] as IncomingMessage, args[1] as ServerResponse)) return true
-      return emit.call(this, event, ...args)
-    }
-    server.emit = gated
-    this.ungate = () => {
-      // Inert from now on, even if something wrapped emit again after us and it cannot be unwrapped.
-      active = false
-      if (server.emit !== gated) return
-      if (own) server.emit = emit
-      else delete (server as Partial<net.Server>).emit
-    }
-  }
-
-  /**
    * A request received during the drain: it becomes the last of its connection (`Connection: close`),
    * taking the role over from the one before it if that one's head is not stored yet. Returns false
    * when a response queued before it closes the connection: it would never be answered.
@@ -199,7 +148,7 @@ export class Http1Connections implements ConnectionSet {
       res.shouldKeepAlive = false
       return true
     }
-    if (this.closesBefore(c)) return false
+    if (closesBefore(c)) return false
     if (c.candidate) {
       // Pipelined behind the response it was to move after: it drains here.
       c.candidate = false
@@ -207,31 +156,10 @@ export class Http1Connections implements ConnectionSet {
     }
     c.cancelReap?.()
     c.cancelReap = undefined
-    this.endPipelineWith(res, c)
+    endPipelineWith(res, c)
     // Queued behind another response, it is followed once that one is done.
     if (headOf(c) === res) this.follow(res, c)
     return true
-  }
-
-  /**
-   * Whether the connection closes after a response already queued on it, so that a request arriving
-   * now would not be answered. If the response that ends the pipeline has not stored its head yet,
-   * it keeps the connection open again (as its client asked) and the new request ends it instead.
-   */
-  private closesBefore (c: Conn): boolean {
-    const socket = c.http as HttpSocket
-    if (socket.writableEnded || socket.destroyed) return true
-    const prev = c.last as Response | undefined
-    if (prev === undefined) return (socket._httpMessage as Response | null | undefined)?._last === true
-    if (prev.headersSent) return prev._last === true
-    prev.shouldKeepAlive = c.lastKeepAlive
-    return !c.lastKeepAlive
-  }
-
-  private endPipelineWith (res: ServerResponse, c: Conn): void {
-    c.last = res
-    c.lastKeepAlive = res.shouldKeepAlive
-    res.shouldKeepAlive = false
   }
 
   /**
@@ -243,7 +171,7 @@ export class Http1Connections implements ConnectionSet {
   private follow (res: ServerResponse, c: Conn): void {
     if (res !== c.last && !res.headersSent) {
       const incoming = (c.http as HttpSocket).parser?.incoming
-      if (incoming == null || incoming === res.req) this.endPipelineWith(res, c)
+      if (incoming == null || incoming === res.req) endPipelineWith(res, c)
     }
     res.once('close', () => {
       if (this.conns.get(c.raw) !== c) return
@@ -368,27 +296,4 @@ export class Http1Connections implements ConnectionSet {
       for (const fn of w) fn()
     }
   }
-}
-
-/**
- * Ms a connection that never sent a byte stays open once the drain starts: its client connected and
- * has not written yet (a loaded or paused client, a preconnect). `NEVER_SPOKE_GRACE`, never less than
- * `idleGrace`, and at most half of what is left until the deadline, so a request that starts at the
- * end of the grace still has time to finish.
- */
-export function neverSpokeGrace (idleGrace: number, untilDeadline: number | undefined): number {
-  const half = untilDeadline === undefined ? NEVER_SPOKE_GRACE : Math.floor(untilDeadline / 2)
-  return Math.max(idleGrace, Math.min(NEVER_SPOKE_GRACE, half))
-}
-
-/** See `neverSpokeGrace`; chosen by measurement (README, "Shutdown"). */
-export const NEVER_SPOKE_GRACE = 2000
-
-/** The response at the head of the connection's queue; undefined when it is idle. */
-function headOf (c: Conn): ServerResponse | undefined {
-  return (c.http as HttpSocket)._httpMessage ?? undefined
-}
-
-function rawOf (socket: net.Socket): net.Socket {
-  return (socket as HttpSocket)._parent ?? socket
 }
