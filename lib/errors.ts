@@ -1,4 +1,5 @@
 // Runs in both processes (old and new): every coded error the package throws or rejects with.
+import type { Logger } from './log'
 
 /** Base class: every error from graceful-reboot has a stable `code` to branch on. */
 export class GracefulError extends Error {
@@ -86,5 +87,17 @@ export function describe (value: unknown): string {
     return JSON.stringify(value) ?? String(value)
   } catch {
     return Object.prototype.toString.call(value)
+  }
+}
+
+/**
+ * The catch of a reboot started in the background (a signal, the admin route): logs why it failed and
+ * that this process still serves, unless a shutdown aborted it (the reboot logs that itself: this
+ * process is draining, not serving).
+ */
+export function logRebootFailure (log: Pick<Logger, 'error'>, what: string): (err: unknown) => void {
+  return (err) => {
+    if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
+    log.error({ err }, `graceful-reboot: ${what} failed; still serving`)
   }
 }

@@ -1,6 +1,7 @@
 // Runs in both processes: OS signals and crashes -> lifecycle actions, with the second-signal policy.
 import * as os from 'node:os'
 import type { LifecycleState, RebootOptions, ShutdownOptions } from './events'
+import { logRebootFailure } from './errors'
 import { exitCodes } from './exit-codes'
 import type { Logger } from './log'
 import type { ResolvedOptions, SignalAction } from './options'
@@ -149,11 +150,7 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
     return
   }
   life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
-  life.reboot(undefined, { trigger: sig }).catch((err: unknown) => {
-    // An abort by a shutdown is logged by the reboot itself: this process is draining, not serving.
-    if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
-    life.log.error({ err }, 'graceful-reboot: reboot failed; still serving')
-  })
+  life.reboot(undefined, { trigger: sig }).catch(logRebootFailure(life.log, 'reboot'))
 }
 
 /**

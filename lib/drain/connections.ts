@@ -15,3 +15,21 @@ export interface ConnectionSet {
   /** The deadline passed: destroys every connection still open; returns how many. */
   destroyAll (): number
 }
+
+/** The callers of `whenEmpty()` of one set: resolved together when its last connection goes. */
+export class EmptyWaiters {
+  private waiters: Array<() => void> = []
+
+  /** Resolves at once when `empty`, else at the next `wake()`. */
+  wait (empty: boolean): Promise<void> {
+    if (empty) return Promise.resolve()
+    return new Promise((resolve) => { this.waiters.push(resolve) })
+  }
+
+  /** The set is empty: resolves every waiting caller. */
+  wake (): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const fn of w) fn()
+  }
+}

@@ -6,7 +6,7 @@
 import type * as net from 'node:net'
 import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { ConnectionSet } from './connections'
+import { EmptyWaiters, type ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
 import { closesBefore, endPipelineWith, gateRequests, headOf, neverSpokeGrace, rawOf, type Conn } from './http1-conn'
 import { partialRequest, stopReading, resumeReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
@@ -45,7 +45,7 @@ export class Http1Connections implements ConnectionSet {
   private readonly untrack: () => void
   private draining = false
   private ungate: () => void = () => {}
-  private waiters: Array<() => void> = []
+  private readonly empty = new EmptyWaiters()
   /** Idle keep-alive or never-spoke connections closed after their grace. */
   idleClosed = 0
   /** In a reboot: connections handed to the successor. */
@@ -102,8 +102,7 @@ export class Http1Connections implements ConnectionSet {
   }
 
   whenEmpty (): Promise<void> {
-    if (this.sockets.size === 0) return Promise.resolve()
-    return new Promise((resolve) => { this.waiters.push(resolve) })
+    return this.empty.wait(this.sockets.size === 0)
   }
 
   destroyAll (): number {
@@ -290,10 +289,6 @@ export class Http1Connections implements ConnectionSet {
       c.cancelReap?.()
       this.conns.delete(raw)
     }
-    if (this.sockets.size === 0) {
-      const w = this.waiters
-      this.waiters = []
-      for (const fn of w) fn()
-    }
+    if (this.sockets.size === 0) this.empty.wake()
   }
 }

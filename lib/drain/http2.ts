@@ -3,7 +3,7 @@
 // recommends, open streams run to completion, a session closes once its last stream has ended.
 import type * as http2 from 'node:http2'
 import type * as net from 'node:net'
-import type { ConnectionSet } from './connections'
+import { EmptyWaiters, type ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
 
 /** The largest stream id: the first GOAWAY carries it ("stop opening streams", RFC 9113 section 6.8). */
@@ -79,7 +79,7 @@ export class Http2Sessions implements ConnectionSet {
   private draining = false
   /** Set at the deadline: sessions destroyed from now on are forced, not drained. */
   private forcing = false
-  private waiters: Array<() => void> = []
+  private readonly empty = new EmptyWaiters()
   readonly counts: Http2DrainCounts = noHttp2()
 
   constructor (server: net.Server, seam: ProcessSeam, onSession: (socket: net.Socket) => void) {
@@ -110,8 +110,7 @@ export class Http2Sessions implements ConnectionSet {
   }
 
   whenEmpty (): Promise<void> {
-    if (this.sessions.size === 0) return Promise.resolve()
-    return new Promise((resolve) => { this.waiters.push(resolve) })
+    return this.empty.wait(this.sessions.size === 0)
   }
 
   destroyAll (): number {
@@ -184,11 +183,7 @@ export class Http2Sessions implements ConnectionSet {
     if (!this.sessions.delete(s.session)) return
     s.cancelFinal?.()
     s.cancelFinal = undefined
-    if (this.sessions.size === 0) {
-      const w = this.waiters
-      this.waiters = []
-      for (const fn of w) fn()
-    }
+    if (this.sessions.size === 0) this.empty.wake()
   }
 }
 

@@ -2,11 +2,11 @@
 // through an `upgrade` (WebSocket) are tracked apart from HTTP connections, so finalizers can close
 // them properly and the drain can destroy what is left at the deadline.
 import type { Server, Socket } from 'node:net'
-import type { ConnectionSet } from './connections'
+import { EmptyWaiters, type ConnectionSet } from './connections'
 
 export class UpgradedSockets implements ConnectionSet {
   private readonly sockets = new Set<Socket>()
-  private waiters: Array<() => void> = []
+  private readonly empty = new EmptyWaiters()
 
   get size (): number { return this.sockets.size }
 
@@ -15,7 +15,7 @@ export class UpgradedSockets implements ConnectionSet {
     this.sockets.add(socket)
     socket.once('close', () => {
       this.sockets.delete(socket)
-      if (this.sockets.size === 0) this.wake()
+      if (this.sockets.size === 0) this.empty.wake()
     })
   }
 
@@ -24,8 +24,7 @@ export class UpgradedSockets implements ConnectionSet {
 
   /** Resolves once no upgraded socket is open. */
   whenEmpty (): Promise<void> {
-    if (this.sockets.size === 0) return Promise.resolve()
-    return new Promise((resolve) => { this.waiters.push(resolve) })
+    return this.empty.wait(this.sockets.size === 0)
   }
 
   /** Destroys every upgraded socket still open; returns how many. */
@@ -33,12 +32,6 @@ export class UpgradedSockets implements ConnectionSet {
     const n = this.sockets.size
     for (const s of this.sockets) s.destroy()
     return n
-  }
-
-  private wake (): void {
-    const w = this.waiters
-    this.waiters = []
-    for (const fn of w) fn()
   }
 }
 

@@ -3,7 +3,7 @@
 // mount it (adapters/fastify-routes.ts, adapters/express-routes.ts).
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type * as http from 'node:http'
-import { describe, type RebootError } from '../errors'
+import { describe, logRebootFailure, type RebootError } from '../errors'
 import type { LifecycleState, RebootOptions, ShutdownOptions } from '../events'
 import type { Logger } from '../log'
 import { checkToken, type AdminOptions } from '../options'
@@ -208,11 +208,7 @@ export class AdminGate {
             target.log.error({ err }, 'graceful-reboot: admin shutdown failed')
           })
         } else {
-          target.reboot(timeout, { trigger: 'admin' }).catch((err: unknown) => {
-            // An abort by a shutdown is logged by the reboot itself: this process is draining, not serving.
-            if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
-            target.log.error({ err }, 'graceful-reboot: admin reboot failed; still serving')
-          })
+          target.reboot(timeout, { trigger: 'admin' }).catch(logRebootFailure(target.log, 'admin reboot'))
         }
       },
       abandon: () => {
