@@ -10,6 +10,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import { exitCodes, type ShutdownResult } from '../index'
 import { Http1Connections } from '../lib/drain/http1'
 import { NEVER_SPOKE_GRACE } from '../lib/drain/http1-conn'
+import { handOverWith, type SendSocket } from '../lib/outgoing/transfer'
 import { FakeSeam } from './fixtures/finalizer-fake-seam'
 import { keepAliveLoad, type Sent } from './helpers/keep-alive-load'
 import {
@@ -345,6 +346,54 @@ const silentGraceBounded: Scenario = async (t, b) => {
   t.deepEqual(graces, [NEVER_SPOKE_GRACE, 500, 250])
 }
 
+const requestWhileWaitingToMove: Scenario = async (t, b) => {
+  // A reboot's hand-over, one connection at a time (batch 1), with a send held open for A: B waits for
+  // its turn meanwhile. B reads on while it waits: its request is served here keep-alive, and B moves
+  // once its response is done (its turn came while the response was in flight: 'busy', then again).
+  const s = await b.start(t)
+  const conns = new Http1Connections(s.server, new FakeSeam(), 250)
+  t.teardown(() => { conns.detach() })
+  const acceptedA = nextAccepted(s.server)
+  await rawClient(t, s.port)
+  await within(5000, 'A accepted', acceptedA)
+  const acceptedB = nextAccepted(s.server)
+  const clientB = await rawClient(t, s.port)
+  const serverB = await within(5000, 'B accepted', acceptedB)
+  const sent: net.Socket[] = []
+  let releaseA: () => void = () => {}
+  let aOnItsWay: () => void = () => {}
+  const aSent = new Promise<void>((resolve) => { aOnItsWay = resolve })
+  const send: SendSocket = async (_address, socket) => {
+    sent.push(socket)
+    if (sent.length === 1) {
+      aOnItsWay()
+      await new Promise<void>((resolve) => { releaseA = resolve })
+    }
+    return true
+  }
+  const outcomes: unknown[] = []
+  let busySeen: () => void = () => {}
+  const busy = new Promise<void>((resolve) => { busySeen = resolve })
+  const handOver = handOverWith(send, 1)('tcp:test')
+  conns.drain(async (socket) => {
+    const o = await handOver(socket)
+    outcomes.push(o)
+    if (o === 'busy') busySeen()
+    return o
+  })
+  await within(5000, "A's send under way (B waits for its turn)", aSent)
+  clientB.socket.write(requestText('GET', '/held'))
+  await within(5000, "B's request in the handler while B waits for its turn", s.whenHeld(1))
+  releaseA()
+  await within(5000, "B's turn, with its response in flight", busy)
+  s.releaseHeld()
+  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'held']], 'answered here, keep-alive: the client keeps its connection')
+  t.deepEqual(outcomes, [true, 'busy', true])
+  t.is(sent[1], serverB, 'B was sent once its response was done')
+  t.is(conns.transferred, 2)
+}
+
 const scenarios: Array<[string, Scenario]> = [
   ['shutdown: 20 in-flight requests get 200 + connection: close; new connections refused; idle and silent sockets closed after the grace; forced 0', inFlightIdleAndSilent],
   ['shutdown under keep-alive load that runs on through the drain: no request on an open keep-alive socket lost; only new connections after the listener closed are refused', loadLosesNothing],
@@ -356,7 +405,8 @@ const scenarios: Array<[string, Scenario]> = [
   ['pipelining: A and B both in their handlers when the drain starts: both answered, the last with connection: close', pipelinedBeforeDrain],
   ['pipelining: B arriving behind a head already sent with connection: close is not handed to the app', pipelinedAfterClose],
   ['idle grace: a request whose bytes trickle in across the grace is answered', trickleAcrossGrace],
-  ['never-spoke grace: at most half the time left to the deadline, never less than idleGrace', silentGraceBounded]
+  ['never-spoke grace: at most half the time left to the deadline, never less than idleGrace', silentGraceBounded],
+  ['hand-over: a request on a connection waiting for its turn to move is served keep-alive, then the connection moves', requestWhileWaitingToMove]
 ]
 
 for (const [title, scenario] of scenarios) {

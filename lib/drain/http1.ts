@@ -153,6 +153,11 @@ export class Http1Connections implements ConnectionSet {
       c.candidate = false
       resumeReading(c.raw)
     }
+    if (c.moving && headOf(c) === res) {
+      // Came in while the connection waited for its turn to move: served here keep-alive, then it moves.
+      this.moveAfter(res, c)
+      return true
+    }
     c.cancelReap?.()
     c.cancelReap = undefined
     endPipelineWith(res, c)
@@ -215,6 +220,7 @@ export class Http1Connections implements ConnectionSet {
         this.transferred++
         return
       }
+      if (outcome === 'busy') return // a request came in while it waited: moveAfter tries again
       this.kept[outcome] = (this.kept[outcome] ?? 0) + 1
       if (this.conns.get(c.raw) !== c) return
       const next = headOf(c)

@@ -5,8 +5,12 @@
 import type * as net from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
-/** Moves a connection to the successor; resolves with true once it is on its way (gone from here), or why it stays. */
-export type HandOver = (socket: net.Socket) => Promise<true | KeptReason>
+/**
+ * Moves a connection to the successor; resolves with true once it is on its way (gone from here),
+ * 'busy' when a request came in while it waited for its turn (its response is in flight here: the
+ * connection moves once that is done), or why it stays.
+ */
+export type HandOver = (socket: net.Socket) => Promise<true | 'busy' | KeptReason>
 
 /** Why a connection was drained here instead of handed over. */
 export type KeptReason = 'unsupported' | 'mid-request' | 'send-failed'

@@ -4,7 +4,7 @@
 // send the socket over IPC and close this process's copy; anything unsure resumes reading here.
 // The socket primitives are in handoff/socket.ts.
 import type * as net from 'node:net'
-import { betweenRequests, resumeReading, stopReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
+import { betweenRequests, resumeReading, stopReading, transferable, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
 
 /** Sends a socket accepted on the listener `address` to the successor; resolves with whether it was written. */
 export type SendSocket = (address: string, socket: net.Socket) => Promise<boolean>
@@ -13,17 +13,18 @@ export type SendSocket = (address: string, socket: net.Socket) => Promise<boolea
 const TRANSFER_BATCH = 64
 
 /**
- * The hand-over of one connection: stop reading, wait for a place in the batch and let Node finish its
- * own bookkeeping of the last response (at least one turn of the event loop), check, send, then close
- * this process's copy of the fd (the successor holds its own: the client sees no FIN). Sends run
- * through `send`, at most `batch` at a time over every listener; a waiting connection's requests wait
- * in the kernel. Returns the hand-over for the connections of the listener named `address`.
+ * The hand-over of one connection: wait for a place in the batch (the connection reads and is served
+ * here meanwhile, so its requests do not wait), stop reading, let Node finish its own bookkeeping of
+ * the last response (one turn of the event loop), check, send, then close this process's copy of the
+ * fd (the successor holds its own: the client sees no FIN). A connection whose request came in while
+ * it waited is 'busy': it moves once its response is done. Sends run through `send`, at most `batch`
+ * at a time over every listener. Returns the hand-over for the connections of the listener `address`.
  */
 export function handOverWith (send: SendSocket, batch = TRANSFER_BATCH): (address: string) => HandOver {
   let active = 0
   const waiting: Array<() => void> = []
   const turn = (): Promise<void> => new Promise<void>((resolve) => {
-    const go = (): void => { active++; setImmediate(resolve) }
+    const go = (): void => { active++; resolve() }
     if (active < batch) go()
     else waiting.push(go)
   })
@@ -32,14 +33,25 @@ export function handOverWith (send: SendSocket, batch = TRANSFER_BATCH): (addres
     waiting.shift()?.()
   }
   return (address) => async (socket) => {
-    if (!stopReading(socket)) return 'unsupported'
+    if (!transferable(socket)) return 'unsupported'
     await turn()
     try {
+      if (busy(socket) || !stopReading(socket)) return busy(socket) ? 'busy' : 'unsupported'
+      await new Promise<void>((resolve) => { setImmediate(resolve) })
+      if (busy(socket)) {
+        resumeReading(socket)
+        return 'busy'
+      }
       return await moveOne(socket, (s) => send(address, s))
     } finally {
       done()
     }
   }
+}
+
+/** A response is in flight on the connection (a request came in while it waited for its turn). */
+function busy (socket: net.Socket): boolean {
+  return (socket as HttpSocket)._httpMessage != null
 }
 
 /** Checks and sends one stopped connection; resumes it here when it cannot move. */
