@@ -3,7 +3,7 @@ import { fastifyGraceful } from './lib/adapters/fastify'
 
 export default fastifyGraceful
 export { fastifyGraceful, GOING_AWAY, type FastifyGracefulPlugin } from './lib/adapters/fastify'
-export { expressGraceful, type GracefulExpressApp, type ExpressLike } from './lib/adapters/express'
+export { expressGraceful, type GracefulExpressApp, type ExpressLike, type GracefulRequest } from './lib/adapters/express'
 export { createGraceful, type GracefulHandle } from './lib/adapters/http'
 export { lifecycle, rebootedFrom, type Lifecycle } from './lib/lifecycle'
 export { exitCodes } from './lib/exit-codes'
@@ -25,5 +25,6 @@ export {
   AdoptionError,
   AlreadyRegisteredError,
   PidFileError,
+  DrainStartedError,
   type RebootErrorCode
 } from './lib/errors'

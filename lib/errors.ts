@@ -78,6 +78,19 @@ export class FinalizerTimeoutError extends GracefulError {
   }
 }
 
+/**
+ * The reason of an app's `drainSignal` once its drain has started: long responses (SSE, chunked
+ * downloads, long polls) end by themselves instead of being cut at the deadline.
+ */
+export class DrainStartedError extends GracefulError {
+  /** Why the app drains: 'shutdown', 'reboot' (this is the old process), 'crash' or 'close' (this app only). */
+  readonly reason: 'shutdown' | 'reboot' | 'crash' | 'close'
+  constructor (app: string, reason: 'shutdown' | 'reboot' | 'crash' | 'close') {
+    super('ERR_GRACEFUL_DRAINING', `the ${app} app is draining (${reason}): end long responses now`)
+    this.reason = reason
+  }
+}
+
 /** Renders a bad value for an error message. */
 export function describe (value: unknown): string {
   if (typeof value === 'function') return `a function ${value.name !== '' ? value.name : '(anonymous)'}`

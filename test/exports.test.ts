@@ -47,7 +47,7 @@ test('lifecycle() is one process-wide instance, shared through globalThis', (t) 
 })
 
 test('error classes: names, codes and the instanceof chain', (t) => {
-  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, AlreadyRegisteredError, PidFileError } = pkg
+  const { GracefulError, InvalidOptionError, FinalizerGraphError, FinalizerTimeoutError, RebootError, AdoptionError, AlreadyRegisteredError, PidFileError, DrainStartedError } = pkg
   const cases: Array<[Error & { code: string }, string, string]> = [
     [new GracefulError('ERR_GRACEFUL_X', 'base'), 'GracefulError', 'ERR_GRACEFUL_X'],
     [new InvalidOptionError('bad'), 'InvalidOptionError', 'ERR_GRACEFUL_INVALID_OPTION'],
@@ -57,7 +57,8 @@ test('error classes: names, codes and the instanceof chain', (t) => {
     [new RebootError('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'busy'), 'RebootError', 'ERR_GRACEFUL_REBOOT_IN_PROGRESS'],
     [new AdoptionError('no fd'), 'AdoptionError', 'ERR_GRACEFUL_ADOPTION'],
     [new AlreadyRegisteredError('twice'), 'AlreadyRegisteredError', 'ERR_GRACEFUL_ALREADY_REGISTERED'],
-    [new PidFileError('/run/app.pid', 'no folder'), 'PidFileError', 'ERR_GRACEFUL_PID_FILE']
+    [new PidFileError('/run/app.pid', 'no folder'), 'PidFileError', 'ERR_GRACEFUL_PID_FILE'],
+    [new DrainStartedError('fastify', 'reboot'), 'DrainStartedError', 'ERR_GRACEFUL_DRAINING']
   ]
   for (const [err, name, code] of cases) {
     t.true(err instanceof Error, name)
@@ -73,6 +74,7 @@ test('error classes: names, codes and the instanceof chain', (t) => {
   t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x', 1234).successorPid, 1234)
   t.is(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', 'x').successorPid, undefined)
   t.is(new PidFileError('/run/app.pid', 'x').path, '/run/app.pid')
+  t.is(new DrainStartedError('fastify', 'reboot').reason, 'reboot')
   const cause = new Error('root')
   t.is(new GracefulError('ERR_GRACEFUL_X', 'wrapped', { cause }).cause, cause)
 })
@@ -119,7 +121,7 @@ test('the declaration file declares the default and named exports', (t) => {
   t.regex(dmts, /^export \* from '\.\/index\.js'$/m, 'the ES module entry declares the named exports of the CommonJS one')
   t.regex(dmts, /^export default fastifyGraceful$/m, 'and the plugin as its default')
   for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
-    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError', 'PidFileError',
+    'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError', 'PidFileError', 'DrainStartedError',
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
   }

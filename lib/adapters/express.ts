@@ -9,6 +9,28 @@ import { resolveOptions, type GracefulOptions } from '../options'
 /** Marks an app that has graceful-reboot. */
 const REGISTERED = Symbol.for('graceful-reboot.registered')
 
+/** What graceful-reboot adds to Express's `req` (declared on `Express.Request` too). */
+export interface GracefulRequest {
+  /**
+   * Aborted when the app's drain starts (shutdown, or the old process of a reboot once its successor
+   * serves): an SSE stream, a chunked download or a long poll ends by itself instead of being cut at
+   * the deadline. One signal shared by every request of the app: remove your listener when the
+   * response closes. Its reason is a `DrainStartedError`.
+   */
+  readonly drainSignal: AbortSignal
+}
+
+declare global {
+  // Express's own way to type what middleware add to `req` (@types/express-serve-static-core).
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** Aborted when the app's drain starts: see `GracefulRequest`. */
+      readonly drainSignal: GracefulRequest['drainSignal']
+    }
+  }
+}
+
 /** An Express app (or anything with Express's `listen` that takes a request handler). */
 export interface ExpressLike {
   (req: http.IncomingMessage, res: http.ServerResponse, next?: (err?: unknown) => void): void
@@ -19,6 +41,8 @@ export type GracefulExpressApp<T> = T & {
   shutdown: GracefulHandle['shutdown']
   reboot: GracefulHandle['reboot']
   onShutdown: (...args: Parameters<GracefulHandle['onShutdown']>) => GracefulExpressApp<T>
+  /** The app's drain signal (the one `req.drainSignal` returns): aborted when its drain starts. */
+  readonly drainSignal: AbortSignal
   /** The core handle: `graceful.attach(server)` for a server made with `http.createServer(app)`. */
   graceful: GracefulHandle
 }
@@ -41,6 +65,11 @@ export function expressGraceful<T extends ExpressLike> (app: T, options?: Gracef
   out.graceful = handle
   out.shutdown = handle.shutdown
   out.reboot = handle.reboot
+  // Getters on the app and on its request prototype (sub-apps inherit it): nothing per request.
+  const drainSignal = { get: () => handle.drainSignal, configurable: true }
+  Object.defineProperty(out, 'drainSignal', { ...drainSignal, enumerable: true })
+  const requestProto = (app as unknown as { request?: unknown }).request
+  if (requestProto !== null && typeof requestProto === 'object') Object.defineProperty(requestProto, 'drainSignal', drainSignal)
   out.onShutdown = (fn, opts) => {
     handle.onShutdown(fn, opts)
     return out

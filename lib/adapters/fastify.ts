@@ -19,6 +19,17 @@ declare module 'fastify' {
     reboot (timeout?: number, options?: Pick<RebootOptions, 'stateful'>): Promise<number>
     /** Registers a finalizer, run during shutdown in dependency order around the built-in node 'http'. */
     onShutdown (fn: Finalizer, options?: FinalizerOptions): FastifyInstance
+    /** Aborted when this app's drain starts (shutdown, or the old process of a reboot): end long responses then. The same signal as `request.drainSignal`. */
+    readonly drainSignal: AbortSignal
+  }
+  interface FastifyRequest {
+    /**
+     * Aborted when this app's drain starts (shutdown, or the old process of a reboot once its
+     * successor serves): an SSE stream, a chunked download or a long poll ends by itself instead of
+     * being cut at the deadline. One signal shared by every request of the app: remove your
+     * listener when the response closes. Its reason is a `DrainStartedError`.
+     */
+    readonly drainSignal: AbortSignal
   }
 }
 
@@ -74,6 +85,10 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
     return `Fastify listens on ${bound.map((a) => typeof a === 'string' ? a : `${a.address}:${a.port}`).join(' and ')} (host 'localhost' binds one socket per address) ` +
       "and only the first can be handed to a successor; listen on host '127.0.0.1', '::1' or '0.0.0.0' instead"
   }
+  // A getter on the prototypes: nothing is made per request, the signal itself on first read.
+  const drainSignal = { getter: () => unit.drainSignal }
+  fastify.decorate('drainSignal', drainSignal)
+  fastify.decorateRequest('drainSignal', drainSignal)
   fastify.decorate('onShutdown', function (this: FastifyInstance, fn: Finalizer, o?: FinalizerOptions) {
     unit.finalizers.add(fn, o)
     return this

@@ -20,6 +20,13 @@ export interface GracefulHandle {
   onShutdown (fn: Finalizer, options?: FinalizerOptions): GracefulHandle
   /** Drains this app only (no exit) and stops tracking it. */
   close (timeout?: number): Promise<UnitResult>
+  /**
+   * Aborted when this app's drain starts (shutdown, `close()`, or the old process of a reboot once
+   * its successor serves): long responses (SSE, chunked downloads, long polls) end by themselves
+   * instead of being cut at the deadline. One signal for the whole app, made on first read; remove
+   * your listener when the response closes. Its reason is a `DrainStartedError`.
+   */
+  readonly drainSignal: AbortSignal
   readonly lifecycle: Lifecycle
 }
 
@@ -58,6 +65,7 @@ export function gracefulHandle (resolved: ResolvedOptions, name: string): Gracef
       life.unregister(unit)
       return result
     },
+    get drainSignal () { return unit.drainSignal },
     lifecycle: life
   }
   return handle

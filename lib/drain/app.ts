@@ -1,5 +1,6 @@
 // Runs in every process that shuts down (the old process of a reboot too): one application (a Fastify
 // instance, an Express app, or plain servers) with its servers, its finalizers and its drain sequence.
+import { setMaxListeners } from 'node:events'
 import type * as net from 'node:net'
 import { ServerDrain } from './server'
 import { addHttp2, noHttp2, type Http2DrainCounts } from './http2'
@@ -11,6 +12,7 @@ import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finali
 import type { Logger } from '../log'
 import type { ProcessSeam } from '../os'
 import type { ResolvedOptions } from '../options'
+import { DrainStartedError } from '../errors'
 
 /** What one application's drain did. */
 export interface UnitResult {
@@ -48,6 +50,10 @@ export class GracefulUnit {
   private readonly drains = new Map<net.Server, ServerDrain>()
   private draining: Promise<UnitResult> | undefined
   private stopping: Promise<UnitResult> | undefined
+  /** The app's one drain signal, made on first read (nothing per request). */
+  private drainAbort: AbortController | undefined
+  /** Set when the HTTP drain starts: the signal's reason. */
+  private drainStarted: DrainStartedError | undefined
 
   constructor (name: string, options: ResolvedOptions, log: Logger, seam: ProcessSeam) {
     this.name = name
@@ -77,6 +83,21 @@ export class GracefulUnit {
   }
 
   get isDraining (): boolean { return this.draining !== undefined }
+
+  /**
+   * One AbortSignal for the whole app, made on first read: aborted, with a DrainStartedError as its
+   * reason, when the app's HTTP drain starts (its listeners are closed; in a reboot the successor
+   * serves). Read after that, it is already aborted.
+   */
+  get drainSignal (): AbortSignal {
+    if (this.drainAbort === undefined) {
+      this.drainAbort = new AbortController()
+      // Every long response of the app may listen to it at once: no leak warning past 10 listeners.
+      setMaxListeners(0, this.drainAbort.signal)
+      if (this.drainStarted !== undefined) this.drainAbort.abort(this.drainStarted)
+    }
+    return this.drainAbort.signal
+  }
 
   /** The drain sequence (docs/shutdown.md, "What a shutdown does") for every server of this app. Idempotent. */
   drain (deadline: number, reason: ShutdownReason, trigger: string, handOver?: HandOverFor): Promise<UnitResult> {
@@ -122,7 +143,11 @@ export class GracefulUnit {
     const http = async (): Promise<void> => {
       for (const d of drains) d.stopAccepting(reason === 'reboot')
       const transfer = this.options.transferConnections ? handOver : undefined
-      const results = await Promise.all(drains.map((d) => d.drain(deadline, transfer?.(d.server))))
+      const pending = drains.map((d) => d.drain(deadline, transfer?.(d.server)))
+      // Every connection now drains: a response a handler ends on the signal closes (or moves) its connection.
+      this.drainStarted = new DrainStartedError(this.name, reason)
+      this.drainAbort?.abort(this.drainStarted)
+      const results = await Promise.all(pending)
       for (const r of results) {
         forced += r.forced
         idleClosed += r.idleClosed

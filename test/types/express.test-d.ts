@@ -11,6 +11,7 @@ import {
   InvalidOptionError,
   RebootError,
   type GracefulExpressApp,
+  type GracefulRequest,
   type GracefulHandle,
   type LifecycleState,
   type Http2DrainCounts,
@@ -99,4 +100,18 @@ export async function core (): Promise<void> {
   void [inv, pid]
   // @ts-expect-error reboot error codes are a closed set
   void new RebootError('ERR_SOMETHING_ELSE', 'x')
+}
+
+export function drainSignals (): void {
+  const app = expressGraceful(express())
+  app.get('/events', (req, res) => {
+    const signal: AbortSignal = req.drainSignal // declared on Express.Request
+    const asInterface: GracefulRequest = req
+    void [signal, asInterface, res]
+  })
+  const onApp: AbortSignal = app.drainSignal
+  const onHandle: AbortSignal = createGraceful().drainSignal
+  // @ts-expect-error read-only
+  app.graceful.drainSignal = new AbortController().signal
+  void [onApp, onHandle]
 }

@@ -1,6 +1,7 @@
 // Type tests (tsc only, never run): the Fastify plugin's decorators and options.
 import Fastify, { type FastifyInstance } from 'fastify'
 import graceful, {
+  DrainStartedError,
   fastifyGraceful,
   type Finalizer,
   type FinalizerContext,
@@ -101,4 +102,19 @@ export async function badOptions (): Promise<void> {
   // @ts-expect-error the options type is closed too
   const typo: GracefulOptions = { timout: 1 }
   void [o, typo]
+}
+
+export function drainSignal (app: FastifyInstance): void {
+  const onApp: AbortSignal = app.drainSignal
+  app.get('/events', (request, reply) => {
+    const signal: AbortSignal = request.drainSignal
+    if (signal.reason instanceof DrainStartedError) {
+      const why: ShutdownReason = signal.reason.reason
+      void why
+    }
+    void reply
+  })
+  // @ts-expect-error the signal is the package's, read-only
+  app.drainSignal = new AbortController().signal
+  void onApp
 }
