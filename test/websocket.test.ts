@@ -142,7 +142,7 @@ test.serial('express: ws clients nobody closes are destroyed at the deadline and
   const result = await within(5000, 'a shutdown(300) despite open WebSockets', app.shutdown(300))
   const elapsed = performance.now() - t0
   t.deepEqual((await within(5000, 'client close events', Promise.all(closes))).map(([code]) => code), [1006, 1006])
-  t.true(elapsed >= 250 && elapsed < 4000, `shutdown(300) took ${Math.round(elapsed)} ms`)
+  t.true(elapsed >= 250, `shutdown(300) did not wait for its deadline (${Math.round(elapsed)} ms)`)
   t.is(result.apps[0]?.forcedUpgraded, 2)
   t.is(result.forced, 2)
   t.is(result.code, exitCodes.forced)
@@ -199,7 +199,8 @@ test.serial('fastify: a client that completes the handshake but never answers th
   t.is(result.forced, 1)
   t.is(result.apps[0]?.forced, 0, 'no HTTP connection was forced')
   t.true(elapsed >= 450, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
-  t.true(elapsed < 5000, `shutdown(500) took ${Math.round(elapsed)} ms`)
+  // That it is destroyed at the deadline and not later is checked by events, without a time window,
+  // in 'with shutdown(500) the deaf WebSocket is destroyed by the deadline, not 1 s later' below.
 })
 
 // A deaf WebSocket destroyed at the deadline is a forced close (75), not a failed finalizer (76).
