@@ -1,7 +1,7 @@
 // Runs in both processes: the seam between the package and the operating system.
 // Everything that touches the process (exit, signals, crash events, timers, clock: `ProcessSeam`;
 // spawning a successor, the IPC channel, who started us, the parent processes the launcher detection
-// reads: `RebootHost`) goes through here, so the state machine and the reboot can be unit tested
+// reads, the controlling terminal: `RebootHost`) goes through here, so the state machine and the reboot can be unit tested
 // with fakes and no forking.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import cluster from 'node:cluster'
@@ -100,6 +100,8 @@ export interface RebootHost {
   isClusterWorker: boolean
   /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
   exitingInit: () => string | undefined
+  /** This process's controlling terminal and its place in that terminal's session; undefined without one (or where it cannot be read). */
+  terminalSession: () => TerminalSession | undefined
   /**
    * Reads what the launcher detection looks at (lib/launcher.ts): the parent process, and its parent
    * for as long as `readPast` says so, and the environment.
@@ -130,6 +132,13 @@ export const realHost: RebootHost = {
       return undefined
     }
   },
+  terminalSession: () => {
+    try {
+      return parseTerminalSession(fs.readFileSync('/proc/self/stat', 'utf8'))
+    } catch {
+      return undefined
+    }
+  },
   launcherFacts: (readPast) => ({ ancestors: readAncestors(process.ppid, readPast), env: process.env }),
   send: (message) => {
     if (typeof process.send !== 'function' || !process.connected) return false
@@ -148,6 +157,39 @@ export const realHost: RebootHost = {
     process.channel?.unref()
     return () => { process.removeListener('message', fn) }
   }
+}
+
+/** A process's controlling terminal, and its process group and session (`/proc/<pid>/stat`). */
+export interface TerminalSession {
+  /** The terminal's name: `/dev/pts/3`, or `tty 4:1` (major:minor) for another kind. */
+  tty: string
+  pid: number
+  /** This process's process group and session (the pid of their leaders). */
+  pgrp: number
+  session: number
+  /** The terminal's foreground process group. */
+  foreground: number
+}
+
+/**
+ * The controlling terminal in a `/proc/<pid>/stat` line: fields 1 (pid), 5 (pgrp), 6 (session),
+ * 7 (tty_nr) and 8 (tpgid), counted past the command name in parentheses (which may hold spaces and
+ * parentheses). Undefined when the process has no controlling terminal (tty_nr 0) or the line is not one.
+ */
+export function parseTerminalSession (stat: string): TerminalSession | undefined {
+  const close = stat.lastIndexOf(')')
+  if (close < 0) return undefined
+  const pid = Number.parseInt(stat, 10)
+  // After ") ": state, ppid, pgrp, session, tty_nr, tpgid, ...
+  const f = stat.slice(close + 2).split(' ').map(Number)
+  const [pgrp, session, ttyNr, foreground] = [f[2], f[3], f[4], f[5]]
+  if (pgrp === undefined || session === undefined || ttyNr === undefined || foreground === undefined) return undefined
+  if (![pid, pgrp, session, ttyNr, foreground].every(Number.isInteger) || ttyNr === 0) return undefined
+  const major = (ttyNr >> 8) & 0xfff
+  const minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00)
+  // Unix98 pseudo-terminals: majors 136-143.
+  const tty = major >= 136 && major <= 143 ? `/dev/pts/${(major - 136) * 256 + minor}` : `tty ${major}:${minor}`
+  return { tty, pid, pgrp, session, foreground }
 }
 
 /** How many processes above the parent are read at most. */

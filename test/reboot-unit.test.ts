@@ -72,6 +72,7 @@ function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, option
     env: { PATH: '/usr/bin', LISTEN_PID: '99' },
     isClusterWorker: false,
     exitingInit: () => undefined,
+    terminalSession: () => undefined,
     launcherFacts: () => ({ ancestors: [{ pid: 1000, comm: 'bash', argv: ['-bash'] }], env: {} }),
     inherited: () => new Inherited([], undefined, false),
     send: () => false,
@@ -102,6 +103,25 @@ test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, 
     t.is(w.spawned.length, 0)
     t.is(w.life.state, 'running')
   }
+})
+
+test('reboot is refused, with nothing spawned, as the session leader of a terminal or in its process group; a job of an interactive shell reboots', async (t) => {
+  const leader = { tty: '/dev/pts/3', pid: 700, pgrp: 700, session: 700, foreground: 700 }
+  const inLeadersGroup = { tty: '/dev/pts/3', pid: 701, pgrp: 700, session: 700, foreground: 700 }
+  for (const [term, re] of [
+    [leader, /^cannot reboot: this process \(700\) is the session leader of the terminal \/dev\/pts\/3; .*kills the successor \(SIGHUP\).*systemd or PM2.*interactive shell.*setsid node app/],
+    [inLeadersGroup, /^cannot reboot: this process \(701\) is in the process group of the session leader 700 of the terminal \/dev\/pts\/3/]
+  ] as const) {
+    const w = world(new FakeSeam(), { terminalSession: () => term })
+    await t.throwsAsync(w.life.reboot(1000), { instanceOf: RebootError, code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: re })
+    t.is(w.spawned.length, 0)
+    t.is(w.life.state, 'running')
+  }
+  // bash in a tmux pane, then `node app`: a process group of its own, the shell leads the session.
+  const job = world(new FakeSeam(), { terminalSession: () => ({ tty: '/dev/pts/3', pid: 702, pgrp: 702, session: 650, foreground: 702 }) })
+  t.is(job.life.canReboot(), undefined)
+  void job.life.reboot(1000).catch(() => {})
+  t.is(job.spawned.length, 1)
 })
 
 const NODEMON = (): LauncherFacts => ({ ancestors: [{ pid: 300, comm: 'node', argv: ['node', '/srv/app/node_modules/.bin/nodemon', 'server.js'] }], env: {} })
