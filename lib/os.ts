@@ -28,7 +28,10 @@ export interface ProcessSeam {
   readonly pid: number
   readonly platform: NodeJS.Platform
   now (): number
-  /** Ends the process with `code`. */
+  /**
+   * Ends the process with `code` (the first call decides; later ones do nothing). The process may run
+   * on for a moment (at most EXIT_GRACE_MS) while I/O already under way completes: see `realProcess`.
+   */
   exit (code: number): void
   /**
    * Ends the process by `signal` (its listeners removed, the signal sent to this process), as a
@@ -48,11 +51,29 @@ export interface ProcessSeam {
   hold?: () => () => void
 }
 
+/** Ms at most that the process runs on after `exit()`, for I/O already under way. */
+export const EXIT_GRACE_MS = 100
+
+let exitCode: number | undefined
+
 export const realProcess: ProcessSeam = {
   get pid () { return process.pid },
   platform: process.platform,
   now: () => Date.now(),
-  exit: (code) => { process.exit(code) },
+  exit: (code) => {
+    if (exitCode !== undefined) return
+    exitCode = code
+    // Not process.exit() at once: a log line written asynchronously (pino's stream) may still be in
+    // flight, with more queued behind it. If its reader has died (a log pipe whose reader exited), the
+    // write fails with EPIPE; when that is reported first, pino stops writing, but when the process
+    // exits before, pino's exit hook writes the queued lines synchronously, and sonic-boom retries a
+    // failed synchronous write every 100 ms for ever: the process never ends. So the process ends the
+    // way Node ends it when nothing is left to do (pino then flushes asynchronously), and by
+    // process.exit() after EXIT_GRACE_MS when something else keeps it alive (an app's timer or pool).
+    process.exitCode = code
+    const t = setTimeout(() => { process.exit(code) }, EXIT_GRACE_MS)
+    t.unref()
+  },
   exitBySignal: (signal, code) => {
     process.removeAllListeners(signal)
     try {

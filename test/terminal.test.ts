@@ -2,16 +2,21 @@
 // terminal's session leader (`script -c 'exec node app'`, as in a tmux pane whose command is node) the
 // reboot is refused with the fix and the app keeps serving; as a job of an interactive shell on the
 // same kind of terminal (bash in a pane, then `node app`) the reboot goes ahead and the successor
-// serves on after the old process has exited. Also the reading of /proc/<pid>/stat (lib/os.ts).
-import { execFileSync } from 'node:child_process'
+// serves on after the old process has exited. A process whose log pipe's reader died (`node app >
+// fifo 2>&1`, read by `cat`, which dies) drains and exits at SIGTERM, every time. Also the reading of
+// /proc/<pid>/stat (lib/os.ts).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
+import os from 'node:os'
 import path from 'node:path'
+import readline from 'node:readline'
 import test, { type ExecutionContext } from 'ava'
 import { parseTerminalSession } from '../lib/os'
 import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 
 const APP = path.join(__dirname, 'fixtures', 'launcher-app.js')
+const PIPE_APP = path.join(__dirname, 'fixtures', 'pipe-app.js')
 
 function hasScript (): boolean {
   try {
@@ -108,4 +113,57 @@ ptyTest('bash -i on the terminal, then node app (a job of its own): the reboot g
   process.kill(successor, 'SIGTERM')
   f.child.stdin?.end('exit\n')
   await f.exited
+})
+
+function exitOf (child: ChildProcess): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode })
+    else child.once('exit', (code, signal) => { resolve({ code, signal }) })
+  })
+}
+
+/**
+ * One run: test/fixtures/pipe-app (Fastify's logger on, the default 30 s timeout) as `node app > fifo 2>&1`, the
+ * FIFO read by `cat`, whose output the test reads; once the app listens, cat is killed, then the app
+ * gets SIGTERM. Resolves with how the app exited, or 'still running' when it has not within `waitMs`.
+ */
+async function deadReaderRun (t: ExecutionContext, dir: string, n: number, waitMs: number): Promise<{ code: number | null, signal: NodeJS.Signals | null } | 'still running'> {
+  const fifo = path.join(dir, `log-${n}`)
+  execFileSync('mkfifo', [fifo])
+  const cat = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'ignore'] })
+  // sh opens the FIFO for writing (once cat has opened it for reading), then becomes node.
+  const app = spawn('/bin/sh', ['-c', 'exec "$0" "$1" > "$2" 2>&1', process.execPath, PIPE_APP, fifo], { stdio: 'ignore' })
+  t.teardown(() => {
+    for (const c of [cat, app]) {
+      try { if (c.pid !== undefined) process.kill(c.pid, 'SIGKILL') } catch {}
+    }
+  })
+  const listening = await new Promise<void>((resolve, reject) => {
+    const lines = readline.createInterface({ input: cat.stdout as NodeJS.ReadableStream })
+    lines.on('line', (line) => {
+      try {
+        if ((JSON.parse(line) as { event?: string }).event === 'listening') resolve()
+      } catch {}
+    })
+    app.once('exit', () => { reject(new Error('the app exited before it listened')) })
+  })
+  t.is(listening, undefined)
+  const catGone = exitOf(cat)
+  cat.kill('SIGKILL')
+  await catGone
+  const exited = exitOf(app)
+  app.kill('SIGTERM')
+  let timer: NodeJS.Timeout | undefined
+  const result = await Promise.race([exited, new Promise<'still running'>((resolve) => { timer = setTimeout(() => { resolve('still running') }, waitMs) })])
+  clearTimeout(timer)
+  return result
+}
+
+test('node app > fifo 2>&1, the FIFO\'s reader dies, then SIGTERM: the app drains and exits 0, six runs out of six', async (t) => {
+  t.timeout(120_000)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-pipe-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const outcomes = []
+  for (let n = 0; n < 6; n++) outcomes.push(await deadReaderRun(t, dir, n, 12_000))
+  t.deepEqual(outcomes, Array.from({ length: 6 }, () => ({ code: 0, signal: null })))
 })
