@@ -456,6 +456,33 @@ test('under npm, one Ctrl-C arriving twice (from the terminal and passed on by n
   release.resolve()
 })
 
+test('under nodemon, SIGTERM then SIGINT within the relay window (one stop, passed on as two signals) is one stop; in a terminal it exits at once', async (t) => {
+  const { seam, life, unit, log } = world(new FakeSeam(), { launcherFacts: NODEMON })
+  const release = deferred()
+  unit.finalizers.add(() => release.promise, { name: 'slow' })
+  t.true(life.signalsRelayed)
+  seam.fire('SIGTERM')
+  await settle()
+  await seam.advance(RELAY_WINDOW_MS - 1)
+  seam.fire('SIGINT')
+  await settle()
+  t.deepEqual(seam.exits, [], 'the SIGINT joins the drain')
+  t.true(log.lines.some((l) => /SIGINT after SIGTERM within 500 ms/.test(l.msg)))
+  await seam.advance(1)
+  seam.fire('SIGINT')
+  t.deepEqual(seam.exits, [130], 'a signal after the window is a second signal')
+  release.resolve()
+
+  const term = world()
+  const slow = deferred()
+  term.unit.finalizers.add(() => slow.promise, { name: 'slow' })
+  term.seam.fire('SIGTERM')
+  await settle()
+  term.seam.fire('SIGINT')
+  t.deepEqual(term.seam.exits, [130])
+  slow.resolve()
+})
+
 test('in a terminal, a second SIGINT right after the first still exits at once', async (t) => {
   const { seam, life, unit } = world()
   const release = deferred()
