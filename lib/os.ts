@@ -1,7 +1,7 @@
 // Runs in both processes: the seam between the package and the operating system.
 // Everything that touches the process (exit, signals, crash events, timers, clock: `ProcessSeam`;
 // spawning a successor, the IPC channel, who started us, the parent processes the launcher detection
-// reads: `RebootHost`) goes through here, so the state machine and the reboot can be unit tested
+// reads, the controlling terminal: `RebootHost`) goes through here, so the state machine and the reboot can be unit tested
 // with fakes and no forking.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import cluster from 'node:cluster'
@@ -28,7 +28,10 @@ export interface ProcessSeam {
   readonly pid: number
   readonly platform: NodeJS.Platform
   now (): number
-  /** Ends the process with `code`. */
+  /**
+   * Ends the process with `code` (the first call decides; later ones do nothing). The process may run
+   * on for a moment (at most EXIT_GRACE_MS) while I/O already under way completes: see `realProcess`.
+   */
   exit (code: number): void
   /**
    * Ends the process by `signal` (its listeners removed, the signal sent to this process), as a
@@ -48,11 +51,29 @@ export interface ProcessSeam {
   hold?: () => () => void
 }
 
+/** Ms at most that the process runs on after `exit()`, for I/O already under way. */
+export const EXIT_GRACE_MS = 100
+
+let exitCode: number | undefined
+
 export const realProcess: ProcessSeam = {
   get pid () { return process.pid },
   platform: process.platform,
   now: () => Date.now(),
-  exit: (code) => { process.exit(code) },
+  exit: (code) => {
+    if (exitCode !== undefined) return
+    exitCode = code
+    // Not process.exit() at once: a log line written asynchronously (pino's stream) may still be in
+    // flight, with more queued behind it. If its reader has died (a log pipe whose reader exited), the
+    // write fails with EPIPE; when that is reported first, pino stops writing, but when the process
+    // exits before, pino's exit hook writes the queued lines synchronously, and sonic-boom retries a
+    // failed synchronous write every 100 ms for ever: the process never ends. So the process ends the
+    // way Node ends it when nothing is left to do (pino then flushes asynchronously), and by
+    // process.exit() after EXIT_GRACE_MS when something else keeps it alive (an app's timer or pool).
+    process.exitCode = code
+    const t = setTimeout(() => { process.exit(code) }, EXIT_GRACE_MS)
+    t.unref()
+  },
   exitBySignal: (signal, code) => {
     process.removeAllListeners(signal)
     try {
@@ -100,6 +121,8 @@ export interface RebootHost {
   isClusterWorker: boolean
   /** The name of the init this process is the direct child of when that init exits with its child (tini, docker-init, dumb-init). */
   exitingInit: () => string | undefined
+  /** This process's controlling terminal and its place in that terminal's session; undefined without one (or where it cannot be read). */
+  terminalSession: () => TerminalSession | undefined
   /**
    * Reads what the launcher detection looks at (lib/launcher.ts): the parent process, and its parent
    * for as long as `readPast` says so, and the environment.
@@ -130,6 +153,13 @@ export const realHost: RebootHost = {
       return undefined
     }
   },
+  terminalSession: () => {
+    try {
+      return parseTerminalSession(fs.readFileSync('/proc/self/stat', 'utf8'))
+    } catch {
+      return undefined
+    }
+  },
   launcherFacts: (readPast) => ({ ancestors: readAncestors(process.ppid, readPast), env: process.env }),
   send: (message) => {
     if (typeof process.send !== 'function' || !process.connected) return false
@@ -148,6 +178,39 @@ export const realHost: RebootHost = {
     process.channel?.unref()
     return () => { process.removeListener('message', fn) }
   }
+}
+
+/** A process's controlling terminal, and its process group and session (`/proc/<pid>/stat`). */
+export interface TerminalSession {
+  /** The terminal's name: `/dev/pts/3`, or `tty 4:1` (major:minor) for another kind. */
+  tty: string
+  pid: number
+  /** This process's process group and session (the pid of their leaders). */
+  pgrp: number
+  session: number
+  /** The terminal's foreground process group. */
+  foreground: number
+}
+
+/**
+ * The controlling terminal in a `/proc/<pid>/stat` line: fields 1 (pid), 5 (pgrp), 6 (session),
+ * 7 (tty_nr) and 8 (tpgid), counted past the command name in parentheses (which may hold spaces and
+ * parentheses). Undefined when the process has no controlling terminal (tty_nr 0) or the line is not one.
+ */
+export function parseTerminalSession (stat: string): TerminalSession | undefined {
+  const close = stat.lastIndexOf(')')
+  if (close < 0) return undefined
+  const pid = Number.parseInt(stat, 10)
+  // After ") ": state, ppid, pgrp, session, tty_nr, tpgid, ...
+  const f = stat.slice(close + 2).split(' ').map(Number)
+  const [pgrp, session, ttyNr, foreground] = [f[2], f[3], f[4], f[5]]
+  if (pgrp === undefined || session === undefined || ttyNr === undefined || foreground === undefined) return undefined
+  if (![pid, pgrp, session, ttyNr, foreground].every(Number.isInteger) || ttyNr === 0) return undefined
+  const major = (ttyNr >> 8) & 0xfff
+  const minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00)
+  // Unix98 pseudo-terminals: majors 136-143.
+  const tty = major >= 136 && major <= 143 ? `/dev/pts/${(major - 136) * 256 + minor}` : `tty ${major}:${minor}`
+  return { tty, pid, pgrp, session, foreground }
 }
 
 /** How many processes above the parent are read at most. */

@@ -62,8 +62,9 @@ export function unionSignals (apps: readonly ResolvedOptions[]): { map: Map<Node
 }
 
 /**
- * Under a launcher that passes signals on (npm, nodemon, tsx...), the same shutdown signal again within
- * this many ms is the one Ctrl-C arriving twice (from the terminal and from the launcher), not a second.
+ * Under a launcher that passes signals on (npm, nodemon, tsx...), a shutdown signal within this many ms
+ * of the first is the same stop, not a second: one Ctrl-C arriving twice (from the terminal and from
+ * the launcher), or one stop the launcher sends as two signals (nodemon on SIGTERM: SIGTERM and SIGINT).
  */
 export const RELAY_WINDOW_MS = 500
 
@@ -90,8 +91,9 @@ export interface RestartSignal {
  * shutdown signal during a drain that no signal has reached yet (started by the admin route, by
  * code, by a crash, or the old side of a reboot) joins that drain: it is logged, nothing else
  * changes. A shutdown signal during a drain that a shutdown signal started or joined is a second
- * one: exit at once with 128 + its number. A reboot signal while a reboot or shutdown is under way
- * is logged and ignored. A crash starts a drain that exits with the crash code (a crash during any
+ * one: exit at once with 128 + its number (under a launcher that passes signals on, not within
+ * RELAY_WINDOW_MS of the first: that one joins the drain, whatever its kind). A reboot signal
+ * while a reboot or shutdown is under way is logged and ignored. A crash starts a drain that exits with the crash code (a crash during any
  * drain turns its code into the crash code); later crashes are ignored, only the first is logged.
  */
 export function installSignals (life: SignalTarget, apps: readonly ResolvedOptions[], restart?: RestartSignal): () => void {
@@ -124,9 +126,11 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
     if (state === 'draining' || state === 'stopped') {
       const earlier = life.shutdownSignal
       const at = life.shutdownSignalAt
-      if (earlier === sig && at !== undefined && life.signalsRelayed && life.seam.now() - at < RELAY_WINDOW_MS) {
-        // One Ctrl-C, delivered by the terminal to the process group and passed on by the launcher.
-        life.log.info({ signal: sig }, `graceful-reboot: ${sig} again within ${RELAY_WINDOW_MS} ms, passed on by the launcher: the same one; draining on`)
+      if (earlier !== undefined && at !== undefined && life.signalsRelayed && life.seam.now() - at < RELAY_WINDOW_MS) {
+        // One Ctrl-C, delivered by the terminal to the process group and passed on by the launcher; or
+        // one stop, sent by the launcher as two signals (nodemon: SIGTERM, then SIGINT).
+        const what = earlier === sig ? `${sig} again` : `${sig} after ${earlier}`
+        life.log.info({ signal: sig, earlier }, `graceful-reboot: ${what} within ${RELAY_WINDOW_MS} ms, under a launcher that passes signals on: the same stop; draining on`)
         return
       }
       if (earlier !== undefined) {

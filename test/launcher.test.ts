@@ -187,6 +187,34 @@ test('nodemon, plugin at its defaults: a save drains the app (its request comple
   for (const pid of [first.pid, next.pid, third.pid]) t.false(isAlive(pid), `pid ${pid} is gone`)
 })
 
+test('nodemon stopped by kill -TERM (it passes SIGTERM and SIGINT on, together): the second joins the drain, and the request in flight gets its answer', async (t) => {
+  const dir = tempDir(t)
+  const watched = path.join(dir, 'watched')
+  fs.mkdirSync(watched)
+  const nodemon = path.join(ROOT, 'node_modules', 'nodemon', 'bin', 'nodemon.js')
+  // The request in flight is released a second after both signals have arrived.
+  const f = start(t, {
+    env: { PORT_FILE: path.join(dir, 'port'), RELEASE_ON_STOP: '2' },
+    via: (file) => [process.execPath, [nodemon, '--watch', watched, '--ext', 'txt', file]]
+  })
+  const first = await f.waitFor('listening') as Listening
+  f.track(first.pid)
+  t.is(first.launcher, 'nodemon')
+  const held = request(first.port, '/hold')
+  await f.waitFor((e) => e.event === 'hold-started' && e.pid === first.pid)
+  process.kill(f.pid, 'SIGTERM')
+  const second = await f.waitFor((e) => e.event === 'stop-signal' && e.pid === first.pid && e.n === 2)
+  const signals = f.lines.filter((e) => e.event === 'stop-signal' && e.pid === first.pid).map((e) => e.signal as string)
+  t.deepEqual([...signals].sort(), ['SIGINT', 'SIGTERM'], 'nodemon sent both')
+  t.like(second, { held: 1 })
+  const answer = await held
+  t.is(answer.status, 200)
+  t.deepEqual(answer.body, { pid: first.pid, released: true }, 'the request in flight completed')
+  await f.exited
+  await f.closed
+  t.false(isAlive(first.pid))
+})
+
 /** Runs the fixture as `npm run app` in a project of its own. */
 function underNpm (t: ExecutionContext, env: Record<string, string> = {}): Fixture {
   // FIXTURE_LOG: the package's log lines (pino JSON on stdout) are events too.

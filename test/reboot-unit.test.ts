@@ -72,6 +72,7 @@ function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, option
     env: { PATH: '/usr/bin', LISTEN_PID: '99' },
     isClusterWorker: false,
     exitingInit: () => undefined,
+    terminalSession: () => undefined,
     launcherFacts: () => ({ ancestors: [{ pid: 1000, comm: 'bash', argv: ['-bash'] }], env: {} }),
     inherited: () => new Inherited([], undefined, false),
     send: () => false,
@@ -102,6 +103,25 @@ test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, 
     t.is(w.spawned.length, 0)
     t.is(w.life.state, 'running')
   }
+})
+
+test('reboot is refused, with nothing spawned, as the session leader of a terminal or in its process group; a job of an interactive shell reboots', async (t) => {
+  const leader = { tty: '/dev/pts/3', pid: 700, pgrp: 700, session: 700, foreground: 700 }
+  const inLeadersGroup = { tty: '/dev/pts/3', pid: 701, pgrp: 700, session: 700, foreground: 700 }
+  for (const [term, re] of [
+    [leader, /^cannot reboot: this process \(700\) is the session leader of the terminal \/dev\/pts\/3; .*kills the successor \(SIGHUP\).*systemd or PM2.*interactive shell.*setsid node app/],
+    [inLeadersGroup, /^cannot reboot: this process \(701\) is in the process group of the session leader 700 of the terminal \/dev\/pts\/3/]
+  ] as const) {
+    const w = world(new FakeSeam(), { terminalSession: () => term })
+    await t.throwsAsync(w.life.reboot(1000), { instanceOf: RebootError, code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: re })
+    t.is(w.spawned.length, 0)
+    t.is(w.life.state, 'running')
+  }
+  // bash in a tmux pane, then `node app`: a process group of its own, the shell leads the session.
+  const job = world(new FakeSeam(), { terminalSession: () => ({ tty: '/dev/pts/3', pid: 702, pgrp: 702, session: 650, foreground: 702 }) })
+  t.is(job.life.canReboot(), undefined)
+  void job.life.reboot(1000).catch(() => {})
+  t.is(job.spawned.length, 1)
 })
 
 const NODEMON = (): LauncherFacts => ({ ancestors: [{ pid: 300, comm: 'node', argv: ['node', '/srv/app/node_modules/.bin/nodemon', 'server.js'] }], env: {} })
@@ -434,6 +454,33 @@ test('under npm, one Ctrl-C arriving twice (from the terminal and passed on by n
   seam.fire('SIGINT')
   t.deepEqual(seam.exits, [130], 'a Ctrl-C after the window is a second signal')
   release.resolve()
+})
+
+test('under nodemon, SIGTERM then SIGINT within the relay window (one stop, passed on as two signals) is one stop; in a terminal it exits at once', async (t) => {
+  const { seam, life, unit, log } = world(new FakeSeam(), { launcherFacts: NODEMON })
+  const release = deferred()
+  unit.finalizers.add(() => release.promise, { name: 'slow' })
+  t.true(life.signalsRelayed)
+  seam.fire('SIGTERM')
+  await settle()
+  await seam.advance(RELAY_WINDOW_MS - 1)
+  seam.fire('SIGINT')
+  await settle()
+  t.deepEqual(seam.exits, [], 'the SIGINT joins the drain')
+  t.true(log.lines.some((l) => /SIGINT after SIGTERM within 500 ms/.test(l.msg)))
+  await seam.advance(1)
+  seam.fire('SIGINT')
+  t.deepEqual(seam.exits, [130], 'a signal after the window is a second signal')
+  release.resolve()
+
+  const term = world()
+  const slow = deferred()
+  term.unit.finalizers.add(() => slow.promise, { name: 'slow' })
+  term.seam.fire('SIGTERM')
+  await settle()
+  term.seam.fire('SIGINT')
+  t.deepEqual(term.seam.exits, [130])
+  slow.resolve()
 })
 
 test('in a terminal, a second SIGINT right after the first still exits at once', async (t) => {

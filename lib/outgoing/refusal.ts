@@ -3,7 +3,7 @@
 import { RebootError } from '../errors'
 import type { LifecycleState } from '../events'
 import type { Launcher } from '../launcher'
-import type { ProcessSeam, RebootHost } from '../os'
+import type { ProcessSeam, RebootHost, TerminalSession } from '../os'
 
 /** What the rules look at. */
 export interface RefusalFacts {
@@ -11,7 +11,7 @@ export interface RefusalFacts {
   /** A reboot promise is in flight. */
   rebooting: boolean
   seam: Pick<ProcessSeam, 'platform' | 'pid'>
-  host: Pick<RebootHost, 'isClusterWorker' | 'exitingInit'>
+  host: Pick<RebootHost, 'isClusterWorker' | 'exitingInit' | 'terminalSession'>
   /** The launcher that runs this process (lib/launcher.ts); undefined when an app set `launcher: 'ignore'`. */
   launcher: () => Launcher | undefined
   /** Why an app cannot be handed over (e.g. Fastify bound to two addresses), if it says so. */
@@ -32,6 +32,8 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   if (init !== undefined) {
     return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as the direct child of ${init}: ${init} exits when this process exits, which ends the container and the successor; in a container, replace the container instead (rolling update)`)
   }
+  const terminal = terminalProblem(f.host.terminalSession())
+  if (terminal !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', terminal)
   const launcher = f.launcher()
   if (launcher?.rebootProblem !== undefined) {
     return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under ${launcher.name} (${launcher.evidence}): ${launcher.rebootProblem}; the option launcher: 'ignore' reboots anyway`)
@@ -40,4 +42,24 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
     if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)
   }
   return undefined
+}
+
+/**
+ * A process that is the session leader of its controlling terminal (`script -c 'exec node app'`, a
+ * tmux or screen pane whose command is node, `ssh -t host node app`), or in the session leader's own
+ * process group (a shell without job control running it: `sh -c 'node app; ...'`), takes the
+ * terminal with it: when the leader exits, the kernel sends SIGHUP to the terminal's foreground
+ * process group, which a successor shares (it would be killed), and the terminal's owner (script,
+ * tmux, sshd) closes it, so that a successor spared the SIGHUP fails its next log line (EIO). A job
+ * of an interactive shell (bash in a pane, then `node app`) has a process group of its own: the
+ * shell stays, and a reboot works there.
+ */
+function terminalProblem (t: TerminalSession | undefined): string | undefined {
+  if (t === undefined || t.pgrp !== t.session) return undefined
+  const leader = t.pid === t.session
+  const where = leader
+    ? `this process (${t.pid}) is the session leader of the terminal ${t.tty}`
+    : `this process (${t.pid}) is in the process group of the session leader ${t.session} of the terminal ${t.tty} (a shell without job control)`
+  return `cannot reboot: ${where}; when ${leader ? 'it' : 'the leader'} exits, the kernel hangs up the terminal's foreground process group, which kills the successor (SIGHUP), and the terminal goes away; ` +
+    'run the app under systemd or PM2, as a job of an interactive shell (bash in the tmux or screen pane, then node app), or in a session of its own with its output in a file (setsid node app >>app.log 2>&1)'
 }

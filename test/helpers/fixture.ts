@@ -32,9 +32,9 @@ const FIXTURES = path.join(__dirname, '..', 'fixtures')
 /**
  * Starts `dist/test/fixtures/<name>.js`; every pid it or `track` names is killed in teardown. `via`
  * starts it another way (under a launcher: nodemon, npm run): the command and arguments to run, given
- * the fixture's file; `pid` is then the launcher's.
+ * the fixture's file; `pid` is then the launcher's. `stdin: 'pipe'`: the test writes to `child.stdin`.
  */
-export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string, listenFds?: number[], via?: (file: string) => [string, string[]] } = {}): Fixture {
+export function startFixture (t: ExecutionContext, name: string, options: { env?: Record<string, string>, args?: string[], cwd?: string, listenFds?: number[], via?: (file: string) => [string, string[]], stdin?: 'pipe' } = {}): Fixture {
   const file = path.join(FIXTURES, name.endsWith('.js') ? name : `${name}.js`)
   const fds = options.listenFds ?? []
   // With listenFds, start it the way systemd socket activation does: the fds at 3.. and LISTEN_PID
@@ -47,7 +47,7 @@ export function startFixture (t: ExecutionContext, name: string, options: { env?
   const child = spawn(command, args, {
     cwd: options.cwd ?? process.cwd(),
     env: { ...process.env, ...(fds.length === 0 ? {} : { LISTEN_FDS: String(fds.length) }), ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe', ...fds]
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe', ...fds]
   })
   if (child.pid === undefined) throw new Error(`could not start fixture ${name}`)
   const pids = new Set<number>([child.pid])
