@@ -34,7 +34,9 @@ export interface GracefulHandle {
  * The core API for servers without a framework:
  * ```ts
  * const g = createGraceful({ timeout: 10_000 })
- * const server = g.attach(http.createServer(handler))  // before listen
+ * const server = http.createServer(handler)
+ * g.attach(server)  // before listen; returns the handle, for chaining
+ * server.listen(3000)
  * ```
  */
 export function createGraceful (options?: GracefulOptions): GracefulHandle {
