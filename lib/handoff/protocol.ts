@@ -16,8 +16,15 @@ export const READY_MESSAGE = 'graceful-reboot:ready'
 export const FAILING_MESSAGE = 'graceful-reboot:failing'
 /** New -> old: a listen() asked for an address the old process did not pass (the new code listens elsewhere). */
 export const ADOPTION_MESSAGE = 'graceful-reboot:adoption'
-/** New -> old: the connection of CONNECTION_MESSAGE `id` arrived; the old process may close its copy. */
+/**
+ * New -> old: the connection of CONNECTION_MESSAGE `id` arrived and is held, not read; the old process
+ * answers COMMIT_MESSAGE (it closes its copy) or, past its timeout, has sent REVOKE_MESSAGE.
+ */
 export const TAKEN_MESSAGE = 'graceful-reboot:taken'
+/** Old -> new: the connection `id` is the successor's now: it serves it (until this, it never reads it). */
+export const COMMIT_MESSAGE = 'graceful-reboot:commit'
+/** Old -> new: the connection `id` stays with the old process (no TAKEN in time): the successor closes its copy unread. */
+export const REVOKE_MESSAGE = 'graceful-reboot:revoke'
 /** Old -> new: the reboot is rolled back; drain and exit within `timeout` ms. */
 export const ABORT_MESSAGE = 'graceful-reboot:abort'
 /**
@@ -36,6 +43,8 @@ export type NewToOld =
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }
   | { type: typeof CONNECTION_MESSAGE, address: string, id: number }
+  | { type: typeof COMMIT_MESSAGE, id: number }
+  | { type: typeof REVOKE_MESSAGE, id: number }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

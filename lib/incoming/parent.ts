@@ -3,7 +3,8 @@
 // address it did not inherit; obeys a rollback; takes the connections the old process hands over. The old process may be gone at any moment: an IPC
 // failure is never a crash, and the new process then carries on alone.
 import type * as net from 'node:net'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { holdReading, releaseReading } from '../handoff/socket'
 import type { RebootHost } from '../os'
 
 export class ParentChannel {
@@ -31,16 +32,42 @@ export class ParentChannel {
     })
   }
 
-  /** Calls `fn` for each connection the old process hands over, with the listener key it was accepted on. */
+  /**
+   * Calls `fn` for each connection the old process hands over, with the listener key it was accepted
+   * on, once the old process committed it: until then the connection is held unread (TAKEN told the
+   * old process it arrived); a REVOKE closes this copy unread (the old process serves it on).
+   */
   onConnection (fn: (address: string, socket: net.Socket) => void): () => void {
+    const held = new Map<number, { address: string, socket: net.Socket }>()
     return this.host.onParentMessage((m, handle) => {
-      if (messageType(m) !== CONNECTION_MESSAGE) return
-      // A message whose socket did not arrive (the old process closed it first) carries nothing.
-      if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
-      const c = m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>
-      // The old process keeps its copy of the connection until this arrives.
-      this.say({ type: TAKEN_MESSAGE, id: c.id })
-      fn(c.address, handle as net.Socket)
+      const type = messageType(m)
+      if (type === CONNECTION_MESSAGE) {
+        // A message whose socket did not arrive (the old process closed it first) carries nothing.
+        if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
+        const c = m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>
+        const socket = handle as net.Socket
+        // Not holdable: not confirmed, so the old process revokes it and serves it on.
+        if (!holdReading(socket)) {
+          socket.destroy()
+          return
+        }
+        held.set(c.id, { address: c.address, socket })
+        if (!this.say({ type: TAKEN_MESSAGE, id: c.id })) {
+          held.delete(c.id)
+          socket.destroy()
+        }
+      } else if (type === COMMIT_MESSAGE || type === REVOKE_MESSAGE) {
+        const id = (m as { id: number }).id
+        const h = held.get(id)
+        if (h === undefined) return
+        held.delete(id)
+        if (type === REVOKE_MESSAGE) {
+          h.socket.destroy()
+          return
+        }
+        fn(h.address, h.socket)
+        releaseReading(h.socket)
+      }
     })
   }
 

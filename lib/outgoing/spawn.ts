@@ -4,11 +4,11 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, TAKEN_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
+import { ConnectionSender } from './handover'
 
-/** Ms the successor has to confirm a connection it was sent; past it the connection stays with the old process. */
-export const TAKEN_TIMEOUT_MS = 5_000
+export { TAKEN_TIMEOUT_MS } from './handover'
 
 /** Ms a rolled-back successor is given to drain what it accepted (asked over IPC, else SIGTERM) before SIGKILL. */
 export const ROLLBACK_GRACE_MS = 5_000
@@ -45,10 +45,10 @@ export interface Successor {
   /** Kills a successor that is still there (this process exits before the grace of `stop()` is over). */
   kill (): void
   /**
-   * After probation: sends a connection accepted on the listener `address` over IPC. Resolves with true
-   * once the successor confirms it holds it (the caller may then close this process's copy), false when
-   * it cannot (not sent, the successor gone, no confirmation within TAKEN_TIMEOUT_MS): the connection
-   * stays here, whole.
+   * After probation: hands a connection accepted on the listener `address` over (two phases, see
+   * handover.ts). Resolves with true once the successor holds it and was told it is its own (the caller
+   * closes this process's copy then), false when it stays here, whole, never read by the successor (not
+   * sent, the successor gone, no confirmation within TAKEN_TIMEOUT_MS of the write, the transfer stopped).
    */
   sendSocket (address: string, socket: net.Socket): Promise<boolean>
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
@@ -117,20 +117,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     })
   })
   let stopping = false
-  let sentSockets = 0
-  /** Connections sent and not yet confirmed, by message id. */
-  const awaiting = new Map<number, (taken: boolean) => void>()
-  const settle = (id: number, taken: boolean): void => {
-    const done = awaiting.get(id)
-    awaiting.delete(id)
-    done?.(taken)
-  }
-  const lost = (): void => { for (const id of [...awaiting.keys()]) settle(id, false) }
-  child.on('message', (m: unknown) => {
-    if (messageType(m) === TAKEN_MESSAGE) settle((m as Extract<NewToOld, { type: typeof TAKEN_MESSAGE }>).id, true)
-  })
-  child.on('disconnect', lost)
-  child.on('exit', lost)
+  const sender = new ConnectionSender(child, o.timer)
   return {
     pid,
     ready,
@@ -182,20 +169,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
       if (alive()) child.kill('SIGKILL')
     },
     sendSocket (address, socket) {
-      if (!child.connected) return Promise.resolve(false)
-      const id = ++sentSockets
-      const message: OldToNew = { type: CONNECTION_MESSAGE, address, id }
-      return new Promise<boolean>((resolve) => {
-        const cancel = o.timer(TAKEN_TIMEOUT_MS, () => { settle(id, false) })
-        awaiting.set(id, (taken) => { cancel(); resolve(taken) })
-        try {
-          // keepOpen: this process keeps its copy until the successor says it holds the connection, so a
-          // handle that did not arrive (Node does not resend it with keepOpen) is not lost.
-          child.send(message, socket, { keepOpen: true }, (err) => { if (err != null) settle(id, false) })
-        } catch {
-          settle(id, false)
-        }
-      })
+      return sender.send(address, socket)
     },
     release () {
       if (o.stateful !== false) {
