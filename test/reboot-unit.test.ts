@@ -8,8 +8,9 @@ import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
 import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS, TAKEN_TIMEOUT_MS, startSuccessor } from '../lib/outgoing/spawn'
+import { HEARTBEAT_INTERVAL_MS, UNRESPONSIVE_MS } from '../lib/outgoing/heartbeat'
 import { CLUSTER_EXIT_LINGER_MS, ProcessLifecycle, lifecycle, type LifecycleHost } from '../lib/lifecycle'
 import type { LauncherFacts } from '../lib/launcher'
 import { RebootError } from '../lib/errors'
@@ -44,9 +45,19 @@ class FakeChild extends EventEmitter {
   readonly handles: unknown[] = []
   /** true: a message with a handle is written only when `write()` says so (Node writes a queued handle once the one before is acknowledged). */
   holdHandles = false
+  /** false: a successor whose event loop is blocked (pings go unanswered). */
+  answerPings = true
+  pings = 0
   private readonly unwritten: Array<(err: Error | null) => void> = []
   send (message: unknown, ...rest: unknown[]): boolean {
     if (!this.connected) return false
+    const m = message as { type?: string, n?: number }
+    if (m.type === PING_MESSAGE) {
+      this.pings++
+      // The successor's event loop answers, unless the test blocks it.
+      if (this.answerPings) queueMicrotask(() => { this.emit('message', { type: PONG_MESSAGE, n: m.n }) })
+      return true
+    }
     this.sent.push(message)
     const handle = rest.length > 1 && rest[0] !== undefined && rest[0] !== null
     if (handle) this.handles.push(rest[0])
@@ -569,4 +580,55 @@ test('a successor that exits with a connection on its way keeps it here; nothing
   t.false(await lost, 'the successor died: it stays here')
   t.false(await successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket), 'nothing is sent on a closed channel')
   t.false(child.sent.some((m) => (m as { type: string }).type === COMMIT_MESSAGE))
+})
+
+test('a successor whose event loop does not answer pings after ready is waited for (both serve), then drained to once it answers', async (t) => {
+  const { seam, life, child, events } = world()
+  child.answerPings = false
+  let resolved = false
+  const p = life.reboot(1000).then(() => { resolved = true })
+  await settle()
+  child.emit('message', { type: READY_MESSAGE })
+  await seam.advance(HEARTBEAT_INTERVAL_MS * 6)
+  t.false(resolved, 'ready, but its loop does not answer: not drained to yet')
+  t.is(life.state, 'rebooting')
+  t.true(child.pings >= 6)
+  child.answerPings = true
+  await seam.advance(HEARTBEAT_INTERVAL_MS)
+  await p
+  t.true(events.some((e) => e.step === 'drained'))
+})
+
+test('a successor whose loop stays blocked past rebootTimeout after ready is rolled back, naming why', async (t) => {
+  const { seam, life, child } = world(new FakeSeam(), {}, { rebootProbation: 0, rebootTimeout: 3000 })
+  child.answerPings = false
+  const p = life.reboot(1000)
+  p.catch(() => {})
+  await settle()
+  child.emit('message', { type: READY_MESSAGE })
+  await seam.advance(3000)
+  await t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_PROBATION', message: /answered no ping for 3000 ms.*event loop is blocked/ })
+  t.is(life.state, 'running')
+})
+
+test('during the transfer, a successor that stops answering pings for a second gets no more connections: they stay here at once', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  child.holdHandles = true
+  const successor = sender(seam, child)
+  child.emit('message', { type: READY_MESSAGE })
+  await settle()
+  t.is(child.pings, 1)
+  child.answerPings = false
+  let first: boolean | undefined
+  void successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket).then((v) => { first = v })
+  const queued = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  // The ping after the last answer is unanswered for UNRESPONSIVE_MS.
+  await seam.advance(UNRESPONSIVE_MS + HEARTBEAT_INTERVAL_MS)
+  t.false(await queued, 'not yet handed to Node: stays here')
+  t.is(first, undefined, 'not written yet: Node may still send it')
+  child.write()
+  await settle()
+  t.false(first, 'revoked once written')
+  t.like(child.sent.at(-1), { type: REVOKE_MESSAGE })
 })

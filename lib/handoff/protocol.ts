@@ -25,6 +25,10 @@ export const TAKEN_MESSAGE = 'graceful-reboot:taken'
 export const COMMIT_MESSAGE = 'graceful-reboot:commit'
 /** Old -> new: the connection `id` stays with the old process (no TAKEN in time): the successor closes its copy unread. */
 export const REVOKE_MESSAGE = 'graceful-reboot:revoke'
+/** Old -> new: answer PONG_MESSAGE with the same `n`, from the event loop (a blocked loop does not answer). */
+export const PING_MESSAGE = 'graceful-reboot:ping'
+/** New -> old: the answer to PING_MESSAGE `n`. */
+export const PONG_MESSAGE = 'graceful-reboot:pong'
 /** Old -> new: the reboot is rolled back; drain and exit within `timeout` ms. */
 export const ABORT_MESSAGE = 'graceful-reboot:abort'
 /**
@@ -39,12 +43,14 @@ export type NewToOld =
   | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
   | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
   | { type: typeof TAKEN_MESSAGE, id: number }
+  | { type: typeof PONG_MESSAGE, n: number }
 
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }
   | { type: typeof CONNECTION_MESSAGE, address: string, id: number }
   | { type: typeof COMMIT_MESSAGE, id: number }
   | { type: typeof REVOKE_MESSAGE, id: number }
+  | { type: typeof PING_MESSAGE, n: number }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

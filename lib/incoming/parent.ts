@@ -3,7 +3,7 @@
 // address it did not inherit; obeys a rollback; takes the connections the old process hands over. The old process may be gone at any moment: an IPC
 // failure is never a crash, and the new process then carries on alone.
 import type * as net from 'node:net'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import { holdReading, releaseReading } from '../handoff/socket'
 import type { RebootHost } from '../os'
 
@@ -29,6 +29,13 @@ export class ParentChannel {
   onAbort (fn: (timeout: number) => void): () => void {
     return this.host.onParentMessage((m) => {
       if (messageType(m) === ABORT_MESSAGE) fn((m as Extract<OldToNew, { type: typeof ABORT_MESSAGE }>).timeout)
+    })
+  }
+
+  /** Answers the old process's pings from this event loop (a blocked loop answers late: the old process sees it). */
+  answerPings (): () => void {
+    return this.host.onParentMessage((m) => {
+      if (messageType(m) === PING_MESSAGE) this.say({ type: PONG_MESSAGE, n: (m as Extract<OldToNew, { type: typeof PING_MESSAGE }>).n })
     })
   }
 

@@ -34,6 +34,7 @@ export class IncomingReboot {
     this.ctx = ctx
     const from = ctx.inherited
     this.parent = new ParentChannel(ctx.host, ctx.seam.pid)
+    this.parent.answerPings()
     this.parent.onAbort((timeout) => {
       ctx.log.warn({ parent: from.parentPid, timeout }, 'graceful-reboot: the old process rolled the reboot back; draining')
       ctx.shutdown(timeout, 'rollback')

@@ -76,7 +76,8 @@ export class OutgoingReboot {
       stateful: stateful ? Math.min(timeout + STATEFUL_MARGIN_MS, MAX_MS) : false,
       timeout: this.ctx.successorTimeout,
       spawn: host.spawn,
-      timer: (t, fn) => seam.timer(t, fn)
+      timer: (t, fn) => seam.timer(t, fn),
+      transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) }
     })
     this.successor = successor
     const aborted = new Promise<never>((_resolve, reject) => {
@@ -93,10 +94,9 @@ export class OutgoingReboot {
       this.ctx.emit({ step: 'ready', pid: successor.pid, ms: readyMs })
       // A stateful successor does not serve before this process exits: nothing to watch.
       const probation = stateful ? 0 : this.ctx.probation
-      if (probation > 0) {
-        log.info({ successor: successor.pid, ms: readyMs, probation }, `graceful-reboot: successor ready after ${readyMs} ms; both serve for ${probation} ms of probation`)
-        await Promise.race([successor.probation(probation), aborted])
-      }
+      if (probation > 0) log.info({ successor: successor.pid, ms: readyMs, probation }, `graceful-reboot: successor ready after ${readyMs} ms; both serve for ${probation} ms of probation`)
+      // Then its event loop must answer a ping: a successor that blocks right after ready is waited for, both serving.
+      if (!stateful) await Promise.race([successor.probation(probation), aborted])
       log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
     } catch (err) {
       successor.stop()

@@ -7,6 +7,7 @@ import { AdoptionError, RebootError } from '../errors'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
+import { Heartbeat } from './heartbeat'
 
 export { TAKEN_TIMEOUT_MS } from './handover'
 
@@ -29,6 +30,8 @@ export interface SuccessorOptions {
   timeout: number
   spawn: Spawn
   timer: (ms: number, fn: () => void) => () => void
+  /** Told why the connection transfer stopped (the successor unresponsive, gone, or too slow to confirm). */
+  transferStopped?: (why: string) => void
 }
 
 export interface Successor {
@@ -36,8 +39,9 @@ export interface Successor {
   /** Resolves when the successor is ready; rejects with a RebootError (or AdoptionError) if it fails first. */
   readonly ready: Promise<void>
   /**
-   * After ready: resolves once `ms` have passed with the successor serving; rejects with a RebootError
-   * as soon as it reports that it shuts down, its IPC channel closes or it exits.
+   * After ready: resolves once `ms` have passed with the successor serving and its event loop then
+   * answered a ping (within `timeout` more ms); rejects with a RebootError as soon as it reports that
+   * it shuts down, its IPC channel closes or it exits, or when no ping is answered in time.
    */
   probation (ms: number): Promise<void>
   /** Rollback: asks the successor to drain within `graceMs` (over IPC, else SIGTERM), then kills it. */
@@ -117,7 +121,13 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     })
   })
   let stopping = false
-  const sender = new ConnectionSender(child, o.timer)
+  const sender = new ConnectionSender(child, o.timer, o.transferStopped)
+  const heartbeat = new Heartbeat(child, o.timer)
+  ready.then(() => { heartbeat.start() }, () => {})
+  child.once('exit', () => { heartbeat.stop() })
+  child.once('disconnect', () => { heartbeat.stop() })
+  // During the transfer, a successor whose loop stops answering gets no more connections: they drain here.
+  heartbeat.onUnresponsive((ms) => { sender.stop(`the successor's event loop did not answer for ${ms} ms`) })
   return {
     pid,
     ready,
@@ -143,7 +153,16 @@ export function startSuccessor (o: SuccessorOptions): Successor {
         }
         const onDisconnect = (): void => { end(failed('closed its IPC channel')) }
         const onExit = (code: number | null, signal: NodeJS.Signals | null): void => { end(failed(exitWords(code, signal))) }
-        const cancel = o.timer(ms, () => { end() })
+        let cancel = (): void => {}
+        const answered = (): void => {
+          // Serving means an event loop that answers, not only a process that has not crashed.
+          heartbeat.onAnswer(() => { end() })
+          cancel = o.timer(o.timeout, () => {
+            end(new RebootError('ERR_GRACEFUL_SUCCESSOR_PROBATION', `successor ${pid} answered no ping for ${o.timeout} ms (rebootTimeout) after its ${ms} ms probation: its event loop is blocked; rolled back, this process goes on serving`, pid))
+          })
+        }
+        if (ms > 0) cancel = o.timer(ms, answered)
+        else answered()
         child.on('message', onMessage)
         child.once('disconnect', onDisconnect)
         child.once('exit', onExit)
@@ -172,6 +191,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
       return sender.send(address, socket)
     },
     release () {
+      heartbeat.stop()
       if (o.stateful !== false) {
         (child.channel as { unref?: () => void } | null | undefined)?.unref?.()
       } else if (child.connected) {
