@@ -1,7 +1,10 @@
 // Runs in the test process: the old process of a reboot watches its successor until its own drain is
 // over (test/fixtures/standby-app.ts): a successor whose event loop blocks right when it serves costs no
 // request and no doubled or mixed response.
+import fs from 'node:fs'
 import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
 import test from 'ava'
 import { startFixture, type FixtureEvent } from './helpers/fixture'
 
@@ -85,4 +88,43 @@ test('a successor that blocks its event loop for 6 s right when it serves, under
   t.is(new Set(all.map((o) => o.id)).size, all.length, 'each request answered once')
   process.kill(next.pid, 'SIGTERM')
   await f.waitFor((e) => e.event === 'exit' && e.pid === next.pid, 20_000)
+})
+
+test('a successor SIGKILLed while its old process drains a long request: the old process logs why, listens again, writes the PID file back, completes the request and exits 69', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'standby-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const pidFile = path.join(dir, 'app.pid')
+  const f = startFixture(t, 'standby-app', { env: { PID_FILE: pidFile } })
+  const first = await f.waitFor('listening', 10_000) as Listening
+  const once = new http.Agent({ keepAlive: false })
+  t.teardown(() => { once.destroy() })
+  const slow = new Promise<{ status: number | undefined, body: string }>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: first.port, path: '/slow?ms=8000', agent: once }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve({ status: res.statusCode, body }) })
+    }).on('error', reject)
+  })
+  slow.catch(() => {})
+  process.kill(first.pid, 'SIGUSR2')
+  const next = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid, 20_000) as Listening
+  f.track(next.pid)
+  await f.waitFor((e) => e.event === 'state' && e.state === 'draining' && e.pid === first.pid, 20_000)
+  const killedAt = performance.now()
+  process.kill(next.pid, 'SIGKILL')
+  const served = await get(once, first.port, 1)
+  const backMs = performance.now() - killedAt
+  t.log(`port served again ${backMs.toFixed(0)} ms after the SIGKILL`)
+  t.true(served.ok, served.why)
+  t.is(served.pid, first.pid, 'the old process took the service back')
+  const lost = await f.waitFor((e) => e.event === 'handoff' && e.step === 'lost' && e.pid === first.pid)
+  t.like(lost, { other: next.pid, reason: `successor ${next.pid} was killed by SIGKILL` })
+  // The old process logs why, as an error.
+  await f.waitFor((l) => l.pid === first.pid && l.level === 50 && typeof l.msg === 'string' && l.msg.includes(`successor ${next.pid} was killed by SIGKILL while this process drains`), 10_000)
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(first.pid), 'the PID file names the old process again')
+  const long = await slow.catch((err: Error) => { t.log(f.lines.filter((l) => l.pid === first.pid).map((l) => JSON.stringify(l)).join('\n')); throw err })
+  t.is(long.status, 200)
+  t.like(JSON.parse(long.body), { slow: true, pid: first.pid })
+  const exit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
+  t.is(exit.code, 69, 'exitCodes.successorLost: the supervisor restarts the service')
 })

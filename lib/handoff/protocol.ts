@@ -25,6 +25,11 @@ export const TAKEN_MESSAGE = 'graceful-reboot:taken'
 export const COMMIT_MESSAGE = 'graceful-reboot:commit'
 /** Old -> new: the connection `id` stays with the old process (no TAKEN in time): the successor closes its copy unread. */
 export const REVOKE_MESSAGE = 'graceful-reboot:revoke'
+/**
+ * New -> old, after ready, with a listening socket as the handle: a copy of the listener `key`, which the
+ * old process keeps, not accepting, until its drain is over: if the successor is lost, it accepts on it.
+ */
+export const LISTENER_MESSAGE = 'graceful-reboot:listener'
 /** Old -> new: answer PONG_MESSAGE with the same `n`, from the event loop (a blocked loop does not answer). */
 export const PING_MESSAGE = 'graceful-reboot:ping'
 /** New -> old: the answer to PING_MESSAGE `n`. */
@@ -44,6 +49,7 @@ export type NewToOld =
   | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
   | { type: typeof TAKEN_MESSAGE, id: number }
   | { type: typeof PONG_MESSAGE, n: number }
+  | { type: typeof LISTENER_MESSAGE, key: string }
 
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }

@@ -46,6 +46,9 @@ export class Inherited implements InheritedSockets {
     return new Inherited(fds, parentPid, stateful, parentPid !== undefined && Number.isFinite(within) && within > 0 ? within : undefined)
   }
 
+  /** The names of every inherited socket, in fd order. */
+  get names (): string[] { return this.fds.map((f) => f.name) }
+
   get pending (): number { return this.fds.filter((f) => !f.adopted).length }
 
   /** Names of the inherited sockets passed by a reboot (address keys) that no listen() adopted yet. */

@@ -8,6 +8,7 @@ import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MES
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
 import { Heartbeat } from './heartbeat'
+import { Standby } from './standby'
 
 export { TAKEN_TIMEOUT_MS } from './handover'
 
@@ -55,6 +56,8 @@ export interface Successor {
    * sent, the successor gone, no confirmation within TAKEN_TIMEOUT_MS of the write, the transfer stopped).
    */
   sendSocket (address: string, socket: net.Socket): Promise<boolean>
+  /** The copies of the listening sockets the successor sends back after ready, and the watch over it. */
+  readonly standby: Standby | undefined
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
   release (): void
 }
@@ -82,7 +85,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })
   } catch (err) {
     const e = new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${(err as Error).message}`)
-    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {} }
+    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {}, standby: undefined }
   }
   const pid = child.pid ?? 0
   const alive = (): boolean => child.exitCode === null && child.signalCode === null
@@ -128,9 +131,11 @@ export function startSuccessor (o: SuccessorOptions): Successor {
   child.once('disconnect', () => { heartbeat.stop() })
   // During the transfer, a successor whose loop stops answering gets no more connections: they drain here.
   heartbeat.onUnresponsive((ms) => { sender.stop(`the successor's event loop did not answer for ${ms} ms`) })
+  const standby = new Standby(child, heartbeat, o.timer)
   return {
     pid,
     ready,
+    standby,
     probation (ms) {
       return new Promise<void>((resolve, reject) => {
         let done = false
