@@ -133,6 +133,8 @@ export interface RebootHost {
   send: (message: unknown) => boolean
   /** Sends a message with a handle (kept open here) to the old process; false when it cannot. Never throws. */
   sendHandle?: (message: unknown, handle: unknown) => boolean
+  /** Calls `fn` once the IPC channel to the old process closes (it exited, died or let go). */
+  onParentGone?: (fn: () => void) => void
   /** Subscribes to messages from the old process (with the handle sent along, if any); returns the unsubscribe function. */
   onParentMessage: (fn: (message: unknown, handle?: unknown) => void) => () => void
 }
@@ -181,6 +183,9 @@ export const realHost: RebootHost = {
     } catch {
       return false
     }
+  },
+  onParentGone: (fn) => {
+    if (typeof process.send === 'function') process.once('disconnect', fn)
   },
   onParentMessage: (fn) => {
     if (typeof process.send !== 'function') return () => {}

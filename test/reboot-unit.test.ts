@@ -6,6 +6,7 @@ import type { SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
+import { ParentChannel } from '../lib/incoming/parent'
 import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
@@ -631,4 +632,38 @@ test('during the transfer, a successor that stops answering pings for a second g
   await settle()
   t.false(first, 'revoked once written')
   t.like(child.sent.at(-1), { type: REVOKE_MESSAGE })
+})
+
+test('the successor holds a handed-over connection unread until COMMIT; REVOKE closes its copy unread; one still held when the old process is gone is its own', (t) => {
+  let deliver: (m: unknown, handle?: unknown) => void = () => {}
+  let gone: () => void = () => {}
+  const said: unknown[] = []
+  const parent = new ParentChannel({
+    send: (m) => { said.push(m); return true },
+    onParentMessage: (fn) => { deliver = fn; return () => {} },
+    onParentGone: (fn) => { gone = fn }
+  }, 42)
+  const served: Array<{ address: string, socket: unknown }> = []
+  parent.onConnection((address, socket) => { served.push({ address, socket }) })
+  const socket = (): { calls: string[], write: () => void, destroy: () => void, _handle: { reading: boolean, readStop: () => void, readStart: () => void } } => {
+    const calls: string[] = []
+    return { calls, write () {}, destroy () { calls.push('destroy') }, _handle: { reading: true, readStop () { calls.push('readStop') }, readStart () { calls.push('readStart') } } }
+  }
+  const a = socket()
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 1 }, a)
+  t.deepEqual(a.calls, ['readStop'], 'held: not read')
+  t.deepEqual(said, [{ type: TAKEN_MESSAGE, id: 1 }])
+  t.deepEqual(served, [], 'not the successor\'s yet')
+  deliver({ type: COMMIT_MESSAGE, id: 1 })
+  t.deepEqual(served.map((s) => s.socket), [a])
+  t.deepEqual(a.calls, ['readStop', 'readStart'], 'read once committed')
+  const b = socket()
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 2 }, b)
+  deliver({ type: REVOKE_MESSAGE, id: 2 })
+  t.deepEqual(b.calls, ['readStop', 'destroy'], 'revoked: closed unread')
+  t.is(served.length, 1)
+  const c = socket()
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 3 }, c)
+  gone()
+  t.deepEqual(served.map((s) => s.socket), [a, c], 'the old process died holding no copy: it is served here')
 })

@@ -8,10 +8,10 @@ import { holdReading, releaseReading } from '../handoff/socket'
 import type { RebootHost } from '../os'
 
 export class ParentChannel {
-  private readonly host: Pick<RebootHost, 'send' | 'onParentMessage'>
+  private readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone'>
   private readonly pid: number
 
-  constructor (host: Pick<RebootHost, 'send' | 'onParentMessage'>, pid: number) {
+  constructor (host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone'>, pid: number) {
     this.host = host
     this.pid = pid
   }
@@ -46,6 +46,15 @@ export class ParentChannel {
    */
   onConnection (fn: (address: string, socket: net.Socket) => void): () => void {
     const held = new Map<number, { address: string, socket: net.Socket }>()
+    // Every COMMIT or REVOKE comes before the channel closes: a connection still held then was sent by an
+    // old process that died before it could answer, and whose copy died with it: it is this process's.
+    this.host.onParentGone?.(() => {
+      for (const h of held.values()) {
+        fn(h.address, h.socket)
+        releaseReading(h.socket)
+      }
+      held.clear()
+    })
     return this.host.onParentMessage((m, handle) => {
       const type = messageType(m)
       if (type === CONNECTION_MESSAGE) {

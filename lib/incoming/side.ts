@@ -12,7 +12,7 @@ import { IncomingReboot } from './successor'
 /** What the new side needs from the lifecycle. */
 export interface NewSideContext {
   readonly seam: Pick<ProcessSeam, 'pid' | 'timer'>
-  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle'>
+  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle' | 'onParentGone'>
   inherited (): Inherited
   log (): Logger
   /** The tracked server listening under a LISTEN_FDNAMES key. */

@@ -14,7 +14,7 @@ import { readyWatchdog } from './watchdog'
 /** What the new process's side of a reboot needs from the lifecycle. */
 export interface IncomingContext {
   readonly seam: Pick<ProcessSeam, 'pid' | 'timer'>
-  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle'>
+  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle' | 'onParentGone'>
   readonly inherited: Inherited
   readonly log: Logger
   /** The tracked server listening under a LISTEN_FDNAMES key. */
