@@ -68,7 +68,8 @@ test('a successor that blocks its event loop for 6 s right when it serves, under
   const next = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid, 20_000) as Listening
   f.track(next.pid)
   await f.waitFor((e) => e.event === 'blocked' && e.pid === next.pid, 20_000)
-  await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
+  const oldExit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
+  t.is(oldExit.code, 0, 'the blocked successor was waited for before the drain, not lost during it')
   // Then served by the successor alone for a while: 200 more requests (or the bound of the loops).
   const before = l.count()
   let over = false
