@@ -667,3 +667,16 @@ test('the successor holds a handed-over connection unread until COMMIT; REVOKE c
   gone()
   t.deepEqual(served.map((s) => s.socket), [a, c], 'the old process died holding no copy: it is served here')
 })
+
+test('from an old process of an earlier version (no two-phase hand-over in its environment), a connection is served as soon as it arrives', (t) => {
+  let deliver: (m: unknown, handle?: unknown) => void = () => {}
+  const said: unknown[] = []
+  const parent = new ParentChannel({ send: (m) => { said.push(m); return true }, onParentMessage: (fn) => { deliver = fn; return () => {} } }, 42)
+  const served: unknown[] = []
+  parent.onConnection((_address, socket) => { served.push(socket) }, Inherited.fromEnv({ LISTEN_FDS: '0', LISTEN_PID: '7', GRACEFUL_REBOOT_PARENT_PID: '6' }, 7).twoPhase)
+  const socket = { write () {}, destroy () {}, _handle: { readStop () {}, readStart () {} } }
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 1 }, socket)
+  t.deepEqual(said, [{ type: TAKEN_MESSAGE, id: 1 }])
+  t.deepEqual(served, [socket])
+  t.true(Inherited.fromEnv({ LISTEN_FDS: '0', LISTEN_PID: '7', GRACEFUL_REBOOT_PARENT_PID: '6', GRACEFUL_REBOOT_HANDOVER: '2' }, 7).twoPhase)
+})

@@ -10,6 +10,12 @@ export const STATEFUL_ENV = 'GRACEFUL_REBOOT_STATEFUL'
 /** The ms a successor has to become ready (`rebootTimeout`), counted by the successor itself too. */
 export const READY_WITHIN_ENV = 'GRACEFUL_REBOOT_READY_WITHIN'
 
+/**
+ * Set (to '2') by an old process that hands connections over in two phases (COMMIT / REVOKE). Without
+ * it (an old process of an earlier version) the successor serves a connection as soon as it arrives.
+ */
+export const HANDOVER_ENV = 'GRACEFUL_REBOOT_HANDOVER'
+
 /** New -> old: this process serves (every inherited socket adopted, or `declareReady()`). */
 export const READY_MESSAGE = 'graceful-reboot:ready'
 /** New -> old: this process started shutting down (a crash, a signal, code) and will not serve for long. */

@@ -42,9 +42,10 @@ export class ParentChannel {
   /**
    * Calls `fn` for each connection the old process hands over, with the listener key it was accepted
    * on, once the old process committed it: until then the connection is held unread (TAKEN told the
-   * old process it arrived); a REVOKE closes this copy unread (the old process serves it on).
+   * old process it arrived); a REVOKE closes this copy unread (the old process serves it on). With
+   * `twoPhase` false (an old process of an earlier version), it is served at once.
    */
-  onConnection (fn: (address: string, socket: net.Socket) => void): () => void {
+  onConnection (fn: (address: string, socket: net.Socket) => void, twoPhase = true): () => void {
     const held = new Map<number, { address: string, socket: net.Socket }>()
     // Every COMMIT or REVOKE comes before the channel closes: a connection still held then was sent by an
     // old process that died before it could answer, and whose copy died with it: it is this process's.
@@ -62,6 +63,12 @@ export class ParentChannel {
         if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
         const c = m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>
         const socket = handle as net.Socket
+        // An old process of an earlier version sends no COMMIT: it closes its copy on TAKEN.
+        if (!twoPhase) {
+          this.say({ type: TAKEN_MESSAGE, id: c.id })
+          fn(c.address, socket)
+          return
+        }
         // Not holdable: not confirmed, so the old process revokes it and serves it on.
         if (!holdReading(socket)) {
           socket.destroy()

@@ -48,7 +48,7 @@ export class IncomingReboot {
         return
       }
       server.emit('connection', socket)
-    })
+    }, from.twoPhase)
     const within = from.readyWithin
     if (within === undefined) return
     readyWatchdog(ctx.seam, within, () => ctx.settled(), () => {

@@ -4,7 +4,7 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
 import { Heartbeat } from './heartbeat'
@@ -75,7 +75,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     LISTEN_FDS: String(o.sockets.length),
     LISTEN_FDNAMES: o.sockets.map((s) => encodeURIComponent(s.key)).join(':'),
     [PARENT_ENV]: String(o.parentPid),
-    [READY_WITHIN_ENV]: String(o.timeout)
+    [READY_WITHIN_ENV]: String(o.timeout),
+    [HANDOVER_ENV]: '2'
   }
   delete env.LISTEN_PID
   if (o.stateful !== false) env[STATEFUL_ENV] = String(o.stateful)
