@@ -37,6 +37,12 @@ export type HandoffEvent =
   | { step: 'ready', pid: number, ms: number }
   | { step: 'failed', pid: number, error: RebootError }
   | { step: 'drained', pid: number, result: ShutdownResult }
+  /**
+   * In the old process, during its drain: the successor `pid` died, closed its IPC channel or stopped
+   * answering (`reason`); this process accepts again on `listening` (listener keys), rewrote the PID
+   * file, serves until its drain is over and then exits with `exitCodes.successorLost` (69).
+   */
+  | { step: 'lost', pid: number, reason: string, listening: string[] }
   /** In the new process: it serves and told the old process so (or, on a first start, it serves). */
   | { step: 'announced', pid: number, parentPid: number | undefined }
 

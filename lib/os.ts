@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import cluster from 'node:cluster'
 import * as fs from 'node:fs'
+import type * as net from 'node:net'
 
 /** One ancestor process: its pid, its name (`/proc/<pid>/comm`, the process title) and its command line. */
 export interface AncestorInfo {
@@ -130,6 +131,10 @@ export interface RebootHost {
   launcherFacts: (readPast: (a: AncestorInfo) => boolean) => ProcessFacts
   /** Sends a message to the old process over the IPC channel, if there is one; false when it cannot. Never throws. */
   send: (message: unknown) => boolean
+  /** Sends a message with a handle (kept open here) to the old process; false when it cannot. Never throws. */
+  sendHandle?: (message: unknown, handle: unknown) => boolean
+  /** Calls `fn` once the IPC channel to the old process closes (it exited, died or let go). */
+  onParentGone?: (fn: () => void) => void
   /** Subscribes to messages from the old process (with the handle sent along, if any); returns the unsubscribe function. */
   onParentMessage: (fn: (message: unknown, handle?: unknown) => void) => () => void
 }
@@ -170,6 +175,17 @@ export const realHost: RebootHost = {
     } catch {
       return false
     }
+  },
+  sendHandle: (message, handle) => {
+    if (typeof process.send !== 'function' || !process.connected) return false
+    try {
+      return process.send(message, handle as net.Server, { keepOpen: true }, () => {})
+    } catch {
+      return false
+    }
+  },
+  onParentGone: (fn) => {
+    if (typeof process.send === 'function') process.once('disconnect', fn)
   },
   onParentMessage: (fn) => {
     if (typeof process.send !== 'function') return () => {}

@@ -6,10 +6,12 @@ import type { SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import test from 'ava'
 import { Inherited } from '../lib/incoming/inherited'
+import { ParentChannel } from '../lib/incoming/parent'
 import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS, TAKEN_TIMEOUT_MS, startSuccessor } from '../lib/outgoing/spawn'
+import { HEARTBEAT_INTERVAL_MS, UNRESPONSIVE_MS } from '../lib/outgoing/heartbeat'
 import { CLUSTER_EXIT_LINGER_MS, ProcessLifecycle, lifecycle, type LifecycleHost } from '../lib/lifecycle'
 import type { LauncherFacts } from '../lib/launcher'
 import { RebootError } from '../lib/errors'
@@ -42,14 +44,32 @@ class FakeChild extends EventEmitter {
   readonly sent: unknown[] = []
   /** Handles sent along with messages (connections), in order. */
   readonly handles: unknown[] = []
+  /** true: a message with a handle is written only when `write()` says so (Node writes a queued handle once the one before is acknowledged). */
+  holdHandles = false
+  /** false: a successor whose event loop is blocked (pings go unanswered). */
+  answerPings = true
+  pings = 0
+  private readonly unwritten: Array<(err: Error | null) => void> = []
   send (message: unknown, ...rest: unknown[]): boolean {
     if (!this.connected) return false
+    const m = message as { type?: string, n?: number }
+    if (m.type === PING_MESSAGE) {
+      this.pings++
+      // The successor's event loop answers, unless the test blocks it.
+      if (this.answerPings) queueMicrotask(() => { this.emit('message', { type: PONG_MESSAGE, n: m.n }) })
+      return true
+    }
     this.sent.push(message)
-    if (rest.length > 1) this.handles.push(rest[0])
-    const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined
-    cb?.()
+    const handle = rest.length > 1 && rest[0] !== undefined && rest[0] !== null
+    if (handle) this.handles.push(rest[0])
+    const cb = rest.find((r) => typeof r === 'function') as ((err: Error | null) => void) | undefined
+    if (handle && this.holdHandles) this.unwritten.push(cb ?? (() => {}))
+    else cb?.(null)
     return true
   }
+
+  /** Writes the oldest held handle: its send callback runs. */
+  write (): void { this.unwritten.shift()?.(null) }
 
   disconnect (): void { this.disconnected = true; this.connected = false; this.emit('disconnect') }
   unref (): void { this.unrefed = true }
@@ -495,27 +515,168 @@ test('in a terminal, a second SIGINT right after the first still exits at once',
   release.resolve()
 })
 
-test('a connection sent to the successor counts as moved only once the successor confirms it; an exit or no answer keeps it here', async (t) => {
-  const { seam, life, child } = world(new FakeSeam(), {}, { rebootProbation: 0 })
+function sender (seam: FakeSeam, child: FakeChild): ReturnType<typeof startSuccessor> {
   const successor = startSuccessor({
-    sockets: [], execPath: '/usr/bin/node', execArgv: [], argv: [], cwd: '/', env: {}, parentPid: 1, stateful: false, timeout: 2000,
+    sockets: [], execPath: '/usr/bin/node', execArgv: [], argv: [], cwd: '/', env: {}, parentPid: 1, stateful: false, timeout: 60_000,
     spawn: () => child as never, timer: (ms, fn) => seam.timer(ms, fn)
   })
-  t.truthy(life)
   successor.ready.catch(() => {}) // never ready here: only its connections are looked at
-  const socket = {} as net.Socket
-  const confirmed = successor.sendSocket('tcp:127.0.0.1:3000', socket)
+  return successor
+}
+
+test('a connection moves in two phases: the successor holds it, says TAKEN, and only a COMMIT makes it its own; the next handle goes once the last is taken', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  child.holdHandles = true
+  const successor = sender(seam, child)
+  const a = {} as net.Socket
+  const b = {} as net.Socket
+  const first = successor.sendSocket('tcp:127.0.0.1:3000', a)
+  const second = successor.sendSocket('tcp:127.0.0.1:3000', b)
+  t.deepEqual(child.handles, [a], 'one handle in Node\'s hands at a time')
   const sent = child.sent[0] as { type: string, address: string, id: number }
   t.like(sent, { type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000' })
-  t.is(child.handles[0], socket)
+  child.write()
   child.emit('message', { type: TAKEN_MESSAGE, id: sent.id })
-  t.true(await confirmed)
-  const silent = successor.sendSocket('tcp:127.0.0.1:3000', socket)
-  await seam.advance(TAKEN_TIMEOUT_MS)
-  t.false(await silent, 'no confirmation in time: it stays here')
-  const lost = successor.sendSocket('tcp:127.0.0.1:3000', socket)
+  t.true(await first)
+  t.deepEqual(child.sent[1], { type: COMMIT_MESSAGE, id: sent.id })
+  t.deepEqual(child.handles, [a, b], 'the next handle goes once the last was taken')
+  child.write()
+  const id = (child.sent[2] as { id: number }).id
+  child.emit('message', { type: TAKEN_MESSAGE, id })
+  t.true(await second)
+})
+
+test('the confirmation timeout counts from the write of the handle, not from the queueing; past it the connection is revoked, stays here, and the transfer stops', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  child.holdHandles = true
+  const successor = sender(seam, child)
+  let outcome: boolean | undefined
+  void successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket).then((v) => { outcome = v })
+  const queued = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await seam.advance(TAKEN_TIMEOUT_MS * 3)
+  t.is(outcome, undefined, 'not written yet: Node may still send it, so it is not taken back')
+  child.write()
+  await seam.advance(TAKEN_TIMEOUT_MS - 1)
+  t.is(outcome, undefined)
+  await seam.advance(1)
+  t.false(outcome, 'no TAKEN within the timeout of the write: it stays here')
+  const id = (child.sent[0] as { id: number }).id
+  t.deepEqual(child.sent[1], { type: REVOKE_MESSAGE, id })
+  t.false(await queued, 'the transfer stopped: what was queued stays here')
+  child.emit('message', { type: TAKEN_MESSAGE, id })
+  t.false(child.sent.some((m) => (m as { type: string }).type === COMMIT_MESSAGE), 'a late TAKEN commits nothing')
+  t.false(await successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket), 'later connections stay here')
+  t.is(child.handles.length, 1)
+})
+
+test('a successor that exits with a connection on its way keeps it here; nothing is sent on a closed channel', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  const successor = sender(seam, child)
+  const lost = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
   child.exit(1, null)
   child.disconnect()
   t.false(await lost, 'the successor died: it stays here')
-  t.false(await successor.sendSocket('tcp:127.0.0.1:3000', socket), 'nothing is sent on a closed channel')
+  t.false(await successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket), 'nothing is sent on a closed channel')
+  t.false(child.sent.some((m) => (m as { type: string }).type === COMMIT_MESSAGE))
+})
+
+test('a successor whose event loop does not answer pings after ready is waited for (both serve), then drained to once it answers', async (t) => {
+  const { seam, life, child, events } = world()
+  child.answerPings = false
+  let resolved = false
+  const p = life.reboot(1000).then(() => { resolved = true })
+  await settle()
+  child.emit('message', { type: READY_MESSAGE })
+  await seam.advance(HEARTBEAT_INTERVAL_MS * 6)
+  t.false(resolved, 'ready, but its loop does not answer: not drained to yet')
+  t.is(life.state, 'rebooting')
+  t.true(child.pings >= 6)
+  child.answerPings = true
+  await seam.advance(HEARTBEAT_INTERVAL_MS)
+  await p
+  t.true(events.some((e) => e.step === 'drained'))
+})
+
+test('a successor whose loop stays blocked past rebootTimeout after ready is rolled back, naming why', async (t) => {
+  const { seam, life, child } = world(new FakeSeam(), {}, { rebootProbation: 0, rebootTimeout: 3000 })
+  child.answerPings = false
+  const p = life.reboot(1000)
+  p.catch(() => {})
+  await settle()
+  child.emit('message', { type: READY_MESSAGE })
+  await seam.advance(3000)
+  await t.throwsAsync(p, { code: 'ERR_GRACEFUL_SUCCESSOR_PROBATION', message: /answered no ping for 3000 ms.*event loop is blocked/ })
+  t.is(life.state, 'running')
+})
+
+test('during the transfer, a successor that stops answering pings for a second gets no more connections: they stay here at once', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  child.holdHandles = true
+  const successor = sender(seam, child)
+  child.emit('message', { type: READY_MESSAGE })
+  await settle()
+  t.is(child.pings, 1)
+  child.answerPings = false
+  let first: boolean | undefined
+  void successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket).then((v) => { first = v })
+  const queued = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  // The ping after the last answer is unanswered for UNRESPONSIVE_MS.
+  await seam.advance(UNRESPONSIVE_MS + HEARTBEAT_INTERVAL_MS)
+  t.false(await queued, 'not yet handed to Node: stays here')
+  t.is(first, undefined, 'not written yet: Node may still send it')
+  child.write()
+  await settle()
+  t.false(first, 'revoked once written')
+  t.like(child.sent.at(-1), { type: REVOKE_MESSAGE })
+})
+
+test('the successor holds a handed-over connection unread until COMMIT; REVOKE closes its copy unread; one still held when the old process is gone is its own', (t) => {
+  let deliver: (m: unknown, handle?: unknown) => void = () => {}
+  let gone: () => void = () => {}
+  const said: unknown[] = []
+  const parent = new ParentChannel({
+    send: (m) => { said.push(m); return true },
+    onParentMessage: (fn) => { deliver = fn; return () => {} },
+    onParentGone: (fn) => { gone = fn }
+  }, 42)
+  const served: Array<{ address: string, socket: unknown }> = []
+  parent.onConnection((address, socket) => { served.push({ address, socket }) })
+  const socket = (): { calls: string[], write: () => void, destroy: () => void, _handle: { reading: boolean, readStop: () => void, readStart: () => void } } => {
+    const calls: string[] = []
+    return { calls, write () {}, destroy () { calls.push('destroy') }, _handle: { reading: true, readStop () { calls.push('readStop') }, readStart () { calls.push('readStart') } } }
+  }
+  const a = socket()
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 1 }, a)
+  t.deepEqual(a.calls, ['readStop'], 'held: not read')
+  t.deepEqual(said, [{ type: TAKEN_MESSAGE, id: 1 }])
+  t.deepEqual(served, [], 'not the successor\'s yet')
+  deliver({ type: COMMIT_MESSAGE, id: 1 })
+  t.deepEqual(served.map((s) => s.socket), [a])
+  t.deepEqual(a.calls, ['readStop', 'readStart'], 'read once committed')
+  const b = socket()
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 2 }, b)
+  deliver({ type: REVOKE_MESSAGE, id: 2 })
+  t.deepEqual(b.calls, ['readStop', 'destroy'], 'revoked: closed unread')
+  t.is(served.length, 1)
+  const c = socket()
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 3 }, c)
+  gone()
+  t.deepEqual(served.map((s) => s.socket), [a, c], 'the old process died holding no copy: it is served here')
+})
+
+test('from an old process of an earlier version (no two-phase hand-over in its environment), a connection is served as soon as it arrives', (t) => {
+  let deliver: (m: unknown, handle?: unknown) => void = () => {}
+  const said: unknown[] = []
+  const parent = new ParentChannel({ send: (m) => { said.push(m); return true }, onParentMessage: (fn) => { deliver = fn; return () => {} } }, 42)
+  const served: unknown[] = []
+  parent.onConnection((_address, socket) => { served.push(socket) }, Inherited.fromEnv({ LISTEN_FDS: '0', LISTEN_PID: '7', GRACEFUL_REBOOT_PARENT_PID: '6' }, 7).twoPhase)
+  const socket = { write () {}, destroy () {}, _handle: { readStop () {}, readStart () {} } }
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 1 }, socket)
+  t.deepEqual(said, [{ type: TAKEN_MESSAGE, id: 1 }])
+  t.deepEqual(served, [socket])
+  t.true(Inherited.fromEnv({ LISTEN_FDS: '0', LISTEN_PID: '7', GRACEFUL_REBOOT_PARENT_PID: '6', GRACEFUL_REBOOT_HANDOVER: '2' }, 7).twoPhase)
 })

@@ -10,14 +10,36 @@ export const STATEFUL_ENV = 'GRACEFUL_REBOOT_STATEFUL'
 /** The ms a successor has to become ready (`rebootTimeout`), counted by the successor itself too. */
 export const READY_WITHIN_ENV = 'GRACEFUL_REBOOT_READY_WITHIN'
 
+/**
+ * Set (to '2') by an old process that hands connections over in two phases (COMMIT / REVOKE). Without
+ * it (an old process of an earlier version) the successor serves a connection as soon as it arrives.
+ */
+export const HANDOVER_ENV = 'GRACEFUL_REBOOT_HANDOVER'
+
 /** New -> old: this process serves (every inherited socket adopted, or `declareReady()`). */
 export const READY_MESSAGE = 'graceful-reboot:ready'
 /** New -> old: this process started shutting down (a crash, a signal, code) and will not serve for long. */
 export const FAILING_MESSAGE = 'graceful-reboot:failing'
 /** New -> old: a listen() asked for an address the old process did not pass (the new code listens elsewhere). */
 export const ADOPTION_MESSAGE = 'graceful-reboot:adoption'
-/** New -> old: the connection of CONNECTION_MESSAGE `id` arrived; the old process may close its copy. */
+/**
+ * New -> old: the connection of CONNECTION_MESSAGE `id` arrived and is held, not read; the old process
+ * answers COMMIT_MESSAGE (it closes its copy) or, past its timeout, has sent REVOKE_MESSAGE.
+ */
 export const TAKEN_MESSAGE = 'graceful-reboot:taken'
+/** Old -> new: the connection `id` is the successor's now: it serves it (until this, it never reads it). */
+export const COMMIT_MESSAGE = 'graceful-reboot:commit'
+/** Old -> new: the connection `id` stays with the old process (no TAKEN in time): the successor closes its copy unread. */
+export const REVOKE_MESSAGE = 'graceful-reboot:revoke'
+/**
+ * New -> old, after ready, with a listening socket as the handle: a copy of the listener `key`, which the
+ * old process keeps, not accepting, until its drain is over: if the successor is lost, it accepts on it.
+ */
+export const LISTENER_MESSAGE = 'graceful-reboot:listener'
+/** Old -> new: answer PONG_MESSAGE with the same `n`, from the event loop (a blocked loop does not answer). */
+export const PING_MESSAGE = 'graceful-reboot:ping'
+/** New -> old: the answer to PING_MESSAGE `n`. */
+export const PONG_MESSAGE = 'graceful-reboot:pong'
 /** Old -> new: the reboot is rolled back; drain and exit within `timeout` ms. */
 export const ABORT_MESSAGE = 'graceful-reboot:abort'
 /**
@@ -32,10 +54,15 @@ export type NewToOld =
   | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
   | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
   | { type: typeof TAKEN_MESSAGE, id: number }
+  | { type: typeof PONG_MESSAGE, n: number }
+  | { type: typeof LISTENER_MESSAGE, key: string }
 
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }
   | { type: typeof CONNECTION_MESSAGE, address: string, id: number }
+  | { type: typeof COMMIT_MESSAGE, id: number }
+  | { type: typeof REVOKE_MESSAGE, id: number }
+  | { type: typeof PING_MESSAGE, n: number }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

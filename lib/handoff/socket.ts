@@ -105,3 +105,25 @@ export function betweenRequests (socket: net.Socket): boolean {
   if (!transferable(socket) || s._httpMessage || s._paused === true || socket.writableLength !== 0 || socket.writableEnded || socket.readableEnded) return false
   return !partialRequest(socket)
 }
+
+/**
+ * A connection just received from the old process: stop the read Node started when it made the socket
+ * (no byte has been read yet: the handle's reads begin in the next poll phase), so the successor
+ * reads nothing of it until it is told the connection is its own. False when this Node cannot.
+ */
+export function holdReading (socket: net.Socket): boolean {
+  const h = (socket as HttpSocket)._handle
+  if (h == null || typeof h.readStop !== 'function' || typeof h.readStart !== 'function') return false
+  h.reading = false
+  h.readStop()
+  return true
+}
+
+/** Undoes `holdReading` once the connection is this process's own (its server got it): reading starts. */
+export function releaseReading (socket: net.Socket): void {
+  const s = socket as HttpSocket
+  const h = s._handle
+  if (h == null || s.destroyed || h.reading === true || s._paused === true) return
+  h.reading = true
+  h.readStart?.()
+}

@@ -3,14 +3,15 @@
 // address it did not inherit; obeys a rollback; takes the connections the old process hands over. The old process may be gone at any moment: an IPC
 // failure is never a crash, and the new process then carries on alone.
 import type * as net from 'node:net'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { holdReading, releaseReading } from '../handoff/socket'
 import type { RebootHost } from '../os'
 
 export class ParentChannel {
-  private readonly host: Pick<RebootHost, 'send' | 'onParentMessage'>
+  private readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone'>
   private readonly pid: number
 
-  constructor (host: Pick<RebootHost, 'send' | 'onParentMessage'>, pid: number) {
+  constructor (host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone'>, pid: number) {
     this.host = host
     this.pid = pid
   }
@@ -31,16 +32,65 @@ export class ParentChannel {
     })
   }
 
-  /** Calls `fn` for each connection the old process hands over, with the listener key it was accepted on. */
-  onConnection (fn: (address: string, socket: net.Socket) => void): () => void {
+  /** Answers the old process's pings from this event loop (a blocked loop answers late: the old process sees it). */
+  answerPings (): () => void {
+    return this.host.onParentMessage((m) => {
+      if (messageType(m) === PING_MESSAGE) this.say({ type: PONG_MESSAGE, n: (m as Extract<OldToNew, { type: typeof PING_MESSAGE }>).n })
+    })
+  }
+
+  /**
+   * Calls `fn` for each connection the old process hands over, with the listener key it was accepted
+   * on, once the old process committed it: until then the connection is held unread (TAKEN told the
+   * old process it arrived); a REVOKE closes this copy unread (the old process serves it on). With
+   * `twoPhase` false (an old process of an earlier version), it is served at once.
+   */
+  onConnection (fn: (address: string, socket: net.Socket) => void, twoPhase = true): () => void {
+    const held = new Map<number, { address: string, socket: net.Socket }>()
+    // Every COMMIT or REVOKE comes before the channel closes: a connection still held then was sent by an
+    // old process that died before it could answer, and whose copy died with it: it is this process's.
+    this.host.onParentGone?.(() => {
+      for (const h of held.values()) {
+        fn(h.address, h.socket)
+        releaseReading(h.socket)
+      }
+      held.clear()
+    })
     return this.host.onParentMessage((m, handle) => {
-      if (messageType(m) !== CONNECTION_MESSAGE) return
-      // A message whose socket did not arrive (the old process closed it first) carries nothing.
-      if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
-      const c = m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>
-      // The old process keeps its copy of the connection until this arrives.
-      this.say({ type: TAKEN_MESSAGE, id: c.id })
-      fn(c.address, handle as net.Socket)
+      const type = messageType(m)
+      if (type === CONNECTION_MESSAGE) {
+        // A message whose socket did not arrive (the old process closed it first) carries nothing.
+        if (handle === undefined || handle === null || typeof (handle as net.Socket).write !== 'function') return
+        const c = m as Extract<OldToNew, { type: typeof CONNECTION_MESSAGE }>
+        const socket = handle as net.Socket
+        // An old process of an earlier version sends no COMMIT: it closes its copy on TAKEN.
+        if (!twoPhase) {
+          this.say({ type: TAKEN_MESSAGE, id: c.id })
+          fn(c.address, socket)
+          return
+        }
+        // Not holdable: not confirmed, so the old process revokes it and serves it on.
+        if (!holdReading(socket)) {
+          socket.destroy()
+          return
+        }
+        held.set(c.id, { address: c.address, socket })
+        if (!this.say({ type: TAKEN_MESSAGE, id: c.id })) {
+          held.delete(c.id)
+          socket.destroy()
+        }
+      } else if (type === COMMIT_MESSAGE || type === REVOKE_MESSAGE) {
+        const id = (m as { id: number }).id
+        const h = held.get(id)
+        if (h === undefined) return
+        held.delete(id)
+        if (type === REVOKE_MESSAGE) {
+          h.socket.destroy()
+          return
+        }
+        fn(h.address, h.socket)
+        releaseReading(h.socket)
+      }
     })
   }
 

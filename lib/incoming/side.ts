@@ -12,7 +12,7 @@ import { IncomingReboot } from './successor'
 /** What the new side needs from the lifecycle. */
 export interface NewSideContext {
   readonly seam: Pick<ProcessSeam, 'pid' | 'timer'>
-  readonly host: Pick<RebootHost, 'send' | 'onParentMessage'>
+  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle' | 'onParentGone'>
   inherited (): Inherited
   log (): Logger
   /** The tracked server listening under a LISTEN_FDNAMES key. */
@@ -67,7 +67,11 @@ export class NewSide {
     const ctx = this.ctx
     this.announcer ??= new Announcer({
       pid: ctx.seam.pid,
-      tellParent: () => this.reboot?.parent.ready() === true,
+      tellParent: () => {
+        if (this.reboot?.parent.ready() !== true) return false
+        this.reboot.sendListeners()
+        return true
+      },
       inherited: ctx.inherited(),
       get log () { return ctx.log() },
       pidFile: () => ctx.pidFile(),

@@ -4,6 +4,7 @@
 // not inherit.
 import type * as net from 'node:net'
 import { AdoptionError } from '../errors'
+import { LISTENER_MESSAGE, type NewToOld } from '../handoff/protocol'
 import type { Logger } from '../log'
 import type { ProcessSeam, RebootHost } from '../os'
 import type { Inherited } from './inherited'
@@ -13,7 +14,7 @@ import { readyWatchdog } from './watchdog'
 /** What the new process's side of a reboot needs from the lifecycle. */
 export interface IncomingContext {
   readonly seam: Pick<ProcessSeam, 'pid' | 'timer'>
-  readonly host: Pick<RebootHost, 'send' | 'onParentMessage'>
+  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle' | 'onParentGone'>
   readonly inherited: Inherited
   readonly log: Logger
   /** The tracked server listening under a LISTEN_FDNAMES key. */
@@ -34,6 +35,7 @@ export class IncomingReboot {
     this.ctx = ctx
     const from = ctx.inherited
     this.parent = new ParentChannel(ctx.host, ctx.seam.pid)
+    this.parent.answerPings()
     this.parent.onAbort((timeout) => {
       ctx.log.warn({ parent: from.parentPid, timeout }, 'graceful-reboot: the old process rolled the reboot back; draining')
       ctx.shutdown(timeout, 'rollback')
@@ -46,7 +48,7 @@ export class IncomingReboot {
         return
       }
       server.emit('connection', socket)
-    })
+    }, from.twoPhase)
     const within = from.readyWithin
     if (within === undefined) return
     readyWatchdog(ctx.seam, within, () => ctx.settled(), () => {
@@ -54,6 +56,21 @@ export class IncomingReboot {
       ctx.log.error({ parent: from.parentPid, rebootTimeout: within, pending: from.pendingKeys }, `graceful-reboot: not ready within ${within} ms of the start (rebootTimeout); giving up so a supervisor can act`)
       ctx.shutdown(undefined, 'not-ready')
     })
+  }
+
+  /**
+   * After ready: sends the old process a copy of each listening socket this process adopted, which it
+   * keeps, not accepting, until its drain is over, to take the service back if this process is lost.
+   */
+  sendListeners (): void {
+    const send = this.ctx.host.sendHandle
+    if (send === undefined) return
+    for (const key of this.ctx.inherited.names) {
+      const handle = (this.ctx.serverFor(key) as { _handle?: unknown } | undefined)?._handle
+      if (handle == null) continue
+      const m: NewToOld = { type: LISTENER_MESSAGE, key }
+      if (!send(m, handle)) return
+    }
   }
 
   /** Not ready within `rebootTimeout` of its start: the shutdown exits with `exitCodes.notReady`. */

@@ -4,7 +4,6 @@
 import { EventEmitter } from 'node:events'
 import { InvalidOptionError, type RebootError, describe } from '../errors'
 import type { GracefulUnit } from '../drain/app'
-import type { ShutdownReason } from '../drain/finalizers'
 import type { LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from '../events'
 import { ListenerRegistry } from '../handoff/listeners'
 import type { Inherited } from '../incoming/inherited'
@@ -22,9 +21,7 @@ import { LauncherRules } from './launcher'
 import { ProcessLoggers } from './logging'
 import { RebootController } from './reboot'
 import { AppRegistry } from './registry'
-import { drainApps } from './shutdown'
-
-type Cause = { reason: ShutdownReason, trigger: string }
+import { drainApps, type Cause } from './shutdown'
 
 /**
  * The process-wide coordinator. `shutdown()` drains every registered app in parallel, runs their
@@ -59,6 +56,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       log: () => this.log,
       sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
       keyOf: (server) => this.listening.keyOf(server),
+      serverFor: (key) => this.listening.serverFor(key),
+      pidFile: () => this.units.pidFile(),
       successorTimeout: () => this.units.successorTimeout,
       probation: () => this.units.probation,
       resume: () => { this.resume() },
@@ -252,7 +251,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
         readinessDelay: this.units.readinessDelay,
         handOver: reason === 'reboot' ? handOver : undefined,
         crashed: () => this.crashError !== undefined,
-        gaveUp: () => this.newSide.incoming?.gaveUp === true
+        gaveUp: () => this.newSide.incoming?.gaveUp === true,
+        lost: () => this.reboots.successorLost
       })
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)

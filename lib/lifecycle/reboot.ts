@@ -7,6 +7,7 @@ import type { HandoffEvent, RebootOptions, ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import type { ProcessSeam, RebootHost } from '../os'
 import { OutgoingReboot } from '../outgoing/reboot'
+import { writePidFile } from '../pidfile'
 
 /** What the controller needs from the lifecycle. */
 export interface RebootContext {
@@ -15,6 +16,10 @@ export interface RebootContext {
   log (): Logger
   /** The listening sockets to pass, in order. */
   sockets (): Array<{ fd: number, key: string }>
+  /** The tracked server listening under `key`. */
+  serverFor (key: string): net.Server | undefined
+  /** The PID file of the first app that has one. */
+  pidFile (): string | undefined
   /** The key a listening server was passed under. */
   keyOf (server: net.Server): string | undefined
   /** Ms the successor has to become ready, and ms of probation. */
@@ -34,6 +39,7 @@ export class RebootController {
   private handOver: HandOverFor | undefined
   private readonly leftovers = new Set<{ kill: () => void }>()
   private old = false
+  private lost = false
 
   constructor (ctx: RebootContext) {
     this.ctx = ctx
@@ -60,6 +66,8 @@ export class RebootController {
       resume: () => { ctx.resume() },
       emit: (e) => { ctx.emit(e) },
       keyOf: (server) => ctx.keyOf(server),
+      serverFor: (key) => ctx.serverFor(key),
+      lost: () => { this.lostSuccessor() },
       drain: (t, trigger, handOver) => {
         this.handOver = handOver
         return ctx.drain(t, trigger)
@@ -89,6 +97,20 @@ export class RebootController {
     const h = this.handOver
     this.handOver = undefined
     return h
+  }
+
+  /** The successor was lost during this process's drain: the exit code is successorLost. */
+  get successorLost (): boolean { return this.lost }
+
+  private lostSuccessor (): void {
+    this.lost = true
+    const pidFile = this.ctx.pidFile()
+    if (pidFile === undefined) return
+    try {
+      writePidFile(pidFile, this.ctx.seam.pid)
+    } catch (err) {
+      this.ctx.log().error({ err, pidFile }, 'graceful-reboot: could not write the PID file back')
+    }
   }
 
   /** Kills the rolled-back successors that may still be draining (this process is about to exit). */

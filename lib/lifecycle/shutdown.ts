@@ -6,22 +6,29 @@ import type { ShutdownResult } from '../events'
 import { exitCodes } from '../exit-codes'
 import type { ProcessSeam } from '../os'
 
+/** What a shutdown is for, and what started it. */
+export type Cause = { reason: ShutdownReason, trigger: string }
+
 /** What decides the exit code of a shutdown. */
 export interface ExitCodeFacts {
   /** An uncaught exception or unhandled rejection started or reached this shutdown. */
   crashed: boolean
   /** A successor that was not ready within `rebootTimeout` of its start gave up. */
   gaveUp: boolean
+  /** The old process of a reboot lost its successor during the drain. */
+  lost?: boolean
   apps: readonly UnitResult[]
 }
 
 /**
- * The exit code of a shutdown, first match wins: crash, not ready in time (a successor), a finalizer
+ * The exit code of a shutdown, first match wins: crash, not ready in time (a successor), the
+ * successor lost during the drain (an old process), a finalizer
  * failed, connections forced at the deadline, else clean.
  */
 export function exitCode (f: ExitCodeFacts): number {
   if (f.crashed) return exitCodes.crash
   if (f.gaveUp) return exitCodes.notReady
+  if (f.lost === true) return exitCodes.successorLost
   if (f.apps.some((a) => a.finalizers.some((x) => !x.ok))) return exitCodes.finalizerFailed
   if (f.apps.some((a) => a.forced + a.forcedUpgraded > 0)) return exitCodes.forced
   return exitCodes.clean
@@ -43,6 +50,8 @@ export interface ShutdownRun {
   /** Read once the drains are over (a crash during the drain counts). */
   crashed (): boolean
   gaveUp (): boolean
+  /** The successor of this process's reboot was lost during the drain. */
+  lost? (): boolean
 }
 
 /** Drains every app of `run` in parallel and reports the outcome with its exit code. */
@@ -55,6 +64,6 @@ export async function drainApps (run: ShutdownRun): Promise<ShutdownResult> {
   const forced = apps.reduce((n, a) => n + a.forced + a.forcedUpgraded, 0)
   const failedFinalizers = apps.flatMap((a) => a.finalizers.filter((f) => !f.ok).map((f) => f.name))
   const crashed = run.crashed()
-  const code = exitCode({ crashed, gaveUp: run.gaveUp(), apps })
+  const code = exitCode({ crashed, gaveUp: run.gaveUp(), lost: run.lost?.() === true, apps })
   return { code, reason: crashed ? 'crash' : reason, trigger, ms: seam.now() - start, forced, failedFinalizers, apps }
 }

@@ -6,6 +6,7 @@ import { RebootError } from '../errors'
 import type { HandoffEvent, ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import { MAX_MS } from '../limits'
+import { exitCodes } from '../exit-codes'
 import type { ProcessSeam, RebootHost } from '../os'
 import type { HandOverFor } from '../drain/app'
 import { startSuccessor, type Successor } from './spawn'
@@ -30,6 +31,10 @@ export interface OutgoingContext {
   /** The reboot failed and nothing else changed the state: back to 'running' (and the PID file back to this pid). */
   resume (): void
   emit (event: HandoffEvent): void
+  /** The tracked server listening under `key` (the standby hands it the connections it accepts on loss). */
+  serverFor (key: string): net.Server | undefined
+  /** The successor was lost during the drain (it listens again): the PID file names this process, the exit code is successorLost. */
+  lost (why: string): void
   /** The key a listening server was passed under, for the connections it accepted. */
   keyOf (server: net.Server): string | undefined
   /** Drains this process (reason 'reboot') once the successor serves; `handOver` moves connections to it. */
@@ -76,7 +81,8 @@ export class OutgoingReboot {
       stateful: stateful ? Math.min(timeout + STATEFUL_MARGIN_MS, MAX_MS) : false,
       timeout: this.ctx.successorTimeout,
       spawn: host.spawn,
-      timer: (t, fn) => seam.timer(t, fn)
+      timer: (t, fn) => seam.timer(t, fn),
+      transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) }
     })
     this.successor = successor
     const aborted = new Promise<never>((_resolve, reject) => {
@@ -93,10 +99,9 @@ export class OutgoingReboot {
       this.ctx.emit({ step: 'ready', pid: successor.pid, ms: readyMs })
       // A stateful successor does not serve before this process exits: nothing to watch.
       const probation = stateful ? 0 : this.ctx.probation
-      if (probation > 0) {
-        log.info({ successor: successor.pid, ms: readyMs, probation }, `graceful-reboot: successor ready after ${readyMs} ms; both serve for ${probation} ms of probation`)
-        await Promise.race([successor.probation(probation), aborted])
-      }
+      if (probation > 0) log.info({ successor: successor.pid, ms: readyMs, probation }, `graceful-reboot: successor ready after ${readyMs} ms; both serve for ${probation} ms of probation`)
+      // Then its event loop must answer a ping: a successor that blocks right after ready is waited for, both serving.
+      if (!stateful) await Promise.race([successor.probation(probation), aborted])
       log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
     } catch (err) {
       successor.stop()
@@ -124,10 +129,16 @@ export class OutgoingReboot {
         return key === undefined ? undefined : toListener(key)
       }
     }
-    // The IPC channel carries the connections: it is released once the drain is over.
-    if (handOver === undefined) successor.release()
+    // Until the drain is over, a successor lost is noticed: this process listens again and serves on.
+    successor.standby?.watch((key) => this.ctx.serverFor(key), (why, keys) => {
+      log.error({ successor: successor.pid, why, listening: keys }, `graceful-reboot: ${why} while this process drains; listening again on ${keys.length === 0 ? 'nothing (no copy of the listeners came back)' : keys.join(', ')}, serving until the drain is over, then exiting with code ${exitCodes.successorLost}`)
+      this.ctx.lost(why)
+      this.ctx.emit({ step: 'lost', pid: successor.pid, reason: why, listening: keys })
+    })
+    // The IPC channel carries the connections and the watch: it is released once the drain is over.
     void this.ctx.drain(timeout, trigger, handOver).then((result) => {
-      if (handOver !== undefined) successor.release()
+      successor.standby?.end()
+      successor.release()
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })
     })
     return successor.pid

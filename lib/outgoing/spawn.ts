@@ -4,11 +4,13 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, CONNECTION_MESSAGE, TAKEN_MESSAGE, FAILING_MESSAGE, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
+import { ConnectionSender } from './handover'
+import { Heartbeat } from './heartbeat'
+import { Standby } from './standby'
 
-/** Ms the successor has to confirm a connection it was sent; past it the connection stays with the old process. */
-export const TAKEN_TIMEOUT_MS = 5_000
+export { TAKEN_TIMEOUT_MS } from './handover'
 
 /** Ms a rolled-back successor is given to drain what it accepted (asked over IPC, else SIGTERM) before SIGKILL. */
 export const ROLLBACK_GRACE_MS = 5_000
@@ -29,6 +31,8 @@ export interface SuccessorOptions {
   timeout: number
   spawn: Spawn
   timer: (ms: number, fn: () => void) => () => void
+  /** Told why the connection transfer stopped (the successor unresponsive, gone, or too slow to confirm). */
+  transferStopped?: (why: string) => void
 }
 
 export interface Successor {
@@ -36,8 +40,9 @@ export interface Successor {
   /** Resolves when the successor is ready; rejects with a RebootError (or AdoptionError) if it fails first. */
   readonly ready: Promise<void>
   /**
-   * After ready: resolves once `ms` have passed with the successor serving; rejects with a RebootError
-   * as soon as it reports that it shuts down, its IPC channel closes or it exits.
+   * After ready: resolves once `ms` have passed with the successor serving and its event loop then
+   * answered a ping (within `timeout` more ms); rejects with a RebootError as soon as it reports that
+   * it shuts down, its IPC channel closes or it exits, or when no ping is answered in time.
    */
   probation (ms: number): Promise<void>
   /** Rollback: asks the successor to drain within `graceMs` (over IPC, else SIGTERM), then kills it. */
@@ -45,12 +50,14 @@ export interface Successor {
   /** Kills a successor that is still there (this process exits before the grace of `stop()` is over). */
   kill (): void
   /**
-   * After probation: sends a connection accepted on the listener `address` over IPC. Resolves with true
-   * once the successor confirms it holds it (the caller may then close this process's copy), false when
-   * it cannot (not sent, the successor gone, no confirmation within TAKEN_TIMEOUT_MS): the connection
-   * stays here, whole.
+   * After probation: hands a connection accepted on the listener `address` over (two phases, see
+   * handover.ts). Resolves with true once the successor holds it and was told it is its own (the caller
+   * closes this process's copy then), false when it stays here, whole, never read by the successor (not
+   * sent, the successor gone, no confirmation within TAKEN_TIMEOUT_MS of the write, the transfer stopped).
    */
   sendSocket (address: string, socket: net.Socket): Promise<boolean>
+  /** The copies of the listening sockets the successor sends back after ready, and the watch over it. */
+  readonly standby: Standby | undefined
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
   release (): void
 }
@@ -68,7 +75,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     LISTEN_FDS: String(o.sockets.length),
     LISTEN_FDNAMES: o.sockets.map((s) => encodeURIComponent(s.key)).join(':'),
     [PARENT_ENV]: String(o.parentPid),
-    [READY_WITHIN_ENV]: String(o.timeout)
+    [READY_WITHIN_ENV]: String(o.timeout),
+    [HANDOVER_ENV]: '2'
   }
   delete env.LISTEN_PID
   if (o.stateful !== false) env[STATEFUL_ENV] = String(o.stateful)
@@ -78,7 +86,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })
   } catch (err) {
     const e = new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${(err as Error).message}`)
-    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {} }
+    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {}, standby: undefined }
   }
   const pid = child.pid ?? 0
   const alive = (): boolean => child.exitCode === null && child.signalCode === null
@@ -117,23 +125,18 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     })
   })
   let stopping = false
-  let sentSockets = 0
-  /** Connections sent and not yet confirmed, by message id. */
-  const awaiting = new Map<number, (taken: boolean) => void>()
-  const settle = (id: number, taken: boolean): void => {
-    const done = awaiting.get(id)
-    awaiting.delete(id)
-    done?.(taken)
-  }
-  const lost = (): void => { for (const id of [...awaiting.keys()]) settle(id, false) }
-  child.on('message', (m: unknown) => {
-    if (messageType(m) === TAKEN_MESSAGE) settle((m as Extract<NewToOld, { type: typeof TAKEN_MESSAGE }>).id, true)
-  })
-  child.on('disconnect', lost)
-  child.on('exit', lost)
+  const sender = new ConnectionSender(child, o.timer, o.transferStopped)
+  const heartbeat = new Heartbeat(child, o.timer)
+  ready.then(() => { heartbeat.start() }, () => {})
+  child.once('exit', () => { heartbeat.stop() })
+  child.once('disconnect', () => { heartbeat.stop() })
+  // During the transfer, a successor whose loop stops answering gets no more connections: they drain here.
+  heartbeat.onUnresponsive((ms) => { sender.stop(`the successor's event loop did not answer for ${ms} ms`) })
+  const standby = new Standby(child, heartbeat, o.timer)
   return {
     pid,
     ready,
+    standby,
     probation (ms) {
       return new Promise<void>((resolve, reject) => {
         let done = false
@@ -156,7 +159,16 @@ export function startSuccessor (o: SuccessorOptions): Successor {
         }
         const onDisconnect = (): void => { end(failed('closed its IPC channel')) }
         const onExit = (code: number | null, signal: NodeJS.Signals | null): void => { end(failed(exitWords(code, signal))) }
-        const cancel = o.timer(ms, () => { end() })
+        let cancel = (): void => {}
+        const answered = (): void => {
+          // Serving means an event loop that answers, not only a process that has not crashed.
+          heartbeat.onAnswer(() => { end() })
+          cancel = o.timer(o.timeout, () => {
+            end(new RebootError('ERR_GRACEFUL_SUCCESSOR_PROBATION', `successor ${pid} answered no ping for ${o.timeout} ms (rebootTimeout) after its ${ms} ms probation: its event loop is blocked; rolled back, this process goes on serving`, pid))
+          })
+        }
+        if (ms > 0) cancel = o.timer(ms, answered)
+        else answered()
         child.on('message', onMessage)
         child.once('disconnect', onDisconnect)
         child.once('exit', onExit)
@@ -182,22 +194,10 @@ export function startSuccessor (o: SuccessorOptions): Successor {
       if (alive()) child.kill('SIGKILL')
     },
     sendSocket (address, socket) {
-      if (!child.connected) return Promise.resolve(false)
-      const id = ++sentSockets
-      const message: OldToNew = { type: CONNECTION_MESSAGE, address, id }
-      return new Promise<boolean>((resolve) => {
-        const cancel = o.timer(TAKEN_TIMEOUT_MS, () => { settle(id, false) })
-        awaiting.set(id, (taken) => { cancel(); resolve(taken) })
-        try {
-          // keepOpen: this process keeps its copy until the successor says it holds the connection, so a
-          // handle that did not arrive (Node does not resend it with keepOpen) is not lost.
-          child.send(message, socket, { keepOpen: true }, (err) => { if (err != null) settle(id, false) })
-        } catch {
-          settle(id, false)
-        }
-      })
+      return sender.send(address, socket)
     },
     release () {
+      heartbeat.stop()
       if (o.stateful !== false) {
         (child.channel as { unref?: () => void } | null | undefined)?.unref?.()
       } else if (child.connected) {
