@@ -266,7 +266,7 @@ test('on ready: handoff events in order, then the old process drains and exits 0
   child.emit('message', { type: READY_MESSAGE })
   await p
   t.is(await exited, 0)
-  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready', 'drained'])
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready', 'serving', 'drained'])
   t.is(life.state, 'stopped')
 })
 
@@ -278,7 +278,7 @@ test('a second reboot while one is in flight is refused at once; a successor tha
   const err = await t.throwsAsync(first, { code: 'ERR_GRACEFUL_SUCCESSOR_EXITED', message: /exited with code 3 before it was ready/ })
   t.is((err as { successorPid?: number }).successorPid, 5151)
   t.is(life.state, 'running', 'keeps serving')
-  t.deepEqual(events.map((e) => e.step), ['spawned', 'failed'])
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'refused', 'failed'], 'the refusal is a step too')
 })
 
 test('a successor that stays silent is asked to drain at rebootTimeout, and killed only after the rollback grace', async (t) => {

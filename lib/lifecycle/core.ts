@@ -14,7 +14,7 @@ import type { LogRole, Logger } from '../log'
 import { ms } from '../options'
 import { realProcess, type ProcessSeam } from '../os'
 import { rebootRefusal } from '../outgoing/refusal'
-import { removePidFile, writePidFile } from '../pidfile'
+import { removePidFile, restorePidFile } from '../pidfile'
 import { SignalMemory, installSignals, warnSignalConflicts, type SignalTarget } from '../signals'
 import { endProcess } from './exit'
 import { realLifecycleHost, type LifecycleHost } from './host'
@@ -22,6 +22,7 @@ import { LauncherRules } from './launcher'
 import { ProcessLoggers } from './logging'
 import { RebootController } from './reboot'
 import { AppRegistry } from './registry'
+import { StatusReporter } from './status'
 import { drainApps } from './shutdown'
 
 type Cause = { reason: ShutdownReason, trigger: string }
@@ -39,6 +40,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private readonly signals = new SignalMemory()
   private readonly reboots: RebootController
   private readonly newSide: NewSide
+  private readonly status: StatusReporter
   private current: LifecycleState = 'running'
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
@@ -77,6 +79,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       manual: () => this.units.manualReadiness,
       emit: (e) => { this.emit('handoff', e) }
     })
+    this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log })
   }
 
   get state (): LifecycleState { return this.current }
@@ -181,7 +184,10 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** See `Lifecycle.reboot` (index.ts). */
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
     const refusal = this.canReboot()
-    if (refusal !== undefined) return Promise.reject(refusal)
+    if (refusal !== undefined) {
+      this.emit('handoff', { step: 'refused', pid: this.seam.pid, error: refusal, trigger: options.trigger ?? 'code' })
+      return Promise.reject(refusal)
+    }
     const limit = this.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     this.setState('rebooting')
@@ -207,6 +213,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
     const pidFile = this.units.pidFile()
     if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
+    this.status.remove()
     this.exit(code)
   }
 
@@ -219,13 +226,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
   private resume (): void {
     this.setState('running')
-    const pidFile = this.units.pidFile()
-    if (pidFile === undefined) return
-    try {
-      writePidFile(pidFile, this.seam.pid)
-    } catch (err) {
-      this.log.error({ err, pidFile }, 'graceful-reboot: could not restore the PID file')
-    }
+    restorePidFile(this.units.pidFile(), this.seam.pid, this.log)
   }
 
   private async runShutdown (timeout: number, { reason, trigger }: Cause): Promise<ShutdownResult> {
