@@ -46,7 +46,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private crashError: unknown
   private cause: Cause | undefined
   private uninstallSignals: () => void = () => {}
-  private readonly launchers = new LauncherRules(() => detectLauncher(this.host.launcherFacts(readsPast)))
+  private readonly launchers = new LauncherRules(() => detectLauncher(this.host.launcherFacts(readsPast)), () => this.host)
   private fromEnv: Inherited | undefined
   private readySwitch = true
   private readonly loggers = new ProcessLoggers(() => ({ pid: this.seam.pid, role: this.role }), () => this.units.list()[0]?.log)
@@ -79,6 +79,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       manual: () => this.units.manualReadiness,
       emit: (e) => { this.emit('handoff', e) }
     })
+    this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
     this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log })
   }
 
@@ -174,7 +175,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     if (this.stopping !== undefined) return this.stopping
     const limit = this.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
-    // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
     this.reboots.abort()
     this.cause = { reason: options.reason ?? 'shutdown', trigger: options.trigger ?? 'code' }
     this.stopping = this.runShutdown(limit, this.cause)
