@@ -3,7 +3,9 @@
 // (SIGUSR2 reboot, SIGTERM shutdown) and optionally waits for the outcome.
 import fs from 'node:fs'
 import os from 'node:os'
+import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { readStatus, type RebootStatus, type StatusRecord } from '../lib/status-file'
 
 /** Exit codes (also in --help and docs/routes-and-cli.md). */
 export const EXIT = {
@@ -15,30 +17,39 @@ export const EXIT = {
   pidFile: 3,
   /** The PID file names a process that does not exist (stale). */
   stale: 4,
-  /** --wait: the pid did not change (reboot) or the process did not exit (shutdown) in time. */
-  timeout: 5
+  /** --wait: no verdict (reboot) or the process did not exit (shutdown) in time. */
+  timeout: 5,
+  /** reboot --wait: the process refused to reboot (it serves on): under a launcher, in a terminal, already rebooting... */
+  refused: 6,
+  /** reboot --wait: the successor failed (crashed, exited or not ready in time, in probation or before): rolled back, the old process serves on. */
+  rolledBack: 7
 } as const
 
 const DEFAULT_TIMEOUT_MS = 90_000
 const POLL_MS = 100
-const SIGNALS = { reboot: 'SIGUSR2', shutdown: 'SIGTERM' } as const
+/** The signal each command sends (status sends none: it only reads). */
+const SIGNALS = { reboot: 'SIGUSR2', shutdown: 'SIGTERM', status: 'SIGCONT' } as const
 
-const HELP = `Usage: graceful-reboot <reboot|shutdown> --pid-file FILE [--wait] [--timeout MS] [--signal NAME]
+const HELP = `Usage: graceful-reboot <reboot|shutdown|status> --pid-file FILE [--wait] [--timeout MS] [--signal NAME]
 
 Signals the process whose pid FILE holds: reboot sends SIGUSR2 (a successor takes over the listening
-sockets), shutdown sends SIGTERM (drain and exit). The app must use the pidFile option.
+sockets), shutdown sends SIGTERM (drain and exit); status prints what the process is doing. The app
+must use the pidFile option (it keeps a status file FILE.<pid>.status beside it).
 
 Options:
   --pid-file FILE  the app's PID file (required)
-  --wait           reboot: wait until the PID file names a new live process (the successor is ready);
+  --wait           reboot: wait for the verdict: the successor passed probation (0), the reboot was
+                   refused (6) or rolled back (7); one line per step;
                    shutdown: wait until the process is gone
   --timeout MS     how long --wait waits (default ${DEFAULT_TIMEOUT_MS}); keep it above the app's
                    rebootTimeout (reboot) or its timeout (shutdown)
   --signal NAME    send this signal instead (for a custom signals map, e.g. SIGHUP)
+  --version        the package's version
   -h, --help       this text
 
 Exit codes: 0 done, 1 signal not permitted or the process ended without a successor, 2 usage,
-3 PID file missing or invalid, 4 stale pid (no such process), 5 --wait timed out.`
+3 PID file missing or invalid, 4 stale pid (no such process), 5 --wait timed out,
+6 reboot refused, 7 reboot rolled back.`
 
 class CliError extends Error {
   readonly exitCode: number
@@ -49,14 +60,14 @@ class CliError extends Error {
 }
 
 interface Command {
-  action: 'reboot' | 'shutdown'
+  action: 'reboot' | 'shutdown' | 'status'
   pidFile: string
   wait: boolean
   timeout: number
   signal: NodeJS.Signals
 }
 
-function parse (argv: string[]): Command | 'help' {
+function parse (argv: string[]): Command | 'help' | 'version' {
   let parsed
   try {
     parsed = parseArgs({
@@ -67,7 +78,8 @@ function parse (argv: string[]): Command | 'help' {
         wait: { type: 'boolean' },
         timeout: { type: 'string' },
         signal: { type: 'string' },
-        help: { type: 'boolean', short: 'h' }
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' }
       }
     })
   } catch (err) {
@@ -75,9 +87,10 @@ function parse (argv: string[]): Command | 'help' {
   }
   const { values, positionals } = parsed
   if (values.help === true) return 'help'
+  if (values.version === true) return 'version'
   const action = positionals[0]
-  if (action !== 'reboot' && action !== 'shutdown') {
-    throw new CliError(EXIT.usage, action === undefined ? 'missing command: reboot or shutdown' : `unknown command "${action}": reboot or shutdown`)
+  if (action !== 'reboot' && action !== 'shutdown' && action !== 'status') {
+    throw new CliError(EXIT.usage, action === undefined ? 'missing command: reboot, shutdown or status' : `unknown command "${action}": reboot, shutdown or status`)
   }
   if (positionals.length > 1) throw new CliError(EXIT.usage, `unexpected argument "${positionals[1] ?? ''}"`)
   const pidFile = values['pid-file']
@@ -87,6 +100,7 @@ function parse (argv: string[]): Command | 'help' {
     if (!/^[0-9]+$/.test(values.timeout)) throw new CliError(EXIT.usage, `--timeout takes milliseconds (digits only), got "${values.timeout}"`)
     timeout = Number(values.timeout)
   }
+  if (action === 'status' && values.signal !== undefined) throw new CliError(EXIT.usage, 'status sends no signal: --signal is for reboot and shutdown')
   const signal = (values.signal ?? SIGNALS[action]).toUpperCase()
   const name = signal.startsWith('SIG') ? signal : `SIG${signal}`
   if (!(name in os.constants.signals)) throw new CliError(EXIT.usage, `unknown signal "${values.signal ?? ''}"`)
@@ -132,10 +146,104 @@ function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => { setTimeout(resolve, ms) })
 }
 
+const took = (start: number): string => `${((Date.now() - start) / 1000).toFixed(1)} s`
+
+/** One line for a reboot step the status file records. */
+function stepLine (r: RebootStatus, pid: number): string {
+  switch (r.step) {
+    case 'spawned': return `successor ${r.successor ?? '?'} spawned by ${pid}`
+    case 'ready': return `successor ${r.successor ?? '?'} ready; probation`
+    case 'serving': return `successor ${r.successor ?? '?'} passed probation and serves; ${pid} drains`
+    case 'refused': return `${pid} refused to reboot`
+    case 'failed': return `successor ${r.successor ?? '?'} failed; rolled back`
+    case 'lost': return `successor ${r.successor ?? '?'} was lost after it took over (${r.lost ?? 'no reason given'}); ${pid} serves again until its drain ends`
+  }
+}
+
+/**
+ * reboot --wait: the verdict from the process's status file (a reboot numbered above `before`). A
+ * process that keeps no status file (a version without it) is judged by its PID file, as before:
+ * done once it names a new live process.
+ */
+async function awaitVerdict (cmd: Command, pid: number, before: StatusRecord | undefined, out: (line: string) => void): Promise<void> {
+  const start = Date.now()
+  const deadline = start + cmd.timeout
+  const seq = before?.attempts.at(-1)?.seq ?? 0
+  let seen = before !== undefined
+  let shown: string | undefined
+  for (;;) {
+    const r = readStatus(cmd.pidFile, pid)
+    seen ||= r !== undefined
+    // The first request after the one last recorded before the signal: the signal's own.
+    const last = r?.attempts.find((a) => a.seq > seq)
+    if (last !== undefined) {
+      if (last.step !== shown) out(`graceful-reboot: ${stepLine(last, pid)} (${took(start)})`)
+      shown = last.step
+      const why = last.error === undefined ? '' : `: ${last.error.message} (${last.error.code})`
+      if (last.step === 'serving') {
+        out(`graceful-reboot: rebooted: ${last.successor ?? '?'} serves, ${pid} drains (${took(start)})`)
+        return
+      }
+      if (last.step === 'refused') throw new CliError(EXIT.refused, `process ${pid} refused the reboot${why}; it serves on`)
+      if (last.step === 'failed') {
+        throw new CliError(EXIT.rolledBack, last.error?.code === 'ERR_GRACEFUL_REBOOT_ABORTED'
+          ? `the reboot was aborted by a shutdown${why}; ${pid} drains`
+          : `the reboot was rolled back${why}; ${pid} serves on`)
+      }
+    }
+    if (!seen || !alive(pid)) {
+      // No status file to go by, or the process is gone (its status file with it, perhaps right after 'serving').
+      const now = readPid(cmd.pidFile)
+      if (now !== undefined && now !== pid && alive(now)) {
+        out(`graceful-reboot: rebooted: ${now} serves, ${pid} ${alive(pid) ? 'drains' : 'has exited'} (${took(start)})`)
+        return
+      }
+      if (!alive(pid)) throw new CliError(EXIT.failed, `process ${pid} ended without a successor taking over (PID file ${now === undefined ? 'removed' : `holds ${now}`})`)
+    }
+    if (Date.now() >= deadline) {
+      throw new CliError(EXIT.timeout, `timed out after ${cmd.timeout} ms: no verdict from ${pid} (the reboot is slower than --timeout, or ${cmd.signal} does not reboot this app; see its log)`)
+    }
+    await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())))
+  }
+}
+
+async function awaitExit (cmd: Command, pid: number, out: (line: string) => void): Promise<void> {
+  const start = Date.now()
+  const deadline = start + cmd.timeout
+  while (alive(pid)) {
+    if (Date.now() >= deadline) throw new CliError(EXIT.timeout, `timed out after ${cmd.timeout} ms: process ${pid} is still running (still draining, or it ignores ${cmd.signal})`)
+    await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())))
+  }
+  out(`graceful-reboot: ${pid} shut down (${took(start)})`)
+}
+
+/** `status`: what the process says it is doing, from its status file. */
+function printStatus (pidFile: string, pid: number, out: (line: string) => void): void {
+  const r = readStatus(pidFile, pid)
+  if (r === undefined) {
+    out(`graceful-reboot: process ${pid} is running; it keeps no status file (not serving yet, or a version of the package without one)`)
+    return
+  }
+  const up = Math.round((Date.now() - r.startedAt) / 1000)
+  out(`graceful-reboot: process ${pid}: ${r.state}${r.role === null ? '' : ` (${r.role} side of a reboot)`}, up ${up} s`)
+  const n = r.reboots
+  out(`  reboots: ${n.requested} requested, ${n.succeeded} succeeded, ${n.refused} refused, ${n.failed} failed`)
+  const last = r.attempts.at(-1)
+  if (last !== undefined) {
+    const why = last.error === undefined ? '' : `: ${last.error.message} (${last.error.code})`
+    out(`  last reboot: #${last.seq} by ${last.trigger}, ${stepLine(last, pid)}${why}, at ${new Date(last.at).toISOString()}`)
+  }
+}
+
 async function run (cmd: Command, out: (line: string) => void): Promise<void> {
   const pid = readPid(cmd.pidFile)
   if (pid === undefined) throw new CliError(EXIT.pidFile, `PID file ${cmd.pidFile} not found (is the app running, with the pidFile option?)`)
   if (!alive(pid)) throw new CliError(EXIT.stale, `stale PID file ${cmd.pidFile}: no process ${pid} is running`)
+  if (cmd.action === 'status') {
+    printStatus(cmd.pidFile, pid, out)
+    return
+  }
+  const before = cmd.action === 'reboot' ? readStatus(cmd.pidFile, pid) : undefined
   try {
     process.kill(pid, cmd.signal)
   } catch (err) {
@@ -145,38 +253,22 @@ async function run (cmd: Command, out: (line: string) => void): Promise<void> {
   }
   out(`graceful-reboot: sent ${cmd.signal} to ${pid} (${cmd.action})`)
   if (!cmd.wait) return
-  const start = Date.now()
-  const deadline = start + cmd.timeout
-  const took = (): string => `${((Date.now() - start) / 1000).toFixed(1)} s`
-  for (;;) {
-    if (cmd.action === 'reboot') {
-      const now = readPid(cmd.pidFile)
-      if (now !== undefined && now !== pid && alive(now)) {
-        out(`graceful-reboot: rebooted: ${now} serves, ${pid} drains (${took()})`)
-        return
-      }
-      if (!alive(pid)) {
-        throw new CliError(EXIT.failed, `process ${pid} ended without a successor taking over (PID file ${now === undefined ? 'removed' : `holds ${now}`})`)
-      }
-    } else if (!alive(pid)) {
-      out(`graceful-reboot: ${pid} shut down (${took()})`)
-      return
-    }
-    if (Date.now() >= deadline) {
-      throw new CliError(EXIT.timeout, cmd.action === 'reboot'
-        ? `timed out after ${cmd.timeout} ms: PID file ${cmd.pidFile} still names ${pid} (the reboot failed, or is slower than --timeout; see the app's log)`
-        : `timed out after ${cmd.timeout} ms: process ${pid} is still running (still draining, or it ignores ${cmd.signal})`)
-    }
-    await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())))
-  }
+  if (cmd.action === 'reboot') await awaitVerdict(cmd, pid, before, out)
+  else await awaitExit(cmd, pid, out)
+}
+
+/** The package's version, from its package.json (two folders above dist/bin). */
+function version (): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string }
+  return pkg.version ?? 'unknown'
 }
 
 /** The CLI: returns the exit code. */
 export async function main (argv: string[], out = (s: string) => { process.stdout.write(s + '\n') }, err = (s: string) => { process.stderr.write(s + '\n') }): Promise<number> {
   try {
     const cmd = parse(argv)
-    if (cmd === 'help') {
-      out(HELP)
+    if (cmd === 'help' || cmd === 'version') {
+      out(cmd === 'help' ? HELP : version())
       return EXIT.ok
     }
     await run(cmd, out)

@@ -33,8 +33,13 @@ export interface RebootOptions {
 
 /** A step of a reboot, as `lifecycle().on('handoff', ...)` reports it. */
 export type HandoffEvent =
-  | { step: 'spawned', pid: number }
+  /** In the process asked to reboot (`pid`): the reboot did not start (`error` says why); it serves on. */
+  | { step: 'refused', pid: number, error: RebootError, trigger: string }
+  | { step: 'spawned', pid: number, trigger: string }
   | { step: 'ready', pid: number, ms: number }
+  /** The successor `pid` passed probation: it serves, and this process drains now. */
+  | { step: 'serving', pid: number, ms: number }
+  /** The reboot failed (rolled back: this process serves on) or was aborted by a shutdown. */
   | { step: 'failed', pid: number, error: RebootError }
   | { step: 'drained', pid: number, result: ShutdownResult }
   /**

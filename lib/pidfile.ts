@@ -5,6 +5,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { PidFileError } from './errors'
 import { createBeside } from './exclusive'
+import type { Logger } from './log'
 
 /**
  * Throws PidFileError (ERR_GRACEFUL_PID_FILE) unless the PID file can be written: its folder exists,
@@ -36,25 +37,44 @@ export function checkPidFile (file: string): void {
 }
 
 /**
- * Writes `pid` to `file` atomically: into a new temp file beside it (created exclusively, under a
+ * Writes `text` to `file` atomically: into a new temp file beside it (created exclusively, under a
  * random name, so nothing planted there is written through), then renamed over `file`. The temp file
- * is removed on failure. Throws PidFileError naming the file and the cause.
+ * is removed on failure; the error is thrown as it came.
  */
-export function writePidFile (file: string, pid: number): void {
+export function writeAtomically (file: string, text: string): void {
   let tmp: string | undefined
   let fd: number | undefined
   try {
     const created = createBeside(file, '.tmp', (name) => fs.openSync(name, 'wx'))
     tmp = created.name
     fd = created.value
-    fs.writeFileSync(fd, `${pid}\n`)
+    fs.writeFileSync(fd, text)
     fs.closeSync(fd)
     fd = undefined
     fs.renameSync(tmp, file)
   } catch (err) {
     if (fd !== undefined) try { fs.closeSync(fd) } catch {}
     if (tmp !== undefined) try { fs.unlinkSync(tmp) } catch {}
+    throw err
+  }
+}
+
+/** Writes `pid` to `file` atomically (`writeAtomically`). Throws PidFileError naming the file and the cause. */
+export function writePidFile (file: string, pid: number): void {
+  try {
+    writeAtomically(file, `${pid}\n`)
+  } catch (err) {
     throw new PidFileError(file, `could not write the PID file ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** After a failed reboot: `file` (which the successor may have rewritten) names `pid` again; logs, never throws, when it cannot. */
+export function restorePidFile (file: string | undefined, pid: number, log: Logger): void {
+  if (file === undefined) return
+  try {
+    writePidFile(file, pid)
+  } catch (err) {
+    log.error({ err, pidFile: file }, 'graceful-reboot: could not restore the PID file')
   }
 }
 

@@ -151,6 +151,8 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
   }
   if (state !== 'running') {
     life.log.warn({ signal: sig, state }, `graceful-reboot: ${sig} ignored: ${state}`)
+    // Refused in this state, always: the refusal is still reported (the 'refused' step, the status file).
+    life.reboot(undefined, { trigger: sig }).catch(() => {})
     return
   }
   life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)

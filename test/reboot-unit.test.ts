@@ -166,6 +166,33 @@ test('under npm, nodemon, node --watch: reboot is refused with nothing spawned, 
   }
 })
 
+const PM2_CLUSTER = (): LauncherFacts => ({
+  ancestors: [{ pid: 200, comm: 'PM2 v7.0.4: God', argv: ['PM2 v7.0.4: God Daemon (/root/.pm2)'] }],
+  env: { pm_id: '1', exec_mode: 'cluster_mode' }
+})
+
+test('under PM2, "ready" goes to PM2 once the app serves (for wait_ready); a drain timeout above kill_timeout is warned about once, naming both', async (t) => {
+  const sent: unknown[] = []
+  const send = (m: unknown): boolean => { sent.push(m); return true }
+  const pm2 = world(new FakeSeam(), { launcherFacts: PM2_CLUSTER, send }, { rebootProbation: 0, timeout: 30_000 })
+  t.deepEqual(sent, [], 'nothing before the app serves')
+  pm2.life.announceReady()
+  t.deepEqual(sent, ['ready'])
+  const warnings = pm2.log.lines.filter((l) => l.level === 'warn' && /kill_timeout/.test(l.msg))
+  t.is(warnings.length, 1)
+  t.regex(warnings[0]?.msg ?? '', /PM2's kill_timeout \(1600 ms, its default\) is shorter than the drain timeout \(30000 ms\).*--kill-timeout 31000/)
+  pm2.life.register(new GracefulUnit('second', resolveOptions({ timeout: 30_000 }), pm2.log, pm2.seam))
+  t.is(pm2.log.lines.filter((l) => l.level === 'warn' && /kill_timeout/.test(l.msg)).length, 1, 'once per process')
+
+  const long = world(new FakeSeam(), { launcherFacts: PM2_CLUSTER, send, env: { kill_timeout: '40000' } }, { rebootProbation: 0, timeout: 30_000 })
+  t.false(long.log.lines.some((l) => /kill_timeout/.test(l.msg)), 'kill_timeout 40000 leaves room for a 30 s drain')
+  const alone = world(new FakeSeam(), { send }, { rebootProbation: 0, timeout: 30_000 })
+  sent.length = 0
+  alone.life.announceReady()
+  t.deepEqual(sent, [], 'no PM2, no message')
+  t.false(alone.log.lines.some((l) => /kill_timeout/.test(l.msg)))
+})
+
 test('under npm, SIGUSR2 is refused like reboot(): logged, nothing spawned, still serving', async (t) => {
   const { seam, life, spawned, log } = world(new FakeSeam(), { launcherFacts: NPM_START })
   t.is(seam.fire('SIGUSR2'), 1)
@@ -286,7 +313,7 @@ test('on ready: handoff events in order, then the old process drains and exits 0
   child.emit('message', { type: READY_MESSAGE })
   await p
   t.is(await exited, 0)
-  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready', 'drained'])
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'ready', 'serving', 'drained'])
   t.is(life.state, 'stopped')
 })
 
@@ -298,7 +325,7 @@ test('a second reboot while one is in flight is refused at once; a successor tha
   const err = await t.throwsAsync(first, { code: 'ERR_GRACEFUL_SUCCESSOR_EXITED', message: /exited with code 3 before it was ready/ })
   t.is((err as { successorPid?: number }).successorPid, 5151)
   t.is(life.state, 'running', 'keeps serving')
-  t.deepEqual(events.map((e) => e.step), ['spawned', 'failed'])
+  t.deepEqual(events.map((e) => e.step), ['spawned', 'refused', 'failed'], 'the refusal is a step too')
 })
 
 test('a successor that stays silent is asked to drain at rebootTimeout, and killed only after the rollback grace', async (t) => {

@@ -13,7 +13,7 @@ import type { LogRole, Logger } from '../log'
 import { ms } from '../options'
 import { realProcess, type ProcessSeam } from '../os'
 import { rebootRefusal } from '../outgoing/refusal'
-import { removePidFile, writePidFile } from '../pidfile'
+import { removePidFile, restorePidFile } from '../pidfile'
 import { SignalMemory, installSignals, warnSignalConflicts, type SignalTarget } from '../signals'
 import { endProcess } from './exit'
 import { realLifecycleHost, type LifecycleHost } from './host'
@@ -22,6 +22,7 @@ import { ProcessLoggers } from './logging'
 import { RebootController } from './reboot'
 import { AppRegistry } from './registry'
 import { drainApps, type Cause } from './shutdown'
+import { StatusReporter } from './status'
 
 /**
  * The process-wide coordinator. `shutdown()` drains every registered app in parallel, runs their
@@ -36,12 +37,13 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private readonly signals = new SignalMemory()
   private readonly reboots: RebootController
   private readonly newSide: NewSide
+  private readonly status: StatusReporter
   private current: LifecycleState = 'running'
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
   private cause: Cause | undefined
   private uninstallSignals: () => void = () => {}
-  private readonly launchers = new LauncherRules(() => detectLauncher(this.host.launcherFacts(readsPast)))
+  private readonly launchers = new LauncherRules(() => detectLauncher(this.host.launcherFacts(readsPast)), () => this.host)
   private fromEnv: Inherited | undefined
   private readySwitch = true
   private readonly loggers = new ProcessLoggers(() => ({ pid: this.seam.pid, role: this.role }), () => this.units.list()[0]?.log)
@@ -76,6 +78,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       manual: () => this.units.manualReadiness,
       emit: (e) => { this.emit('handoff', e) }
     })
+    this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
+    this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log })
   }
 
   get state (): LifecycleState { return this.current }
@@ -170,7 +174,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     if (this.stopping !== undefined) return this.stopping
     const limit = this.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
-    // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
     this.reboots.abort()
     this.cause = { reason: options.reason ?? 'shutdown', trigger: options.trigger ?? 'code' }
     this.stopping = this.runShutdown(limit, this.cause)
@@ -180,7 +183,10 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** See `Lifecycle.reboot` (index.ts). */
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
     const refusal = this.canReboot()
-    if (refusal !== undefined) return Promise.reject(refusal)
+    if (refusal !== undefined) {
+      this.emit('handoff', { step: 'refused', pid: this.seam.pid, error: refusal, trigger: options.trigger ?? 'code' })
+      return Promise.reject(refusal)
+    }
     const limit = this.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     this.setState('rebooting')
@@ -206,6 +212,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.log.error({ code }, `graceful-reboot: ${why}; exiting at once`)
     const pidFile = this.units.pidFile()
     if (pidFile !== undefined) removePidFile(pidFile, this.seam.pid)
+    this.status.remove()
     this.exit(code)
   }
 
@@ -218,13 +225,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
   private resume (): void {
     this.setState('running')
-    const pidFile = this.units.pidFile()
-    if (pidFile === undefined) return
-    try {
-      writePidFile(pidFile, this.seam.pid)
-    } catch (err) {
-      this.log.error({ err, pidFile }, 'graceful-reboot: could not restore the PID file')
-    }
+    restorePidFile(this.units.pidFile(), this.seam.pid, this.log)
   }
 
   private async runShutdown (timeout: number, { reason, trigger }: Cause): Promise<ShutdownResult> {

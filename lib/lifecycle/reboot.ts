@@ -63,7 +63,11 @@ export class RebootController {
       successorTimeout: ctx.successorTimeout(),
       probation: ctx.probation(),
       leftover: (s) => { this.leftovers.add(s) },
-      resume: () => { ctx.resume() },
+      // Rolled back: this process is no longer the old side of a reboot, from now (its 'failed' step on).
+      resume: () => {
+        this.old = false
+        ctx.resume()
+      },
       emit: (e) => { ctx.emit(e) },
       keyOf: (server) => ctx.keyOf(server),
       serverFor: (key) => ctx.serverFor(key),

@@ -92,7 +92,7 @@ export class OutgoingReboot {
     })
     aborted.catch(() => {})
     log.info({ trigger, successor: successor.pid, sockets: sockets.map((s) => s.key), stateful }, 'graceful-reboot: successor spawned')
-    this.ctx.emit({ step: 'spawned', pid: successor.pid })
+    this.ctx.emit({ step: 'spawned', pid: successor.pid, trigger })
     try {
       await Promise.race([successor.ready, aborted])
       const readyMs = seam.now() - start
@@ -103,6 +103,7 @@ export class OutgoingReboot {
       // Then its event loop must answer a ping: a successor that blocks right after ready is waited for, both serving.
       if (!stateful) await Promise.race([successor.probation(probation), aborted])
       log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
+      this.ctx.emit({ step: 'serving', pid: successor.pid, ms: seam.now() - start })
     } catch (err) {
       successor.stop()
       this.ctx.leftover(successor)

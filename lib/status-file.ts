@@ -1,0 +1,74 @@
+// Runs in both processes (and the graceful-reboot CLI reads it): the status file beside the PID file,
+// one per process (`<pidFile>.<pid>.status`, JSON), so that the CLI learns a reboot's verdict
+// (refused, rolled back, serving after probation) instead of guessing it from the PID file.
+import * as fs from 'node:fs'
+import { writeAtomically } from './pidfile'
+
+/**
+ * A reboot's steps as the status file records them; 'refused', 'failed' and 'serving' are verdicts;
+ * 'lost' comes after 'serving': the successor died or stopped answering while this process drained.
+ */
+export type RebootStep = 'refused' | 'spawned' | 'ready' | 'serving' | 'failed' | 'lost'
+
+/** The last reboot this process was asked for. */
+export interface RebootStatus {
+  /** 1 for this process's first reboot request, then 2, ...: the CLI waits for one above what it read before signalling. */
+  seq: number
+  trigger: string
+  step: RebootStep
+  /** When the step was reached (ms since the epoch). */
+  at: number
+  /** The successor's pid, from 'spawned' on. */
+  successor?: number
+  /** Why it was refused or failed: the RebootError's code and message. */
+  error?: { code: string, message: string }
+  /** 'lost': why the old process took the service back (the successor exited, its channel closed, it stopped answering). */
+  lost?: string
+}
+
+/** What a process writes to its status file at every change of state and at every reboot step. */
+export interface StatusRecord {
+  pid: number
+  /** 'running', 'rebooting', 'draining' or 'stopped'. */
+  state: string
+  /** 'old' while handing over to a successor, 'new' in a process a reboot started, null otherwise. */
+  role: string | null
+  /** Ms since the epoch: when this process started, and when it wrote this record. */
+  startedAt: number
+  updatedAt: number
+  /** Counts over this process's life. */
+  reboots: { requested: number, refused: number, failed: number, succeeded: number }
+  /** The last reboot requests (up to 8), oldest first; a refusal is one too. */
+  attempts: RebootStatus[]
+}
+
+/** The status file of process `pid` whose PID file is `pidFile`. */
+export function statusFilePath (pidFile: string, pid: number): string {
+  return `${pidFile}.${pid}.status`
+}
+
+/** Writes the record atomically (a temp file renamed over the status file). */
+export function writeStatus (pidFile: string, record: StatusRecord): void {
+  writeAtomically(statusFilePath(pidFile, record.pid), JSON.stringify(record) + '\n')
+}
+
+/** The record of process `pid`, or undefined when it has none (gone, or a version without status files) or it cannot be parsed. */
+export function readStatus (pidFile: string, pid: number): StatusRecord | undefined {
+  let text: string
+  try {
+    text = fs.readFileSync(statusFilePath(pidFile, pid), 'utf8')
+  } catch {
+    return undefined
+  }
+  try {
+    const r = JSON.parse(text) as StatusRecord
+    return typeof r === 'object' && r !== null && r.pid === pid ? r : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Removes the status file of process `pid`, if any. */
+export function removeStatus (pidFile: string, pid: number): void {
+  try { fs.unlinkSync(statusFilePath(pidFile, pid)) } catch {}
+}
