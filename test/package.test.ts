@@ -102,7 +102,7 @@ async function checkLoads (t: ExecutionContext, dir: string): Promise<void> {
   t.deepEqual(JSON.parse(esm.stdout), { fastify: 'function', express: 'function', isDefault: true, file: `file://${path.join(installed, 'dist', 'index.mjs')}` })
   const cli = await run(t, path.join(dir, 'node_modules', '.bin', 'graceful-reboot'), ['--help'], dir)
   t.is(cli.code, 0, cli.stderr)
-  t.regex(cli.stdout, /^Usage: graceful-reboot <reboot\|shutdown> --pid-file FILE/)
+  t.regex(cli.stdout, /^Usage: graceful-reboot <reboot\|shutdown\|status> --pid-file FILE/)
   t.regex(readFileSync(path.join(installed, 'LICENSE'), 'utf8'), /^MIT License\n\nCopyright \(c\) 2026 graceful-reboot contributors\n/)
   t.false(existsSync(path.join(installed, 'dist', 'test')), 'no test build')
 }

@@ -87,7 +87,8 @@ ptyTest('script -c "exec node app" (the terminal\'s session leader): reboot(), S
   process.kill(l.pid, 'SIGUSR2')
   const logged = await f.waitFor((e) => typeof e.msg === 'string' && e.msg.includes('reboot failed; still serving'))
   t.like(logged, { pid: l.pid, err: { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED' } })
-  t.deepEqual(f.lines.filter((e) => e.event === 'handoff' && e.step !== 'announced'), [], 'nothing was spawned')
+  t.deepEqual(f.lines.filter((e) => e.event === 'handoff' && e.step !== 'announced' && e.step !== 'refused'), [], 'nothing was spawned')
+  t.is(f.lines.filter((e) => e.event === 'handoff' && e.step === 'refused').length, 2, 'reboot() and SIGUSR2 each report a refused step')
   t.like((await request(l.port, '/')).body, { pid: l.pid }, 'still serving')
   process.kill(l.pid, 'SIGTERM')
   await f.exited
