@@ -11,7 +11,6 @@ import type { Inherited } from '../incoming/inherited'
 import { NewSide } from '../incoming/side'
 import { detectLauncher, readsPast, relaysSignals, type Launcher } from '../launcher'
 import type { LogRole, Logger } from '../log'
-import { ms } from '../options'
 import { realProcess, type ProcessSeam } from '../os'
 import { rebootRefusal } from '../outgoing/refusal'
 import { removePidFile, writePidFile } from '../pidfile'
@@ -75,6 +74,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       shutdown: (timeout, trigger) => { void this.shutdown(timeout, { reason: 'shutdown', trigger }) },
       pidFile: () => this.units.pidFile(),
       manual: () => this.units.manualReadiness,
+      probation: () => this.units.probation,
       emit: (e) => { this.emit('handoff', e) }
     })
   }
@@ -120,7 +120,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       seam: this.seam,
       host: this.host,
       launcher: () => this.launchers.applying(this.units.launcherIgnored),
-      blockers: () => this.units.blockers()
+      blockers: () => this.units.blockers(),
+      parentWaits: () => this.newSide.parentWaits(),
+      pidFile: () => this.units.pidFile()
     })
   }
 
@@ -169,7 +171,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** See `Lifecycle.shutdown` (index.ts). */
   shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
     if (this.stopping !== undefined) return this.stopping
-    const limit = this.deadline(timeout)
+    const limit = this.units.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     // Shutdown wins over a reboot whose successor is not ready yet: kill it, then drain.
     this.reboots.abort()
@@ -182,7 +184,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
     const refusal = this.canReboot()
     if (refusal !== undefined) return Promise.reject(refusal)
-    const limit = this.deadline(timeout)
+    const limit = this.units.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     this.setState('rebooting')
     return this.reboots.start(limit, options)
@@ -234,9 +236,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     const release = this.seam.hold?.() ?? (() => {})
     try {
       this.setState('draining')
-      // A successor in probation: the old process rolls back at once, goes on serving and takes the PID
-      // file back (removing it here could delete the one it has just rewritten).
-      const rolledBack = this.newSide.incoming?.parent.failing(reason, trigger) === true
+      // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
+      const rolledBack = this.newSide.failing(reason, trigger)
       const units = this.units.list()
       // With no app registered there is nothing of ours to end the process for.
       const exit = units.length > 0 && units.every((u) => u.options.exit)
@@ -272,15 +273,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       return result
     } finally {
       release()
-    }
-  }
-
-  /** The drain deadline in ms a shutdown or reboot was called with (the apps' largest `timeout` if none), or why it is bad. */
-  private deadline (timeout: number | undefined): number | { error: unknown } {
-    try {
-      return ms(timeout, 'timeout', this.units.defaultTimeout())
-    } catch (error) {
-      return { error }
     }
   }
 
