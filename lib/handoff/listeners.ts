@@ -31,6 +31,19 @@ export class ListenerRegistry {
   /** How many listen() calls asked for each key, so a second server on the same address gets `key#2`. */
   private readonly seen = new Map<string, number>()
 
+  /**
+   * A start over (registering after a completed shutdown): listen() numbers keys again from the
+   * servers that still listen, as a successor started now would.
+   */
+  restart (): void {
+    this.seen.clear()
+    for (const l of this.listeners.values()) {
+      if (!l.server.listening) continue
+      const base = l.key.replace(/#\d+$/, '')
+      this.seen.set(base, (this.seen.get(base) ?? 0) + 1)
+    }
+  }
+
   /** Listening sockets of every tracked server, in the order they were asked for. */
   sockets (): Array<Listener & { fd: number }> {
     const out: Array<Listener & { fd: number }> = []

@@ -147,6 +147,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       this.crashError = undefined
       this.cause = undefined
       this.signals.reset()
+      this.listening.restart()
+      this.newSide.restart()
       this.setState('running')
     }
     this.newSide.start()
