@@ -41,7 +41,7 @@ export interface GracefulOptions {
   signals?: boolean | SignalMap
   /** An uncaught exception or unhandled rejection drains and exits with the crash code. Default: on unless `signals: false`. */
   crash?: boolean
-  /** Exit the process once a process-wide shutdown has drained. Default true; `false` only drains. */
+  /** Exit the process once a process-wide shutdown has drained. Default true; `false` only drains (a crash exits 1 all the same). */
   exit?: boolean
   /**
    * Ms an idle keep-alive connection is left open once the drain starts. Default 250. A connection that

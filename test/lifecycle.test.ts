@@ -317,6 +317,35 @@ test('a crash drains and exits 1, even when a finalizer failed too; more crashes
   t.true(w.log.lines.some((l) => l.level === 'error' && /uncaughtException/.test(l.msg)))
 })
 
+test('with exit: false a crash still exits 1 once drained (the process would run on with its servers closed); a plain shutdown does not exit', async (t) => {
+  const w = world()
+  w.unit({ exit: false })
+  const exited = w.seam.nextExit()
+  w.seam.crash(new Error('boom'), 'uncaughtException')
+  t.is(await exited, exitCodes.crash)
+  const r = await w.life.shutdown()
+  t.is(r.code, 1)
+  t.is(r.reason, 'crash')
+  t.deepEqual(w.seam.exits, [1])
+  const calm = world()
+  calm.unit({ exit: false })
+  t.is((await calm.life.shutdown(100)).code, 0)
+  t.deepEqual(calm.seam.exits, [], 'exit: false without a crash: no exit')
+})
+
+test('with exit: false a crash during a code-started drain exits 1 too', async (t) => {
+  const w = world()
+  const u = w.unit({ exit: false })
+  const h = hold(u)
+  const exited = w.seam.nextExit()
+  const p = w.life.shutdown(1_000)
+  await h.started
+  w.seam.crash(new Error('late'), 'unhandledRejection')
+  h.release()
+  t.is(await exited, exitCodes.crash)
+  t.is((await p).reason, 'crash')
+})
+
 test('a crash during a signal-started drain turns the exit code into 1', async (t) => {
   const w = world()
   const u = w.unit()

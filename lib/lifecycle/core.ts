@@ -241,7 +241,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
       const rolledBack = this.newSide.failing(reason, trigger)
       const units = this.units.list()
-      // With no app registered there is nothing of ours to end the process for.
+      // With no app registered there is nothing of ours to end the process for; a crash (below) ends it
+      // even with exit: false (its servers are closed: it would serve nothing).
       const exit = units.length > 0 && units.every((u) => u.options.exit)
       log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
       const handOver = this.reboots.takeHandOver()
@@ -271,7 +272,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
         log,
         exit: (c) => { this.exit(c) },
         beforeSignal: () => { this.reboots.killLeftovers() }
-      }, { ...result, exits: exit })
+      }, { ...result, exits: exit || (units.length > 0 && result.reason === 'crash') })
       return result
     } finally {
       release()
