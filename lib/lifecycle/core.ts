@@ -6,7 +6,7 @@ import { InvalidOptionError, type RebootError, describe } from '../errors'
 import type { GracefulUnit } from '../drain/app'
 import type { ShutdownReason } from '../drain/finalizers'
 import type { LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from '../events'
-import { ListenerRegistry } from '../handoff/listeners'
+import { ListenerRegistry, removeSocketPaths } from '../handoff/listeners'
 import type { Inherited } from '../incoming/inherited'
 import { NewSide } from '../incoming/side'
 import { detectLauncher, readsPast, relaysSignals, type Launcher } from '../launcher'
@@ -246,6 +246,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       const exit = units.length > 0 && units.every((u) => u.options.exit)
       log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
       const handOver = this.reboots.takeHandOver()
+      // Sockets a reboot passed on (a first start's from systemd stay systemd's).
+      const adoptedPaths = this.inherited.parentPid === undefined ? [] : this.listening.adoptedPaths()
       const result = await drainApps({
         seam: this.seam,
         units,
@@ -261,6 +263,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)
       if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
+      // The last process of its line: no one accepts on those paths any more (a rollback's old process does).
+      if (reason !== 'reboot' && !rolledBack && trigger !== 'rollback') removeSocketPaths(adoptedPaths)
       this.setState('stopped')
       for (const u of units) this.unregister(u)
       const by = this.signals.restartSignal
