@@ -127,7 +127,8 @@ export class ListenerRegistry {
       // Stateful: the socket is ours and we are ready to take over, but we accept only once the old
       // process has exited (new connections wait in the kernel's accept queue meanwhile).
       onListening(record)
-      void from.whenParentGone().then(go)
+      // A listen() that throws then (its arguments, a server listening already) is the server's 'error', as any listen error.
+      void from.whenParentGone().then(go).catch((err: unknown) => { this.emit('error', err) })
       return this
     } as net.Server['listen']
   }
