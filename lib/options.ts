@@ -41,7 +41,7 @@ export interface GracefulOptions {
   signals?: boolean | SignalMap
   /** An uncaught exception or unhandled rejection drains and exits with the crash code. Default: on unless `signals: false`. */
   crash?: boolean
-  /** Exit the process once a process-wide shutdown has drained. Default true; `false` only drains. */
+  /** Exit the process once a process-wide shutdown has drained. Default true; `false` only drains (a crash exits 1 all the same). */
   exit?: boolean
   /**
    * Ms an idle keep-alive connection is left open once the drain starts. Default 250. A connection that
@@ -57,7 +57,7 @@ export interface GracefulOptions {
   health?: HealthOptions | boolean
   /** Path of a PID file written when the app is ready, removed at shutdown if it still holds this pid. */
   pidFile?: string
-  /** Ms a successor has to become ready before it is stopped and this process keeps serving. Default 60000. */
+  /** Ms a successor has to become ready before it is stopped and this process keeps serving. Default 60000, at least 1000. */
   rebootTimeout?: number
   /**
    * Ms both processes serve after the successor is ready, before this one drains; a successor that
@@ -140,7 +140,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     admin: resolveAdmin(o.admin),
     health: resolveHealth(o.health),
     pidFile,
-    rebootTimeout: ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout),
+    rebootTimeout: rebootTimeout(o.rebootTimeout),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
     transferConnections: bool(o.transferConnections, 'transferConnections', true),
     logger: resolveLogger(o.logger),
@@ -162,6 +162,17 @@ export function ms (value: unknown, name: string, fallback: number): number {
     throw new InvalidOptionError(`"${name}" must be at most ${MAX_MS} ms (about 24.8 days, the longest a Node timer waits), got ${describe(value)}`)
   }
   return value
+}
+
+/** The shortest `rebootTimeout`: a successor needs this long at least to start Node and listen. */
+export const MIN_REBOOT_TIMEOUT = 1000
+
+function rebootTimeout (value: unknown): number {
+  const t = ms(value, 'rebootTimeout', DEFAULTS.rebootTimeout)
+  if (t < MIN_REBOOT_TIMEOUT) {
+    throw new InvalidOptionError(`"rebootTimeout" must be at least ${MIN_REBOOT_TIMEOUT} ms (a successor needs that long to start and listen; every reboot would time out), got ${describe(value)}`)
+  }
+  return t
 }
 
 function bool (value: unknown, name: string, fallback: boolean): boolean {
@@ -197,6 +208,9 @@ function resolveSignals (value: unknown): ResolvedSignalMap {
   return out
 }
 
+/** Admin options with `token: undefined` (an unset variable): "no token", with a warning at mount. */
+export const unsetTokens = new WeakSet<AdminOptions>()
+
 function resolveAdmin (value: unknown): AdminOptions | undefined {
   if (value === undefined || value === false) return undefined
   if (value === true) return {}
@@ -209,6 +223,7 @@ function resolveAdmin (value: unknown): AdminOptions | undefined {
   }
   const out: AdminOptions = {}
   if (a.token !== undefined) out.token = checkToken(a.token)
+  else if ('token' in a) unsetTokens.add(out)
   if (a.prefix !== undefined) out.prefix = prefix(a.prefix, 'admin.prefix')
   return out
 }

@@ -82,12 +82,9 @@ const inFlightIdleAndSilent: Scenario = async (t, b) => {
 const CONNECTIONS = 20
 
 const loadLosesNothing: Scenario = async (t, b) => {
-  // A long idle grace: this test is about what the drain does to open keep-alive sockets (answer their
-  // next request with Connection: close, never reset them). With the default 250 ms grace a starved
-  // event loop (load average 45 on this 2-core machine) let the reaper fire before the loop read a
-  // request already sent on a socket, and 9 such requests were reset: the reaper's timer runs before
-  // the poll phase that would have read the bytes. That is a separate finding about the reaper.
-  const s = await b.start(t, { idleGrace: 5000 })
+  // The default idle grace (250 ms): what the drain does to open keep-alive sockets under load (answer
+  // their next request with Connection: close, never reset one whose request is already sent).
+  const s = await b.start(t)
   let drainAt: number | undefined
   let inFlightAtDrain = 0
   let shutdown: Promise<ShutdownResult> | undefined
@@ -197,10 +194,14 @@ const deadlineCutsShutdown: Scenario = async (t, b) => {
   const cut = outcome(get(s.origin, '/slow?hold=1', agent)) // never released
   await within(10_000, 'the slow request in the handler', s.whenSlowInFlight(1))
 
+  // Event order, no time window: the request is still open while the shutdown runs, and is cut by it.
+  let cutAt: number | undefined
+  void cut.then(() => { cutAt = performance.now() })
   const t0 = performance.now()
-  const result = await within(4000, 'a shutdown that honours its 300 ms deadline', s.shutdown(300))
+  const result = await s.shutdown(300)
   const elapsed = performance.now() - t0
-  t.is(await within(4000, 'the cut request', cut), 'ECONNRESET')
+  t.is(await cut, 'ECONNRESET')
+  t.true((cutAt ?? 0) >= t0 + 250, 'the request was cut at the deadline, not before')
   t.true(elapsed >= 250, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
   t.is(result.forced, 1)
   t.is(result.apps[0]?.forced, 1)
@@ -214,9 +215,9 @@ const deadlineCutsClose: Scenario = async (t, b) => {
   await within(10_000, 'the slow request in the handler', s.whenSlowInFlight(1))
 
   const t0 = performance.now()
-  const unit = await within(4000, 'a close that honours the 300 ms timeout option', s.close())
+  const unit = await s.close()
   const elapsed = performance.now() - t0
-  t.is(await within(4000, 'the cut request', cut), 'ECONNRESET')
+  t.is(await cut, 'ECONNRESET')
   t.true(elapsed >= 250, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
   if (unit !== undefined) t.is(unit.forced, 1)
 }

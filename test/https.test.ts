@@ -165,9 +165,9 @@ test.serial('https + core API: handle.close() cuts a request slower than the dea
   const cut = get(`${s.origin}/slow?hold=1`, agent(t)).then(() => 'answered', (err: NodeJS.ErrnoException) => err.code)
   await within(10_000, 'the slow request in the handler', s.whenSlow(1))
   const t0 = performance.now()
-  const unit = await within(4000, 'close() with a 300 ms timeout', s.handle.close())
+  const unit = await s.handle.close()
   const elapsed = performance.now() - t0
-  t.is(await within(4000, 'the cut request', cut), 'ECONNRESET')
+  t.is(await cut, 'ECONNRESET')
   t.is(unit.forced, 1)
   t.true(elapsed >= 250, `the deadline was not waited for (${Math.round(elapsed)} ms)`)
   t.false(s.server.listening)

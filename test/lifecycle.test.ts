@@ -106,14 +106,34 @@ test('a bad shutdown timeout is a coded error and starts nothing', async (t) => 
 
 test('registering after stopped starts over at running, and the next shutdown is a new one', async (t) => {
   const w = world()
-  w.unit({ exit: false }, 'first')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gr-start-over-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const pidFile = path.join(dir, 'app.pid')
+  const listen = async (u: GracefulUnit): Promise<http.Server> => {
+    const server = http.createServer()
+    t.teardown(() => { server.close() })
+    u.attach(server)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return server
+  }
+  const s1 = await listen(w.unit({ exit: false, pidFile }, 'first'))
+  t.true(w.life.started)
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(w.seam.pid))
+  t.is(w.life.listening.keyOf(s1), 'tcp:127.0.0.1:0')
   const first = w.life.shutdown(1_000)
   const r1 = await first
   t.is(w.life.state, 'stopped')
   t.is(w.life.apps.length, 0, 'apps are unregistered once stopped')
-  const u2 = w.unit({ exit: false }, 'second')
+  t.false(fs.existsSync(pidFile), 'the shutdown removed the PID file')
+  const u2 = w.unit({ exit: false, pidFile }, 'second')
   t.is(w.life.state, 'running')
+  t.false(w.life.started, 'not started again until it listens')
   t.deepEqual(w.states.map(([s]) => s), ['draining', 'stopped', 'running'])
+  const s2 = await listen(u2)
+  t.true(w.life.started, 'started again once it listens')
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(w.seam.pid), 'the PID file is written again')
+  t.is(w.life.listening.keyOf(s2), 'tcp:127.0.0.1:0', 'the same key a successor started now would give it (not #2)')
   let ran = false
   u2.finalizers.add(() => { ran = true }, { name: 'x' })
   const second = w.life.shutdown(1_000)
@@ -131,9 +151,15 @@ test('every registered app is drained by one shutdown, in parallel', async (t) =
   const b = w.unit({ exit: false }, 'b')
   const ha = hold(a)
   const hb = hold(b)
+  const order: string[] = []
+  void ha.started.then(() => { order.push('a started') })
+  void hb.started.then(() => { order.push('b started') })
   const p = w.life.shutdown(1_000)
-  await Promise.all([ha.started, hb.started])
-  t.pass('both apps drain at the same time')
+  void p.then(() => { order.push('done') })
+  // No clock advance: drains one after another would wait here for the first to be released.
+  await Promise.race([Promise.all([ha.started, hb.started]), settle().then(settle)])
+  t.deepEqual(order.slice().sort(), ['a started', 'b started'], 'both drains started while the first is still held')
+  t.false(order.includes('done'))
   ha.release()
   hb.release()
   const r = await p
@@ -289,6 +315,35 @@ test('a crash drains and exits 1, even when a finalizer failed too; more crashes
   t.is(r.trigger, 'uncaughtException')
   t.deepEqual(w.seam.exits, [1])
   t.true(w.log.lines.some((l) => l.level === 'error' && /uncaughtException/.test(l.msg)))
+})
+
+test('with exit: false a crash still exits 1 once drained (the process would run on with its servers closed); a plain shutdown does not exit', async (t) => {
+  const w = world()
+  w.unit({ exit: false })
+  const exited = w.seam.nextExit()
+  w.seam.crash(new Error('boom'), 'uncaughtException')
+  t.is(await exited, exitCodes.crash)
+  const r = await w.life.shutdown()
+  t.is(r.code, 1)
+  t.is(r.reason, 'crash')
+  t.deepEqual(w.seam.exits, [1])
+  const calm = world()
+  calm.unit({ exit: false })
+  t.is((await calm.life.shutdown(100)).code, 0)
+  t.deepEqual(calm.seam.exits, [], 'exit: false without a crash: no exit')
+})
+
+test('with exit: false a crash during a code-started drain exits 1 too', async (t) => {
+  const w = world()
+  const u = w.unit({ exit: false })
+  const h = hold(u)
+  const exited = w.seam.nextExit()
+  const p = w.life.shutdown(1_000)
+  await h.started
+  w.seam.crash(new Error('late'), 'unhandledRejection')
+  h.release()
+  t.is(await exited, exitCodes.crash)
+  t.is((await p).reason, 'crash')
 })
 
 test('a crash during a signal-started drain turns the exit code into 1', async (t) => {

@@ -6,6 +6,8 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import http from 'node:http'
+import type net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
@@ -36,6 +38,8 @@ const MORE: Array<[string, string, string]> = [
   ['negative idleGrace', '{ idleGrace: -5 }', '-5'],
   ['string readinessDelay', "{ readinessDelay: '1s' }", '"1s"'],
   ['NaN rebootTimeout', '{ rebootTimeout: NaN }', 'NaN'],
+  ['rebootTimeout 0 (every reboot would time out at once)', '{ rebootTimeout: 0 }', '"rebootTimeout" must be at least 1000 ms (a successor needs that long to start and listen; every reboot would time out), got 0'],
+  ['rebootTimeout under a second', '{ rebootTimeout: 999 }', '"rebootTimeout" must be at least 1000 ms'],
   ['timeout 2^31 ms', '{ timeout: 2 ** 31 }', 'got 2147483648'],
   ['idleGrace above the timer maximum', '{ idleGrace: 2 ** 31 }', '"idleGrace" must be at most 2147483647 ms'],
   ['readinessDelay above the timer maximum', '{ readinessDelay: 3e9 }', '"readinessDelay" must be at most 2147483647 ms'],
@@ -156,8 +160,9 @@ test('edges: every duration may be 0 or 2147483647 ms; readinessDelay just below
   t.is(MAX_MS, 2 ** 31 - 1)
   const max = { timeout: MAX_MS, idleGrace: MAX_MS, readinessDelay: MAX_MS - 1, rebootTimeout: MAX_MS }
   t.like(resolveOptions(max), max)
-  const zero = { timeout: 0, idleGrace: 0, readinessDelay: 0, rebootTimeout: 0 }
+  const zero = { timeout: 0, idleGrace: 0, readinessDelay: 0 }
   t.like(resolveOptions(zero), zero)
+  t.like(resolveOptions({ rebootTimeout: 1_000 }), { rebootTimeout: 1_000 }, 'the shortest rebootTimeout')
   t.like(resolveOptions({ timeout: 1_000, readinessDelay: 999 }), { timeout: 1_000, readinessDelay: 999 })
   t.like(resolveOptions({ readinessDelay: 29_999 }), { timeout: 30_000, readinessDelay: 29_999 })
 })
@@ -265,6 +270,54 @@ test.serial('createGraceful refuses bad options and installs nothing', (t) => {
     t.deepEqual(counts(), before)
     t.is(core().apps.length, apps)
   }
+})
+
+test.serial('createGraceful refuses health and admin (a plain server has no routes), naming them and the adapters', (t) => {
+  const cases: Array<[object, string]> = [
+    [{ health: true }, '"health" would do nothing'],
+    [{ admin: { token: 'x' } }, '"admin" would do nothing'],
+    [{ health: true, admin: true }, '"health" and "admin" would do nothing: use the Fastify plugin or expressGraceful()']
+  ]
+  for (const [options, shows] of cases) {
+    const before = counts()
+    const apps = core().apps.length
+    checkError(t, t.throws(() => createGraceful(options as never)), shows)
+    t.deepEqual(counts(), before)
+    t.is(core().apps.length, apps)
+  }
+})
+
+test.serial('expressGraceful refuses what is not an Express app with a coded error naming the value', (t) => {
+  for (const [app, shows] of [[undefined, 'got undefined'], [null, 'got null'], [{}, 'got {}'], [() => {}, 'got a function']] as const) {
+    const apps = core().apps.length
+    checkError(t, t.throws(() => expressGraceful(app as never)), `expressGraceful() needs an Express app (const app = express()), ${shows}`)
+    t.is(core().apps.length, apps)
+  }
+})
+
+test.serial('attach() after listen() is refused, naming the address and the fix; before listen it is accepted', async (t) => {
+  const handle = createGraceful({ exit: false, signals: false, timeout: 1_000, logger: { info () {}, warn () {}, error () {} } })
+  t.teardown(async () => { await handle.close() })
+  const late = http.createServer()
+  await new Promise<void>((resolve) => late.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { late.close() })
+  const port = (late.address() as net.AddressInfo).port
+  checkError(t, t.throws(() => handle.attach(late)), `attach() got a server that already listens on {"address":"127.0.0.1","family":"IPv4","port":${port}}: call attach(server) before server.listen()`)
+  const early = handle.attach(http.createServer())
+  t.is(early, handle)
+})
+
+test.serial('admin.token given but undefined (an unset variable) warns once at mount, naming the option; a token or no key does not', (t) => {
+  const warned: string[] = []
+  const logger = { info () {}, warn (_o: object, msg: string) { warned.push(msg) }, error () {} }
+  const apps: Array<{ graceful: { close: () => Promise<unknown> } }> = []
+  t.teardown(async () => { for (const a of apps) await a.graceful.close() })
+  apps.push(expressGraceful(express(), { exit: false, logger, admin: { token: process.env.GR_SURELY_UNSET_VARIABLE } } as never))
+  t.is(warned.length, 1)
+  t.regex(warned[0] ?? '', /"admin\.token" is given but undefined .*plain local calls only; set the variable, or leave "token" out/)
+  apps.push(expressGraceful(express(), { exit: false, logger, admin: { token: 'set' } }))
+  apps.push(expressGraceful(express(), { exit: false, logger, admin: true }))
+  t.is(warned.length, 1, 'no warning with a token or without the key')
 })
 
 test.serial('close(ms) refuses a deadline above what a Node timer can wait, then closes with a good one', async (t) => {

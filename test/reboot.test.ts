@@ -185,6 +185,14 @@ test('a Unix-socket listener survives the reboot; the PID file names the success
   process.kill(successor, 'SIGTERM')
   await f.closed
   t.false(fs.existsSync(pidFile), 'the last process removes its own PID file')
+  t.false(fs.existsSync(socketPath), 'the last process removes the socket path it adopted (a fresh start would fail with EADDRINUSE)')
+  // A fresh start on the same path binds.
+  const again = startFixture(t, 'reboot-app', { env: { SOCKET_PATH: socketPath } })
+  const fresh = await again.waitFor('listening') as Listening
+  t.is((await get(0, '/', socketPath)).pid, fresh.pid)
+  process.kill(fresh.pid, 'SIGTERM')
+  await again.closed
+  t.false(fs.existsSync(socketPath), 'a process that bound the path itself removes it too')
 })
 
 test('an in-flight request when the reboot starts completes with 200 on the old process; its connection then moves to the successor', async (t) => {

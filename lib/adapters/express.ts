@@ -3,7 +3,7 @@ import * as http from 'node:http'
 import type * as net from 'node:net'
 import { mountExpressRoutes } from './express-routes'
 import { gracefulHandle, type GracefulHandle } from './http'
-import { AlreadyRegisteredError } from '../errors'
+import { AlreadyRegisteredError, InvalidOptionError, describe } from '../errors'
 import { resolveOptions, type GracefulOptions } from '../options'
 
 /** Marks an app that has graceful-reboot. */
@@ -53,6 +53,9 @@ export type GracefulExpressApp<T> = T & {
  * before `server.listen()`.
  */
 export function expressGraceful<T extends ExpressLike> (app: T, options?: GracefulOptions): GracefulExpressApp<T> {
+  if (typeof app !== 'function' || typeof (app as { listen?: unknown }).listen !== 'function') {
+    throw new InvalidOptionError(`expressGraceful() needs an Express app (const app = express()), got ${describe(app)}`)
+  }
   if ((app as unknown as Record<symbol, unknown>)[REGISTERED] === true) {
     throw new AlreadyRegisteredError('expressGraceful() was already called on this app; call it once')
   }

@@ -5,10 +5,11 @@ import type { RebootOptions, ShutdownResult } from '../events'
 import { core, type Lifecycle } from '../lifecycle'
 import { ms, resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'
+import { InvalidOptionError, describe } from '../errors'
 
 /** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
 export interface GracefulHandle {
-  /** Tracks a server's connections. Call it before the server listens. */
+  /** Tracks a server's connections. Call it before the server listens: a listening server is refused (InvalidOptionError). */
   attach (server: net.Server): GracefulHandle
   /** Checks the finalizer graph now (a coded error for a cycle or an unknown name). Adapters call it at listen. */
   ready (): void
@@ -40,7 +41,13 @@ export interface GracefulHandle {
  * ```
  */
 export function createGraceful (options?: GracefulOptions): GracefulHandle {
-  return gracefulHandle(resolveOptions(options), 'http')
+  const resolved = resolveOptions(options)
+  // A plain server has no router to mount them on: refused rather than silently left out.
+  const routes = [resolved.health !== undefined ? 'health' : '', resolved.admin !== undefined ? 'admin' : ''].filter((n) => n !== '')
+  if (routes.length > 0) {
+    throw new InvalidOptionError(`createGraceful() does not serve routes, so ${routes.map((n) => `"${n}"`).join(' and ')} would do nothing: use the Fastify plugin or expressGraceful() for them, or leave ${routes.length > 1 ? 'them' : 'it'} out`)
+  }
+  return gracefulHandle(resolved, 'http')
 }
 
 /** A handle for options already resolved (the Express adapter resolves them once for its routes too). */
@@ -50,6 +57,10 @@ export function gracefulHandle (resolved: ResolvedOptions, name: string): Gracef
   life.register(unit)
   const handle: GracefulHandle = {
     attach (server) {
+      // A server that listens already was bound by itself: a reboot could not hand its socket over.
+      if (server.listening && !unit.tracks(server)) {
+        throw new InvalidOptionError(`attach() got a server that already listens on ${describe(server.address())}: call attach(server) before server.listen()`)
+      }
       unit.attach(server)
       return handle
     },

@@ -11,7 +11,7 @@ export type HandOverFor = (server: net.Server) => HandOver | undefined
 import { Finalizers, type FinalizerOutcome, type ShutdownReason } from './finalizers'
 import type { Logger } from '../log'
 import type { ProcessSeam } from '../os'
-import type { ResolvedOptions } from '../options'
+import { unsetTokens, type ResolvedOptions } from '../options'
 import { DrainStartedError } from '../errors'
 
 /** What one application's drain did. */
@@ -60,6 +60,9 @@ export class GracefulUnit {
     this.options = options
     this.log = log
     this.seam = seam
+    if (options.admin !== undefined && unsetTokens.has(options.admin)) {
+      log.warn({ option: 'admin.token' }, 'graceful-reboot: "admin.token" is given but undefined (an unset environment variable?): the admin routes serve plain local calls only; set the variable, or leave "token" out to mean no token')
+    }
   }
 
   /** Starts tracking a server's connections. Attach before it listens. Idempotent. */
@@ -75,6 +78,9 @@ export class GracefulUnit {
   }
 
   get servers (): net.Server[] { return [...this.drains.keys()] }
+
+  /** Whether this server is attached already. */
+  tracks (server: net.Server): boolean { return this.drains.has(server) }
 
   /** The lifecycle watches every server's listen(), those attached already and those to come. */
   watchServers (watch: (server: net.Server) => void): void {

@@ -1,6 +1,7 @@
 // Runs in both processes: wraps a server's listen() so that the old process knows which key names
 // each listening socket (to pass it to a successor), and the new process adopts the inherited socket
 // instead of binding. The registry lives on the process-wide lifecycle, shared by every copy of the package.
+import * as fs from 'node:fs'
 import type * as net from 'node:net'
 import { listenKey, parseListenArgs } from './keys'
 
@@ -10,6 +11,21 @@ export interface Listener {
   key: string
   /** Whether the socket came from the old process (or systemd) rather than from a bind. */
   adopted: boolean
+  /** A Unix socket's path, when the socket was adopted (no bind of ours: closing it unlinks nothing). */
+  path?: string
+}
+
+/**
+ * Unlinks the paths of adopted Unix sockets once this process, the last of its line, has closed them
+ * (libuv unlinks only a path it bound): a fresh start would fail with EADDRINUSE. Only sockets: a file
+ * put there since is left alone.
+ */
+export function removeSocketPaths (paths: readonly string[]): void {
+  for (const p of paths) {
+    try {
+      if (fs.lstatSync(p).isSocket()) fs.unlinkSync(p)
+    } catch {}
+  }
 }
 
 /** Marks a server whose listen() is wrapped, whichever copy of the package wrapped it. */
@@ -31,6 +47,19 @@ export class ListenerRegistry {
   /** How many listen() calls asked for each key, so a second server on the same address gets `key#2`. */
   private readonly seen = new Map<string, number>()
 
+  /**
+   * A start over (registering after a completed shutdown): listen() numbers keys again from the
+   * servers that still listen, as a successor started now would.
+   */
+  restart (): void {
+    this.seen.clear()
+    for (const l of this.listeners.values()) {
+      if (!l.server.listening) continue
+      const base = l.key.replace(/#\d+$/, '')
+      this.seen.set(base, (this.seen.get(base) ?? 0) + 1)
+    }
+  }
+
   /** Listening sockets of every tracked server, in the order they were asked for. */
   sockets (): Array<Listener & { fd: number }> {
     const out: Array<Listener & { fd: number }> = []
@@ -39,6 +68,11 @@ export class ListenerRegistry {
       if (l.server.listening && typeof fd === 'number' && fd >= 0) out.push({ ...l, fd })
     }
     return out
+  }
+
+  /** The paths of the adopted Unix sockets that tracked servers listen on. */
+  adoptedPaths (): string[] {
+    return [...this.listeners.values()].flatMap((l) => l.server.listening && l.path !== undefined ? [l.path] : [])
   }
 
   /** The key a tracked server listens under (what a successor calls it), if it listens. */
@@ -73,6 +107,7 @@ export class ListenerRegistry {
       const key = n === 1 ? base : `${base}#${n}`
       const fd = from.take(key)
       const record: Listener = { server: this, key, adopted: fd !== undefined }
+      if (fd !== undefined && req.path !== undefined) record.path = req.path
       this.once('listening', () => {
         listeners.set(this, record)
         onListening(record)
@@ -92,7 +127,8 @@ export class ListenerRegistry {
       // Stateful: the socket is ours and we are ready to take over, but we accept only once the old
       // process has exited (new connections wait in the kernel's accept queue meanwhile).
       onListening(record)
-      void from.whenParentGone().then(go)
+      // A listen() that throws then (its arguments, a server listening already) is the server's 'error', as any listen error.
+      void from.whenParentGone().then(go).catch((err: unknown) => { this.emit('error', err) })
       return this
     } as net.Server['listen']
   }

@@ -11,7 +11,7 @@ import { IncomingReboot } from './successor'
 
 /** What the new side needs from the lifecycle. */
 export interface NewSideContext {
-  readonly seam: Pick<ProcessSeam, 'pid' | 'timer'>
+  readonly seam: Pick<ProcessSeam, 'pid' | 'timer' | 'now'>
   readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'sendHandle' | 'onParentGone'>
   inherited (): Inherited
   log (): Logger
@@ -25,6 +25,8 @@ export interface NewSideContext {
   pidFile (): string | undefined
   /** An app has `readiness: 'manual'`. */
   manual (): boolean
+  /** The apps' `rebootProbation`: how long the old process watches this one after "ready". */
+  probation (): number
   emit (event: HandoffEvent): void
 }
 
@@ -33,6 +35,8 @@ export class NewSide {
   private reboot: IncomingReboot | undefined
   private setUp = false
   private announcer: Announcer | undefined
+  /** When the old process was told that this one serves (seam clock); undefined before, or if it was gone. */
+  private toldAt: number | undefined
 
   constructor (ctx: NewSideContext) {
     this.ctx = ctx
@@ -43,6 +47,33 @@ export class NewSide {
 
   /** Whether this process announced that it serves. */
   get announced (): boolean { return this.announcer?.announced === true }
+
+  /**
+   * While the old process of the reboot that started this process can still roll it back (before
+   * "ready", or within the probation after it): undefined when it cannot (no reboot started this
+   * process, the old process was gone, or the probation, counted from this side's "ready", is over).
+   */
+  parentWaits (): { ready: boolean, left: number } | undefined {
+    if (this.reboot === undefined) return undefined
+    if (!this.announced) return { ready: false, left: this.ctx.probation() }
+    if (this.toldAt === undefined) return undefined
+    const left = this.toldAt + this.ctx.probation() - this.ctx.seam.now()
+    return left > 0 ? { ready: true, left } : undefined
+  }
+
+  /**
+   * This process starts shutting down: tells the old process, and returns whether it rolls the
+   * reboot back (it then serves on and takes the PID file back); false once its probation is over.
+   */
+  failing (reason: string, trigger: string): boolean {
+    const waits = this.parentWaits() !== undefined
+    return this.reboot?.parent.failing(reason, trigger) === true && waits
+  }
+
+  /** A start over (registering after a completed shutdown): the next listen() announces again. */
+  restart (): void {
+    this.announcer = undefined
+  }
 
   /** Sets up the side of the reboot that started this process, if one did (once per process). */
   start (): void {
@@ -68,9 +99,14 @@ export class NewSide {
     this.announcer ??= new Announcer({
       pid: ctx.seam.pid,
       tellParent: () => {
-        if (this.reboot?.parent.ready() !== true) return false
-        this.reboot.sendListeners()
-        return true
+        // Once per process: a start over serves on its own, the old process is long gone.
+        if (this.toldAt !== undefined || this.reboot === undefined) return false
+        const told = this.reboot.parent.ready()
+        if (told) {
+          this.toldAt = ctx.seam.now()
+          this.reboot.sendListeners()
+        }
+        return told
       },
       inherited: ctx.inherited(),
       get log () { return ctx.log() },

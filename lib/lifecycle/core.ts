@@ -5,12 +5,11 @@ import { EventEmitter } from 'node:events'
 import { InvalidOptionError, type RebootError, describe } from '../errors'
 import type { GracefulUnit } from '../drain/app'
 import type { LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, ShutdownResult } from '../events'
-import { ListenerRegistry } from '../handoff/listeners'
+import { ListenerRegistry, removeSocketPaths } from '../handoff/listeners'
 import type { Inherited } from '../incoming/inherited'
 import { NewSide } from '../incoming/side'
 import { detectLauncher, readsPast, relaysSignals, type Launcher } from '../launcher'
 import type { LogRole, Logger } from '../log'
-import { ms } from '../options'
 import { realProcess, type ProcessSeam } from '../os'
 import { rebootRefusal } from '../outgoing/refusal'
 import { removePidFile, restorePidFile } from '../pidfile'
@@ -76,6 +75,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       shutdown: (timeout, trigger) => { void this.shutdown(timeout, { reason: 'shutdown', trigger }) },
       pidFile: () => this.units.pidFile(),
       manual: () => this.units.manualReadiness,
+      probation: () => this.units.probation,
       emit: (e) => { this.emit('handoff', e) }
     })
     this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
@@ -123,7 +123,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       seam: this.seam,
       host: this.host,
       launcher: () => this.launchers.applying(this.units.launcherIgnored),
-      blockers: () => this.units.blockers()
+      blockers: () => this.units.blockers(),
+      parentWaits: () => this.newSide.parentWaits(),
+      pidFile: () => this.units.pidFile()
     })
   }
 
@@ -148,6 +150,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       this.crashError = undefined
       this.cause = undefined
       this.signals.reset()
+      this.listening.restart()
+      this.newSide.restart()
       this.setState('running')
     }
     this.newSide.start()
@@ -172,7 +176,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** See `Lifecycle.shutdown` (index.ts). */
   shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
     if (this.stopping !== undefined) return this.stopping
-    const limit = this.deadline(timeout)
+    const limit = this.units.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     this.reboots.abort()
     this.cause = { reason: options.reason ?? 'shutdown', trigger: options.trigger ?? 'code' }
@@ -187,7 +191,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       this.emit('handoff', { step: 'refused', pid: this.seam.pid, error: refusal, trigger: options.trigger ?? 'code' })
       return Promise.reject(refusal)
     }
-    const limit = this.deadline(timeout)
+    const limit = this.units.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     this.setState('rebooting')
     return this.reboots.start(limit, options)
@@ -234,14 +238,16 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     const release = this.seam.hold?.() ?? (() => {})
     try {
       this.setState('draining')
-      // A successor in probation: the old process rolls back at once, goes on serving and takes the PID
-      // file back (removing it here could delete the one it has just rewritten).
-      const rolledBack = this.newSide.incoming?.parent.failing(reason, trigger) === true
+      // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
+      const rolledBack = this.newSide.failing(reason, trigger)
       const units = this.units.list()
-      // With no app registered there is nothing of ours to end the process for.
+      // With no app registered there is nothing of ours to end the process for; a crash (below) ends it
+      // even with exit: false (its servers are closed: it would serve nothing).
       const exit = units.length > 0 && units.every((u) => u.options.exit)
       log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
       const handOver = this.reboots.takeHandOver()
+      // Sockets a reboot passed on (a first start's from systemd stay systemd's).
+      const adoptedPaths = this.inherited.parentPid === undefined ? [] : this.listening.adoptedPaths()
       const result = await drainApps({
         seam: this.seam,
         units,
@@ -258,6 +264,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)
       if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
+      // The last process of its line: no one accepts on those paths any more (a rollback's old process does).
+      if (reason !== 'reboot' && !rolledBack && trigger !== 'rollback') removeSocketPaths(adoptedPaths)
       this.setState('stopped')
       for (const u of units) this.unregister(u)
       const by = this.signals.restartSignal
@@ -269,19 +277,10 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
         log,
         exit: (c) => { this.exit(c) },
         beforeSignal: () => { this.reboots.killLeftovers() }
-      }, { ...result, exits: exit })
+      }, { ...result, exits: exit || (units.length > 0 && result.reason === 'crash') })
       return result
     } finally {
       release()
-    }
-  }
-
-  /** The drain deadline in ms a shutdown or reboot was called with (the apps' largest `timeout` if none), or why it is bad. */
-  private deadline (timeout: number | undefined): number | { error: unknown } {
-    try {
-      return ms(timeout, 'timeout', this.units.defaultTimeout())
-    } catch (error) {
-      return { error }
     }
   }
 

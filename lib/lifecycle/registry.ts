@@ -2,7 +2,7 @@
 // options add up to for the process (the default deadline, the PID file, the successor's time to
 // become ready, probation, the readiness delay, whether the process exits).
 import type { GracefulUnit } from '../drain/app'
-import { DEFAULTS } from '../options'
+import { DEFAULTS, ms } from '../options'
 
 export class AppRegistry {
   private readonly units = new Set<GracefulUnit>()
@@ -20,6 +20,15 @@ export class AppRegistry {
   /** The deadline of a shutdown or reboot called without one: the largest `timeout` option (the default with no app). */
   defaultTimeout (): number {
     return this.units.size === 0 ? DEFAULTS.timeout : this.max((u) => u.options.timeout)
+  }
+
+  /** The drain deadline in ms a shutdown or reboot was called with (`defaultTimeout()` if none), or why it is bad. */
+  deadline (timeout: number | undefined): number | { error: unknown } {
+    try {
+      return ms(timeout, 'timeout', this.defaultTimeout())
+    } catch (error) {
+      return { error }
+    }
   }
 
   /** The PID file of the first app that has one, of `units` (an app that closed during the drain counts too). */

@@ -141,6 +141,9 @@ export class OutgoingReboot {
       successor.standby?.end()
       successor.release()
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })
+    }).catch((err: unknown) => {
+      // Nobody awaits this chain: a throw in the drain or in a 'handoff' listener is logged, never an unhandled rejection.
+      log.error({ err, successor: successor.pid }, 'graceful-reboot: the drain after the hand-over failed')
     })
     return successor.pid
   }

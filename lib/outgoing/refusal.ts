@@ -14,6 +14,10 @@ export interface RefusalFacts {
   host: Pick<RebootHost, 'isClusterWorker' | 'exitingInit' | 'terminalSession'>
   /** The launcher that runs this process (lib/launcher.ts); undefined when an app set `launcher: 'ignore'`. */
   launcher: () => Launcher | undefined
+  /** In a process a reboot started: while its old process can still roll that reboot back. */
+  parentWaits: () => { ready: boolean, left: number } | undefined
+  /** The PID file of the first app that has one. */
+  pidFile: () => string | undefined
   /** Why an app cannot be handed over (e.g. Fastify bound to two addresses), if it says so. */
   blockers: () => Iterable<string | undefined>
 }
@@ -25,6 +29,12 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   const no = (code: RefusalCode, why: string): RebootError => new RebootError(code, why)
   if (f.rebooting || f.state === 'rebooting') return no('ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'a reboot is already in progress; one at a time')
   if (f.state !== 'running') return no('ERR_GRACEFUL_SHUTTING_DOWN', `cannot reboot: the process is ${f.state}`)
+  // Its drain would tell the old process "failing", which would roll back and serve beside the grand-successor.
+  const waits = f.parentWaits()
+  if (waits !== undefined) {
+    const when = waits.ready ? `its probation has ${Math.ceil(waits.left)} ms left` : 'this process has not announced that it serves yet'
+    return no('ERR_GRACEFUL_REBOOT_IN_PROGRESS', `cannot reboot yet: this process was started by a reboot that its old process can still roll back (${when}); reboot again once that reboot is over (rebootProbation after ready)`)
+  }
   if (f.seam.platform === 'win32') return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot needs socket inheritance, which Windows does not offer; use shutdown and a supervisor')
   if (f.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary')
   if (f.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot as PID 1: its exit would end the container; run with an init (docker run --init, tini)')
@@ -37,6 +47,9 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   const launcher = f.launcher()
   if (launcher?.rebootProblem !== undefined) {
     return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under ${launcher.name} (${launcher.evidence}): ${launcher.rebootProblem}; the option launcher: 'ignore' reboots anyway`)
+  }
+  if (launcher?.kind === 'systemd' && f.pidFile() === undefined) {
+    return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under systemd (${launcher.evidence}) without a PID file: systemd would take the old process's exit for the service's end and stop the successor; set the option pidFile and PIDFile= to the same path in the unit (see the systemd recipe), or launcher: 'ignore' to reboot anyway`)
   }
   for (const why of f.blockers()) {
     if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)
