@@ -6,7 +6,7 @@ import test from 'ava'
 import { EventEmitter, once } from 'node:events'
 import type * as net from 'node:net'
 import { GracefulUnit } from '../lib/drain/app'
-import { READY_MESSAGE } from '../lib/handoff/protocol'
+import { PING_MESSAGE, PONG_MESSAGE, READY_MESSAGE } from '../lib/handoff/protocol'
 import { ListenerRegistry } from '../lib/handoff/listeners'
 import { Inherited } from '../lib/incoming/inherited'
 import { ProcessLifecycle } from '../lib/lifecycle'
@@ -20,9 +20,11 @@ class FakeChild extends EventEmitter {
   signalCode: NodeJS.Signals | null = null
   channel = null
   kill (): boolean { return true }
-  send (_m: unknown, ...rest: unknown[]): boolean {
+  send (m: { type?: string, n?: number }, ...rest: unknown[]): boolean {
     const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined
     cb?.()
+    // A successor whose event loop answers: probation ends once a ping is answered.
+    if (m.type === PING_MESSAGE) queueMicrotask(() => { this.emit('message', { type: PONG_MESSAGE, n: m.n }) })
     return this.connected
   }
 
