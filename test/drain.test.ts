@@ -16,7 +16,7 @@ import { keepAliveLoad, type Sent } from './helpers/keep-alive-load'
 import {
   builders, closedAt, expressBuilder, fastifyBuilder, connectError, get, handled, keepAliveAgent, nextAccepted,
   parseResponses, rawClient, rawConnect, requestText, serverReceived, within,
-  type Answer, type RawResponse, type ServerBuilder
+  type Answer, type RawClient, type RawResponse, type ServerBuilder
 } from './helpers/servers'
 
 /** Node's default keepAliveTimeout in Fastify 5: what a non-graceful close would wait for. */
@@ -395,6 +395,87 @@ const requestWhileWaitingToMove: Scenario = async (t, b) => {
   t.is(conns.transferred, 2)
 }
 
+const readsOnWhileWaitingToMove: Scenario = async (t, b) => {
+  // As above (batch 1, A's send held open): B, waiting for its turn, is answered here, and its client
+  // sends its next request at once. B must still be reading: stopped after its first response, its
+  // next requests would wait in the kernel until its turn came (in a reboot moving 3,000 connections,
+  // about a second).
+  const s = await b.start(t)
+  const conns = new Http1Connections(s.server, new FakeSeam(), 250)
+  t.teardown(() => { conns.detach() })
+  const acceptedA = nextAccepted(s.server)
+  await rawClient(t, s.port)
+  await within(5000, 'A accepted', acceptedA)
+  const acceptedB = nextAccepted(s.server)
+  const clientB = await rawClient(t, s.port)
+  const serverB = await within(5000, 'B accepted', acceptedB)
+  const sent: net.Socket[] = []
+  let releaseA: () => void = () => {}
+  let aOnItsWay: () => void = () => {}
+  const aSent = new Promise<void>((resolve) => { aOnItsWay = resolve })
+  const send: SendSocket = async (_address, socket) => {
+    sent.push(socket)
+    if (sent.length === 1) {
+      aOnItsWay()
+      await new Promise<void>((resolve) => { releaseA = resolve })
+    }
+    return true
+  }
+  conns.drain(handOverWith(send, 1)('tcp:test'))
+  await within(5000, "A's send under way (B waits for its turn)", aSent)
+  for (let n = 1; n <= 3; n++) {
+    clientB.socket.write(requestText('GET', '/'))
+    await within(5000, `B's request ${n} answered while B waits for its turn`, clientB.until((text) => parseResponses(text).length === n))
+  }
+  t.is(sent.length, 1, "B's turn has not come")
+  releaseA()
+  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'ok'], [200, 'keep-alive', 'ok'], [200, 'keep-alive', 'ok']])
+  t.is(sent[1], serverB, 'B was sent once its turn came')
+  t.is(conns.transferred, 2)
+}
+
+const stoppedGoesFirst: Scenario = async (t, b) => {
+  // Batch 1, A's send held open, C idle and waiting for its turn. B had a response in flight when the
+  // drain started: it stopped reading as that response was written, so it goes ahead of C (which
+  // reads on while it waits) once the response is done.
+  const s = await b.start(t)
+  const conns = new Http1Connections(s.server, new FakeSeam(), 250)
+  t.teardown(() => { conns.detach() })
+  const accept = async (name: string): Promise<[RawClient, net.Socket]> => {
+    const accepted = nextAccepted(s.server)
+    const client = await rawClient(t, s.port)
+    return [client, await within(5000, `${name} accepted`, accepted)]
+  }
+  const [, serverA] = await accept('A')
+  const [clientB, serverB] = await accept('B')
+  const [, serverC] = await accept('C')
+  clientB.socket.write(requestText('GET', '/held'))
+  await within(5000, "B's request in the handler", s.whenHeld(1))
+  const sent: net.Socket[] = []
+  let releaseA: () => void = () => {}
+  let aOnItsWay: () => void = () => {}
+  const aSent = new Promise<void>((resolve) => { aOnItsWay = resolve })
+  let allSent: () => void = () => {}
+  const three = new Promise<void>((resolve) => { allSent = resolve })
+  const send: SendSocket = async (_address, socket) => {
+    sent.push(socket)
+    if (sent.length === 1) {
+      aOnItsWay()
+      await new Promise<void>((resolve) => { releaseA = resolve })
+    }
+    if (sent.length === 3) allSent()
+    return true
+  }
+  conns.drain(handOverWith(send, 1)('tcp:test'))
+  await within(5000, "A's send under way (C waits for its turn)", aSent)
+  s.releaseHeld()
+  await within(5000, "B's response", clientB.until((text) => parseResponses(text).length === 1))
+  releaseA()
+  await within(10_000, 'all three sent', three)
+  t.deepEqual(sent.map((x) => [serverA, serverB, serverC].indexOf(x)), [0, 1, 2], 'A, then B (stopped), then C (reading)')
+}
+
 const scenarios: Array<[string, Scenario]> = [
   ['shutdown: 20 in-flight requests get 200 + connection: close; new connections refused; idle and silent sockets closed after the grace; forced 0', inFlightIdleAndSilent],
   ['shutdown under keep-alive load that runs on through the drain: no request on an open keep-alive socket lost; only new connections after the listener closed are refused', loadLosesNothing],
@@ -407,7 +488,9 @@ const scenarios: Array<[string, Scenario]> = [
   ['pipelining: B arriving behind a head already sent with connection: close is not handed to the app', pipelinedAfterClose],
   ['idle grace: a request whose bytes trickle in across the grace is answered', trickleAcrossGrace],
   ['never-spoke grace: at most half the time left to the deadline, never less than idleGrace', silentGraceBounded],
-  ['hand-over: a request on a connection waiting for its turn to move is served keep-alive, then the connection moves', requestWhileWaitingToMove]
+  ['hand-over: a request on a connection waiting for its turn to move is served keep-alive, then the connection moves', requestWhileWaitingToMove],
+  ['hand-over: a connection waiting for its turn reads on after each response it gives here (its next requests do not wait for its turn)', readsOnWhileWaitingToMove],
+  ['hand-over: a connection that stopped reading after its response goes ahead of those waiting while they read', stoppedGoesFirst]
 ]
 
 for (const [title, scenario] of scenarios) {

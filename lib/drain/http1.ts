@@ -117,9 +117,7 @@ export class Http1Connections implements ConnectionSet {
   }
 
   /** A socket that left HTTP through an upgrade: no longer an HTTP connection. */
-  release (socket: net.Socket): void {
-    this.forget(rawOf(socket))
-  }
+  release (socket: net.Socket): void { this.forget(rawOf(socket)) }
 
   /**
    * A socket that carries an HTTP/2 session (h2c, or TLS with ALPN h2): it is drained by its own
@@ -192,29 +190,31 @@ export class Http1Connections implements ConnectionSet {
   }
 
   /**
-   * The one response in flight stays keep-alive; reading stops as it is written (the client's next
-   * request then waits in the kernel buffer, which travels with the fd), and once it is done the
-   * connection moves to the successor.
+   * The one response in flight stays keep-alive; then the connection moves. At the drain's start it
+   * stops reading as the response is written (its next request waits in the kernel buffer, which
+   * travels with the fd) and goes first; one still waiting for its turn reads on and keeps its place.
    */
   private moveAfter (res: ServerResponse, c: Conn): void {
     c.candidate = true
-    res.once('prefinish', () => { if (c.candidate) stopReading(c.raw) })
+    const stop = !c.moving
+    if (stop) res.once('prefinish', () => { if (c.candidate) stopReading(c.raw) })
     res.once('close', () => {
       if (this.conns.get(c.raw) !== c) return
       const next = headOf(c)
-      if (c.candidate && next === undefined) this.tryHandOver(c)
+      if (c.candidate && next === undefined && c.moving) c.candidate = false
+      else if (c.candidate && next === undefined) this.tryHandOver(c, stop)
       else if (next !== undefined) this.follow(next, c)
       else this.scheduleReap(c)
     })
   }
 
-  private tryHandOver (c: Conn): void {
+  private tryHandOver (c: Conn, stopped = false): void {
     const handOver = this.handOver
     if (handOver === undefined || c.moving) return
     c.moving = true
     c.candidate = false
     c.cancelReap?.()
-    void handOver(c.raw).then((outcome) => {
+    void handOver(c.raw, stopped).then((outcome) => {
       c.moving = false
       if (outcome === true) {
         this.transferred++

@@ -8,9 +8,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 /**
  * Moves a connection to the successor; resolves with true once it is on its way (gone from here),
  * 'busy' when a request came in while it waited for its turn (its response is in flight here: the
- * connection moves once that is done), or why it stays.
+ * connection moves once that is done), or why it stays. `stopped`: the connection stopped reading as
+ * its last response was written, so requests its client sends wait in the kernel until it moves: it
+ * goes ahead of the connections that wait while they read on.
  */
-export type HandOver = (socket: net.Socket) => Promise<true | 'busy' | KeptReason>
+export type HandOver = (socket: net.Socket, stopped?: boolean) => Promise<true | 'busy' | KeptReason>
 
 /** Why a connection was drained here instead of handed over. */
 export type KeptReason = 'unsupported' | 'mid-request' | 'send-failed'
