@@ -16,7 +16,7 @@ import { keepAliveLoad, type Sent } from './helpers/keep-alive-load'
 import {
   builders, closedAt, expressBuilder, fastifyBuilder, connectError, get, handled, keepAliveAgent, nextAccepted,
   parseResponses, rawClient, rawConnect, requestText, serverReceived, within,
-  type Answer, type RawClient, type RawResponse, type ServerBuilder
+  type Answer, type RawClient, type RawResponse, type ServerBuilder, type Started
 } from './helpers/servers'
 
 /** Node's default keepAliveTimeout in Fastify 5: what a non-graceful close would wait for. */
@@ -347,99 +347,19 @@ const silentGraceBounded: Scenario = async (t, b) => {
   t.deepEqual(graces, [NEVER_SPOKE_GRACE, 500, 250])
 }
 
-const requestWhileWaitingToMove: Scenario = async (t, b) => {
-  // A reboot's hand-over, one connection at a time (batch 1), with a send held open for A: B waits for
-  // its turn meanwhile. B reads on while it waits: its request is served here keep-alive, and B moves
-  // once its response is done (its turn came while the response was in flight: 'busy', then again).
-  const s = await b.start(t)
-  const conns = new Http1Connections(s.server, new FakeSeam(), 250)
-  t.teardown(() => { conns.detach() })
-  const acceptedA = nextAccepted(s.server)
-  await rawClient(t, s.port)
-  await within(5000, 'A accepted', acceptedA)
-  const acceptedB = nextAccepted(s.server)
-  const clientB = await rawClient(t, s.port)
-  const serverB = await within(5000, 'B accepted', acceptedB)
-  const sent: net.Socket[] = []
-  let releaseA: () => void = () => {}
-  let aOnItsWay: () => void = () => {}
-  const aSent = new Promise<void>((resolve) => { aOnItsWay = resolve })
-  const send: SendSocket = async (_address, socket) => {
-    sent.push(socket)
-    if (sent.length === 1) {
-      aOnItsWay()
-      await new Promise<void>((resolve) => { releaseA = resolve })
-    }
-    return true
-  }
-  const outcomes: unknown[] = []
-  let busySeen: () => void = () => {}
-  const busy = new Promise<void>((resolve) => { busySeen = resolve })
-  const handOver = handOverWith(send, 1)('tcp:test')
-  conns.drain(async (socket) => {
-    const o = await handOver(socket)
-    outcomes.push(o)
-    if (o === 'busy') busySeen()
-    return o
-  })
-  await within(5000, "A's send under way (B waits for its turn)", aSent)
-  clientB.socket.write(requestText('GET', '/held'))
-  await within(5000, "B's request in the handler while B waits for its turn", s.whenHeld(1))
-  releaseA()
-  await within(5000, "B's turn, with its response in flight", busy)
-  s.releaseHeld()
-  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
-  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'held']], 'answered here, keep-alive: the client keeps its connection')
-  t.deepEqual(outcomes, [true, 'busy', true])
-  t.is(sent[1], serverB, 'B was sent once its response was done')
-  t.is(conns.transferred, 2)
-}
-
-const readsOnWhileWaitingToMove: Scenario = async (t, b) => {
-  // As above (batch 1, A's send held open): B, waiting for its turn, is answered here, and its client
-  // sends its next request at once. B must still be reading: stopped after its first response, its
-  // next requests would wait in the kernel until its turn came (in a reboot moving 3,000 connections,
-  // about a second).
-  const s = await b.start(t)
-  const conns = new Http1Connections(s.server, new FakeSeam(), 250)
-  t.teardown(() => { conns.detach() })
-  const acceptedA = nextAccepted(s.server)
-  await rawClient(t, s.port)
-  await within(5000, 'A accepted', acceptedA)
-  const acceptedB = nextAccepted(s.server)
-  const clientB = await rawClient(t, s.port)
-  const serverB = await within(5000, 'B accepted', acceptedB)
-  const sent: net.Socket[] = []
-  let releaseA: () => void = () => {}
-  let aOnItsWay: () => void = () => {}
-  const aSent = new Promise<void>((resolve) => { aOnItsWay = resolve })
-  const send: SendSocket = async (_address, socket) => {
-    sent.push(socket)
-    if (sent.length === 1) {
-      aOnItsWay()
-      await new Promise<void>((resolve) => { releaseA = resolve })
-    }
-    return true
-  }
-  conns.drain(handOverWith(send, 1)('tcp:test'))
-  await within(5000, "A's send under way (B waits for its turn)", aSent)
-  for (let n = 1; n <= 3; n++) {
-    clientB.socket.write(requestText('GET', '/'))
-    await within(5000, `B's request ${n} answered while B waits for its turn`, clientB.until((text) => parseResponses(text).length === n))
-  }
-  t.is(sent.length, 1, "B's turn has not come")
-  releaseA()
-  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
-  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'ok'], [200, 'keep-alive', 'ok'], [200, 'keep-alive', 'ok']])
-  t.is(sent[1], serverB, 'B was sent once its turn came')
-  t.is(conns.transferred, 2)
-}
-
-const stoppedGoesFirst: Scenario = async (t, b) => {
-  // Batch 1, A's send held open, C idle and waiting for its turn. B had a response in flight when the
-  // drain started: it stopped reading as that response was written, so it goes ahead of C (which
-  // reads on while it waits) once the response is done.
-  const s = await b.start(t)
+/**
+ * A reboot's hand-over, one connection at a time (batch 1), over the connections of `s` (tracked from
+ * now on: accept them after this call): the first send (A's) is held open until `releaseFirst()`, so
+ * the others wait for their turn meanwhile.
+ */
+function heldFirstSend (t: ExecutionContext, s: Started): {
+  conns: Http1Connections
+  accept: (name: string) => Promise<[RawClient, net.Socket]>
+  send: SendSocket
+  sent: net.Socket[]
+  firstOnItsWay: Promise<void>
+  releaseFirst: () => void
+} {
   const conns = new Http1Connections(s.server, new FakeSeam(), 250)
   t.teardown(() => { conns.detach() })
   const accept = async (name: string): Promise<[RawClient, net.Socket]> => {
@@ -447,33 +367,100 @@ const stoppedGoesFirst: Scenario = async (t, b) => {
     const client = await rawClient(t, s.port)
     return [client, await within(5000, `${name} accepted`, accepted)]
   }
-  const [, serverA] = await accept('A')
-  const [clientB, serverB] = await accept('B')
-  const [, serverC] = await accept('C')
-  clientB.socket.write(requestText('GET', '/held'))
-  await within(5000, "B's request in the handler", s.whenHeld(1))
   const sent: net.Socket[] = []
-  let releaseA: () => void = () => {}
-  let aOnItsWay: () => void = () => {}
-  const aSent = new Promise<void>((resolve) => { aOnItsWay = resolve })
-  let allSent: () => void = () => {}
-  const three = new Promise<void>((resolve) => { allSent = resolve })
+  let release: () => void = () => {}
+  let onItsWay: () => void = () => {}
+  const firstOnItsWay = new Promise<void>((resolve) => { onItsWay = resolve })
   const send: SendSocket = async (_address, socket) => {
     sent.push(socket)
     if (sent.length === 1) {
-      aOnItsWay()
-      await new Promise<void>((resolve) => { releaseA = resolve })
+      onItsWay()
+      await new Promise<void>((resolve) => { release = resolve })
     }
-    if (sent.length === 3) allSent()
     return true
   }
-  conns.drain(handOverWith(send, 1)('tcp:test'))
-  await within(5000, "A's send under way (C waits for its turn)", aSent)
+  return { conns, accept, send, sent, firstOnItsWay, releaseFirst: () => { release() } }
+}
+
+const requestWhileWaitingToMove: Scenario = async (t, b) => {
+  // A's send held open: B waits for its turn meanwhile. B reads on while it waits: its request is
+  // served here keep-alive, and B moves once its response is done (its turn came while the response
+  // was in flight: 'busy', then again).
+  const s = await b.start(t)
+  const h = heldFirstSend(t, s)
+  await h.accept('A')
+  const [clientB, serverB] = await h.accept('B')
+  const outcomes: unknown[] = []
+  let busySeen: () => void = () => {}
+  const busy = new Promise<void>((resolve) => { busySeen = resolve })
+  const handOver = handOverWith(h.send, 1)('tcp:test')
+  h.conns.drain(async (socket) => {
+    const o = await handOver(socket)
+    outcomes.push(o)
+    if (o === 'busy') busySeen()
+    return o
+  })
+  await within(5000, "A's send under way (B waits for its turn)", h.firstOnItsWay)
+  clientB.socket.write(requestText('GET', '/held'))
+  await within(5000, "B's request in the handler while B waits for its turn", s.whenHeld(1))
+  h.releaseFirst()
+  await within(5000, "B's turn, with its response in flight", busy)
+  s.releaseHeld()
+  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'held']], 'answered here, keep-alive: the client keeps its connection')
+  t.deepEqual(outcomes, [true, 'busy', true])
+  t.is(h.sent[1], serverB, 'B was sent once its response was done')
+  t.is(h.conns.transferred, 2)
+}
+
+const readsOnWhileWaitingToMove: Scenario = async (t, b) => {
+  // A's send held open: B, waiting for its turn, is answered here, and its client sends its next
+  // request at once. B must still be reading: stopped after its first response, its next requests
+  // would wait in the kernel until its turn came (in a reboot moving 3,000 connections, about a second).
+  const s = await b.start(t)
+  const h = heldFirstSend(t, s)
+  await h.accept('A')
+  const [clientB, serverB] = await h.accept('B')
+  h.conns.drain(handOverWith(h.send, 1)('tcp:test'))
+  await within(5000, "A's send under way (B waits for its turn)", h.firstOnItsWay)
+  for (let n = 1; n <= 3; n++) {
+    clientB.socket.write(requestText('GET', '/'))
+    await within(5000, `B's request ${n} answered while B waits for its turn`, clientB.until((text) => parseResponses(text).length === n))
+  }
+  t.is(h.sent.length, 1, "B's turn has not come")
+  h.releaseFirst()
+  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'ok'], [200, 'keep-alive', 'ok'], [200, 'keep-alive', 'ok']])
+  t.is(h.sent[1], serverB, 'B was sent once its turn came')
+  t.is(h.conns.transferred, 2)
+}
+
+const stoppedGoesFirst: Scenario = async (t, b) => {
+  // A's send held open, C idle and waiting for its turn. B had a response in flight when the drain
+  // started: it stopped reading as that response was written, so it goes ahead of C (which reads on
+  // while it waits) once the response is done.
+  const s = await b.start(t)
+  const h = heldFirstSend(t, s)
+  const [, serverA] = await h.accept('A')
+  const [clientB, serverB] = await h.accept('B')
+  const [, serverC] = await h.accept('C')
+  clientB.socket.write(requestText('GET', '/held'))
+  await within(5000, "B's request in the handler", s.whenHeld(1))
+  const handOver = handOverWith(h.send, 1)('tcp:test')
+  let moved = 0
+  let allMoved: () => void = () => {}
+  const three = new Promise<void>((resolve) => { allMoved = resolve })
+  h.conns.drain(async (socket, stopped) => {
+    const o = await handOver(socket, stopped)
+    if (o === true && ++moved === 3) allMoved()
+    return o
+  })
+  await within(5000, "A's send under way (C waits for its turn)", h.firstOnItsWay)
   s.releaseHeld()
   await within(5000, "B's response", clientB.until((text) => parseResponses(text).length === 1))
-  releaseA()
-  await within(10_000, 'all three sent', three)
-  t.deepEqual(sent.map((x) => [serverA, serverB, serverC].indexOf(x)), [0, 1, 2], 'A, then B (stopped), then C (reading)')
+  h.releaseFirst()
+  await within(10_000, 'all three moved', three)
+  t.deepEqual(h.sent.map((x) => [serverA, serverB, serverC].indexOf(x)), [0, 1, 2], 'A, then B (stopped), then C (reading)')
 }
 
 const scenarios: Array<[string, Scenario]> = [
