@@ -17,7 +17,7 @@ import { FakeSeam, memoryLogger } from './fixtures/finalizer-fake-seam'
 const TERMINAL: LauncherFacts = { ancestors: [{ pid: 1000, comm: 'bash', argv: ['-bash'] }], env: {} }
 const SYSTEMD: LauncherFacts = { ancestors: [{ pid: 1, comm: 'systemd', argv: ['/sbin/init'] }], env: { INVOCATION_ID: 'abc' } }
 
-function world (t: import('ava').ExecutionContext, o: { parentPid?: number, facts?: LauncherFacts, options?: GracefulOptions } = {}): { seam: FakeSeam, life: ProcessLifecycle, sent: unknown[], spawned: number, pidFile: string } {
+function world (t: import('ava').ExecutionContext, o: { parentPid?: number, facts?: LauncherFacts, options?: GracefulOptions, env?: NodeJS.ProcessEnv } = {}): { seam: FakeSeam, life: ProcessLifecycle, sent: unknown[], spawned: number, pidFile: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gr-probation-'))
   t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
   const pidFile = path.join(dir, 'app.pid')
@@ -30,7 +30,7 @@ function world (t: import('ava').ExecutionContext, o: { parentPid?: number, fact
     execArgv: [],
     argv: ['/srv/app/server.js'],
     cwd: '/srv/app',
-    env: {},
+    env: o.env ?? {},
     isClusterWorker: false,
     exitingInit: () => undefined,
     terminalSession: () => undefined,
@@ -79,10 +79,11 @@ test('a successor stopped within its old process\'s probation leaves the PID fil
   t.is(fs.readFileSync(w.pidFile, 'utf8').trim(), '4242', 'left for the old process to rewrite')
 })
 
-test('a reboot under systemd without a PID file is refused with the fix; with one, or launcher: \'ignore\', it is not', async (t) => {
+test('a reboot under systemd without a PID file or a notify socket is refused with the fix; with either, or launcher: \'ignore\', it is not', async (t) => {
   const bare = world(t, { facts: SYSTEMD, options: { pidFile: undefined } as never })
-  await t.throwsAsync(bare.life.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: /cannot reboot under systemd \(.*\) without a PID file: .*set the option pidFile and PIDFile= to the same path in the unit .*launcher: 'ignore'/ })
+  await t.throwsAsync(bare.life.reboot(1000), { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', message: /cannot reboot under systemd \(.*\) without a PID file or a notify socket: .*Type=notify and NotifyAccess=all, or set the option pidFile and PIDFile= to the same path in the unit .*launcher: 'ignore'/ })
   t.is(bare.spawned, 0)
   t.is(world(t, { facts: SYSTEMD }).life.canReboot(), undefined)
+  t.is(world(t, { facts: SYSTEMD, options: { pidFile: undefined } as never, env: { NOTIFY_SOCKET: '/run/systemd/notify' } }).life.canReboot(), undefined, 'systemd follows MAINPID=')
   t.is(world(t, { facts: SYSTEMD, options: { pidFile: undefined, launcher: 'ignore' } as never }).life.canReboot(), undefined)
 })

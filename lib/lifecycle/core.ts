@@ -17,16 +17,14 @@ import { SignalMemory, installSignals, warnSignalConflicts, type SignalTarget } 
 import { endProcess } from './exit'
 import { realLifecycleHost, type LifecycleHost } from './host'
 import { LauncherRules } from './launcher'
+import { SystemdNotifier } from './notify'
 import { ProcessLoggers } from './logging'
 import { RebootController } from './reboot'
 import { AppRegistry } from './registry'
 import { drainApps, type Cause } from './shutdown'
 import { StatusReporter } from './status'
 
-/**
- * The process-wide coordinator. `shutdown()` drains every registered app in parallel, runs their
- * framework close, decides the exit code and, unless an app asked `exit: false`, exits.
- */
+/** The process-wide coordinator: `shutdown()` drains every app in parallel, runs their framework close, decides the exit code and exits (unless `exit: false`). */
 export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements SignalTarget {
   readonly seam: ProcessSeam
   /** The listening sockets of every tracked server: what a reboot hands to the successor. */
@@ -37,6 +35,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private readonly reboots: RebootController
   private readonly newSide: NewSide
   private readonly status: StatusReporter
+  private readonly systemd: SystemdNotifier
   private current: LifecycleState = 'running'
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
@@ -79,7 +78,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       emit: (e) => { this.emit('handoff', e) }
     })
     this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
-    this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log })
+    this.systemd = new SystemdNotifier(this, { pid: seam.pid, host, cause: () => this.cause, parentMayRollBack: () => this.newSide.parentWaits() !== undefined, state: () => this.current, timer: (ms, fn) => seam.timer(ms, fn), log: () => this.log })
+    this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log, told: (fn) => { this.systemd.told(fn) } })
   }
 
   get state (): LifecycleState { return this.current }
@@ -220,8 +220,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.exit(code)
   }
 
-  /** Ends the process; a rolled-back successor still draining goes with it (it would hold the port). */
+  /** Ends the process once systemd has its last messages; a rolled-back successor still draining goes with it (it would hold the port). */
   private exit (code: number): void {
+    if (!this.systemd.idle) return void this.systemd.settled().then(() => { this.exit(code) })
     this.reboots.killLeftovers()
     this.seam.exit(code)
   }

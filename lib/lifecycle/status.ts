@@ -13,6 +13,8 @@ export interface StatusContext {
   state (): LifecycleState
   role (): LogRole | undefined
   log (): Logger
+  /** Runs `fn` once systemd has the messages of this step (lib/lifecycle/notify.ts): a verdict the CLI reads is one systemd knows. */
+  told?: (fn: () => void) => void
 }
 
 /** How many reboot requests the status file lists. */
@@ -42,19 +44,19 @@ export class StatusReporter {
         this.counts.refused++
         this.begin({ step: 'refused', trigger: e.trigger, error: brief(e.error) })
         break
+      case 'serving':
+        this.counts.succeeded++
+        this.afterSystemd(() => { this.update('serving') })
+        break
+      case 'failed':
+        this.counts.failed++
+        this.afterSystemd(() => { this.update('failed', e.error) })
+        break
       case 'spawned':
         this.begin({ step: 'spawned', trigger: e.trigger, successor: e.pid })
         break
       case 'ready':
         this.update('ready')
-        break
-      case 'serving':
-        this.counts.succeeded++
-        this.update('serving')
-        break
-      case 'failed':
-        this.counts.failed++
-        this.update('failed', e.error)
         break
       case 'lost':
         this.update('lost', undefined, e.reason)
@@ -62,6 +64,12 @@ export class StatusReporter {
       default:
         this.write()
     }
+  }
+
+  /** A verdict is written once systemd knows it (MAINPID= of the successor, or READY=1 after a rollback). */
+  private afterSystemd (fn: () => void): void {
+    if (this.ctx.told === undefined) fn()
+    else this.ctx.told(fn)
   }
 
   /** Rewrites the file (a change of state); nothing before this process wrote one or announced. */

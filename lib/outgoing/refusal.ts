@@ -11,7 +11,7 @@ export interface RefusalFacts {
   /** A reboot promise is in flight. */
   rebooting: boolean
   seam: Pick<ProcessSeam, 'platform' | 'pid'>
-  host: Pick<RebootHost, 'isClusterWorker' | 'exitingInit' | 'terminalSession'>
+  host: Pick<RebootHost, 'isClusterWorker' | 'exitingInit' | 'terminalSession' | 'env'>
   /** The launcher that runs this process (lib/launcher.ts); undefined when an app set `launcher: 'ignore'`. */
   launcher: () => Launcher | undefined
   /** In a process a reboot started: while its old process can still roll that reboot back. */
@@ -48,8 +48,10 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   if (launcher?.rebootProblem !== undefined) {
     return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under ${launcher.name} (${launcher.evidence}): ${launcher.rebootProblem}; the option launcher: 'ignore' reboots anyway`)
   }
-  if (launcher?.kind === 'systemd' && f.pidFile() === undefined) {
-    return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under systemd (${launcher.evidence}) without a PID file: systemd would take the old process's exit for the service's end and stop the successor; set the option pidFile and PIDFile= to the same path in the unit (see the systemd recipe), or launcher: 'ignore' to reboot anyway`)
+  // With a notify socket systemd learns the successor from MAINPID= (lib/lifecycle/notify.ts).
+  const notifies = (f.host.env.NOTIFY_SOCKET ?? '') !== ''
+  if (launcher?.kind === 'systemd' && f.pidFile() === undefined && !notifies) {
+    return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under systemd (${launcher.evidence}) without a PID file or a notify socket: systemd would take the old process's exit for the service's end and stop the successor; use the unit with Type=notify and NotifyAccess=all, or set the option pidFile and PIDFile= to the same path in the unit (see the systemd recipe in docs/operations.md), or launcher: 'ignore' to reboot anyway`)
   }
   for (const why of f.blockers()) {
     if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)
