@@ -23,10 +23,11 @@ if (problem !== undefined && process.env.CI !== 'true') console.log(`test/system
 
 /**
  * A unit of example/systemd/ made to run here: the fixture app as root in this checkout, port 0, the
- * package's CLI from this build, stdout and stderr appended to `log`; each line the test rewrites must be
+ * package's CLI from this build (at the paths systemd's namespace sees them), stdout and stderr appended to `log`; each line the test rewrites must be
  * in the example (so the example cannot drift from what is tested).
  */
-function unitFrom (example: string, log: string, modeFile: string): string {
+function unitFrom (example: string, log: string, modeFile: string, visible: (hostPath: string) => string): string {
+  const [node, fixture, cli, root] = [process.execPath, FIXTURE, CLI, ROOT].map(visible)
   let text = fs.readFileSync(path.join(ROOT, 'example', 'systemd', example), 'utf8')
   const swap = (from: RegExp, to: string): void => {
     if (!from.test(text)) throw new Error(`example/systemd/${example} has no line matching ${String(from)}`)
@@ -35,10 +36,10 @@ function unitFrom (example: string, log: string, modeFile: string): string {
   swap(/^\[Unit\]$/m, '[Unit]\nDefaultDependencies=no')
   swap(/^(After|Wants)=network-online.target\n/mg, '')
   swap(/^(User|Group)=app\n/mg, '')
-  swap(/^WorkingDirectory=.*$/m, `WorkingDirectory=${ROOT}`)
+  swap(/^WorkingDirectory=.*$/m, `WorkingDirectory=${String(root)}`)
   swap(/^Environment=PORT=3000$/m, `Environment=PORT=0\nEnvironment=MODE_FILE=${modeFile}`)
-  swap(/^ExecStart=\/usr\/bin\/node \/opt\/app\/dist\/server.js$/m, `ExecStart=${process.execPath} ${FIXTURE}\nStandardOutput=append:${log}\nStandardError=append:${log}`)
-  if (/^ExecReload=\/opt\/app\/node_modules\/.bin\/graceful-reboot /m.test(text)) swap(/^ExecReload=\/opt\/app\/node_modules\/.bin\/graceful-reboot /m, `ExecReload=${process.execPath} ${CLI} `)
+  swap(/^ExecStart=\/usr\/bin\/node \/opt\/app\/dist\/server.js$/m, `ExecStart=${String(node)} ${String(fixture)}\nStandardOutput=append:${log}\nStandardError=append:${log}`)
+  if (/^ExecReload=\/opt\/app\/node_modules\/.bin\/graceful-reboot /m.test(text)) swap(/^ExecReload=\/opt\/app\/node_modules\/.bin\/graceful-reboot /m, `ExecReload=${String(node)} ${String(cli)} `)
   swap(/^\[Install\][^]*$/m, '')
   return text
 }
@@ -49,11 +50,11 @@ async function boot (t: ExecutionContext, example: string): Promise<Service> {
   // The unit's files live beside systemd's folder, which the helper makes: write them once it exists.
   let log = ''
   let modeFile = ''
-  const sd = await bootSystemd(t, (dir) => {
+  const sd = await bootSystemd(t, (dir, visible) => {
     log = path.join(dir, 'app.log')
     modeFile = path.join(dir, 'mode')
     fs.writeFileSync(log, '')
-    return { 'app.service': unitFrom(example, log, modeFile) }
+    return { 'app.service': unitFrom(example, log, modeFile, visible) }
   })
   return { sd, lines: followLines(t, log), modeFile }
 }

@@ -60,14 +60,22 @@ function collect (command: string, args: string[], timeoutMs: number): Promise<C
 }
 
 /**
- * Boots systemd with the units `unitsIn(dir)` gives (file name -> text) in /run/systemd/system and a
+ * Boots systemd with the units `unitsIn(dir, visible)` gives (file name -> text) in /run/systemd/system and a
  * target that wants nothing else; resolves once it has started that target.
  */
-export async function bootSystemd (t: ExecutionContext, unitsIn: (dir: string) => Record<string, string>): Promise<Systemd> {
+export async function bootSystemd (t: ExecutionContext, unitsIn: (dir: string, visible: (hostPath: string) => string) => Record<string, string>): Promise<Systemd> {
   const dir = fs.mkdtempSync('/var/tmp/graceful-reboot-systemd-')
   t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
   fs.mkdirSync(path.join(dir, 'units'))
-  const units = unitsIn(dir)
+  // The machine's /tmp (where CI's Node binaries or a clone may live), bound read-only under dir
+  // before the private tmpfs hides it: `visible` gives the path a service sees for a host path.
+  const hostTmp = path.join(dir, 'host-tmp')
+  fs.mkdirSync(hostTmp)
+  const visible = (hostPath: string): string => {
+    const real = fs.realpathSync(hostPath)
+    return real === '/tmp' || real.startsWith('/tmp/') ? path.join(hostTmp, real.slice('/tmp'.length)) : real
+  }
+  const units = unitsIn(dir, visible)
   const booted = path.join(dir, 'booted')
   execFileSync('mkfifo', [booted])
   const all: Record<string, string> = {
@@ -78,6 +86,8 @@ export async function bootSystemd (t: ExecutionContext, unitsIn: (dir: string) =
   for (const [name, text] of Object.entries(all)) fs.writeFileSync(path.join(dir, 'units', name), text)
   const script = [
     'set -e',
+    `mount --bind /tmp ${hostTmp}`,
+    `mount -o remount,bind,ro ${hostTmp}`,
     'mount -t tmpfs tmpfs /tmp',
     'mount -t tmpfs tmpfs /run',
     'mkdir -p /run/systemd/system',
