@@ -52,6 +52,10 @@ export type HandoffEvent =
   | { step: 'announced', pid: number, parentPid: number | undefined }
 
 export interface LifecycleEvents {
+  /** The lifecycle's state changed: 'draining' is a drain's start (a shutdown, or the old process of a reboot). */
   state: [state: LifecycleState, previous: LifecycleState]
+  /** A step of a reboot (HandoffEvent). */
   handoff: [event: HandoffEvent]
+  /** A drain finished (before the process exits): what it did, the exit code it earned. */
+  shutdown: [result: ShutdownResult]
 }

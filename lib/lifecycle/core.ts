@@ -1,6 +1,5 @@
-// Runs in both processes: the one owner of process state (running -> draining -> stopped, and
-// rebooting), shared by every app and every copy of the package. It wires the jobs that live in files
-// of their own: app registry, shutdown run and exit code, process exit, reboot controller, new side.
+// Runs in both processes: the one owner of process state (running -> draining -> stopped, rebooting), shared by
+// every app and copy of the package; it wires the jobs of the other files (registry, shutdown, exit, reboot, new side).
 import { EventEmitter } from 'node:events'
 import { InvalidOptionError, type RebootError, describe } from '../errors'
 import type { GracefulUnit } from '../drain/app'
@@ -22,6 +21,7 @@ import { ProcessLoggers } from './logging'
 import { RebootController } from './reboot'
 import { AppRegistry } from './registry'
 import { drainApps, type Cause } from './shutdown'
+import type { LifecycleStats } from './stats'
 import { StatusReporter } from './status'
 
 /** The process-wide coordinator: `shutdown()` drains every app in parallel, runs their framework close, decides the exit code and exits (unless `exit: false`). */
@@ -97,7 +97,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   get signalsRelayed (): boolean { return relaysSignals(this.launcher.kind) }
   /** What runs this process (a terminal, systemd, nodemon, an npm script, PM2...), read once from its parent (lib/launcher.ts). */
   get launcher (): Launcher { return this.launchers.launcher }
-
   /** The sockets this process inherited (from the old process of a reboot, or systemd), read once. */
   get inherited (): Inherited {
     this.fromEnv ??= this.host.inherited()
@@ -108,7 +107,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   get started (): boolean { return this.newSide.announced }
   /** The manual readiness switch (default true): false takes this process out of traffic (/health/ready 503) without draining. */
   get readyForTraffic (): boolean { return this.readySwitch }
-
   /** Sets the manual readiness switch; /health/ready also needs state 'running' (or 'rebooting') and `started`. */
   setReady (ready: boolean): void {
     if (typeof ready !== 'boolean') throw new InvalidOptionError(`setReady() takes true or false, got ${describe(ready)}`)
@@ -133,7 +131,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   get log (): Logger { return this.loggers.log }
   /** The logger for an app whose own logger is `base`: every line names this pid and role (lib/log.ts). */
   logger (base?: Logger): Logger { return this.loggers.logger(base) }
-
   /** 'old' from the start of a reboot until exit (unless it fails), 'new' in a process a reboot started. */
   get role (): LogRole | undefined {
     if (this.reboots.handingOver) return 'old'
@@ -142,7 +139,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** The registered apps (for tests and diagnostics). */
   get apps (): readonly GracefulUnit[] { return this.units.list() }
-
   /** Adds an app. After a completed shutdown (with `exit: false`) the lifecycle starts over. */
   register (unit: GracefulUnit): void {
     if (this.current === 'stopped') {
@@ -197,6 +193,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     return this.reboots.start(limit, options)
   }
 
+  /** See `Lifecycle.stats` (index.ts). */
+  stats (): LifecycleStats { return this.status.stats.snapshot() }
+
   /** See `Lifecycle.announceReady` (index.ts). */
   announceReady (): void {
     this.newSide.announcement().announce()
@@ -242,8 +241,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
       const rolledBack = this.newSide.failing(reason, trigger)
       const units = this.units.list()
-      // With no app registered there is nothing of ours to end the process for; a crash (below) ends it
-      // even with exit: false (its servers are closed: it would serve nothing).
+      // No app registered: nothing of ours to end the process for; a crash (below) ends it even with exit: false.
       const exit = units.length > 0 && units.every((u) => u.options.exit)
       log.info({ reason, trigger, timeout, apps: units.length }, 'graceful-reboot: shutting down')
       const handOver = this.reboots.takeHandOver()
@@ -267,6 +265,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
       // The last process of its line: no one accepts on those paths any more (a rollback's old process does).
       if (reason !== 'reboot' && !rolledBack && trigger !== 'rollback') removeSocketPaths(adoptedPaths)
+      try { this.emit('shutdown', result) } catch (err) { log.error({ err }, "graceful-reboot: a 'shutdown' listener threw; exiting anyway") }
       this.setState('stopped')
       for (const u of units) this.unregister(u)
       const by = this.signals.restartSignal

@@ -6,6 +6,7 @@ import type { LifecycleEvents, LifecycleState, RebootOptions, ShutdownOptions, S
 import type { Launcher } from '../launcher'
 import type { LogRole } from '../log'
 import { ProcessLifecycle } from './core'
+import type { LifecycleStats } from './stats'
 
 export { ProcessLifecycle } from './core'
 export type { LifecycleHost } from './host'
@@ -52,6 +53,12 @@ export interface Lifecycle extends Pick<EventEmitter<LifecycleEvents>, 'on' | 'o
    * unless an app has `readiness: 'manual'`. Idempotent.
    */
   announceReady (): void
+  /**
+   * Counts over this process's life (a successor starts from zero): reboot requests and their
+   * outcomes, drains, connections handed over, kept and forced, and the last reboot's step and
+   * timings. A copy, safe to keep.
+   */
+  stats (): LifecycleStats
 }
 
 const GLOBAL_KEY = Symbol.for('graceful-reboot.lifecycle')

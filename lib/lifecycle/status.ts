@@ -4,6 +4,7 @@
 import type { EventEmitter } from 'node:events'
 import type { HandoffEvent, LifecycleEvents, LifecycleState } from '../events'
 import type { LogRole, Logger } from '../log'
+import { StatsRecorder } from './stats'
 import { removeStatus, writeStatus, type RebootStatus, type RebootStep, type StatusRecord } from '../status-file'
 
 export interface StatusContext {
@@ -23,7 +24,8 @@ const KEPT_ATTEMPTS = 8
 export class StatusReporter {
   private readonly ctx: StatusContext
   private readonly startedAt = Date.now()
-  private readonly counts = { requested: 0, refused: 0, failed: 0, succeeded: 0 }
+  /** What `lifecycle().stats()` returns; its counts go into the file too. */
+  readonly stats: StatsRecorder
   /** The last reboot requests, oldest first: a refusal while a reboot runs must not hide that reboot's verdict. */
   private readonly attempts: RebootStatus[] = []
   /** The PID file whose status file this process wrote (removed at exit). */
@@ -32,6 +34,8 @@ export class StatusReporter {
 
   constructor (events: Pick<EventEmitter<LifecycleEvents>, 'on'>, ctx: StatusContext) {
     this.ctx = ctx
+    // First: the counts are up to date when this reporter writes a step.
+    this.stats = new StatsRecorder(events, () => Date.now())
     // Stopped: the process ends (or, with `exit: false`, serves no more): its status file goes.
     events.on('state', (state) => { if (state === 'stopped') this.remove(); else this.write() })
     events.on('handoff', (e) => { this.handoff(e) })
@@ -41,15 +45,12 @@ export class StatusReporter {
   handoff (e: HandoffEvent): void {
     switch (e.step) {
       case 'refused':
-        this.counts.refused++
         this.begin({ step: 'refused', trigger: e.trigger, error: brief(e.error) })
         break
       case 'serving':
-        this.counts.succeeded++
         this.afterSystemd(() => { this.update('serving') })
         break
       case 'failed':
-        this.counts.failed++
         this.afterSystemd(() => { this.update('failed', e.error) })
         break
       case 'spawned':
@@ -64,6 +65,11 @@ export class StatusReporter {
       default:
         this.write()
     }
+  }
+
+  private counts (): StatusRecord['reboots'] {
+    const { requested, refused, failed, succeeded } = this.stats.snapshot().reboots
+    return { requested, refused, failed, succeeded }
   }
 
   /** A verdict is written once systemd knows it (MAINPID= of the successor, or READY=1 after a rollback). */
@@ -82,7 +88,7 @@ export class StatusReporter {
       role: this.ctx.role() ?? null,
       startedAt: this.startedAt,
       updatedAt: Date.now(),
-      reboots: { ...this.counts },
+      reboots: this.counts(),
       attempts: this.attempts
     }
     try {
@@ -102,8 +108,7 @@ export class StatusReporter {
   }
 
   private begin (attempt: Omit<RebootStatus, 'seq' | 'at'>): void {
-    this.counts.requested++
-    this.attempts.push({ seq: this.counts.requested, at: Date.now(), ...attempt })
+    this.attempts.push({ seq: this.stats.snapshot().reboots.requested, at: Date.now(), ...attempt })
     if (this.attempts.length > KEPT_ATTEMPTS) this.attempts.shift()
     this.write()
   }
