@@ -4,6 +4,7 @@ import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
 import { MAX_MS } from './limits'
 import { checkPidFile } from './pidfile'
+import { resolveChecks, type HealthCheck, type ResolvedCheck } from './health-options'
 
 export type SignalAction = 'shutdown' | 'reboot'
 /**
@@ -28,6 +29,8 @@ export interface AdminOptions {
 export interface HealthOptions {
   /** Path prefix of the probes. Default '/health' (-> /health/live, /health/ready, /health/startup). */
   prefix?: string
+  /** The app's own checks (a database ping...): a probe they are for answers 503 `failing` when one fails or times out. Default none. */
+  checks?: HealthCheck[]
 }
 
 export interface GracefulOptions {
@@ -93,7 +96,7 @@ export interface ResolvedOptions {
   idleGrace: number
   readinessDelay: number
   admin: AdminOptions | undefined
-  health: Required<HealthOptions> | undefined
+  health: { prefix: string, checks: ResolvedCheck[] } | undefined
   pidFile: string | undefined
   rebootTimeout: number
   rebootProbation: number
@@ -126,8 +129,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   const timeout = ms(o.timeout, 'timeout', DEFAULTS.timeout)
   const readinessDelay = ms(o.readinessDelay, 'readinessDelay', DEFAULTS.readinessDelay)
   if (readinessDelay > 0 && readinessDelay >= timeout) {
-    const t = o.timeout === undefined ? `${timeout} ms, the default` : `${timeout} ms`
-    throw new InvalidOptionError(`"readinessDelay" (${readinessDelay} ms) must be less than "timeout" (${t}): the delay is counted inside the drain's deadline, so every drain would be forced`)
+    throw new InvalidOptionError(`"readinessDelay" (${readinessDelay} ms) must be less than "timeout" (${timeout} ms${o.timeout === undefined ? ', the default' : ''}): the delay is counted inside the drain's deadline, so every drain would be forced`)
   }
   const pidFile = optionalString(o.pidFile, 'pidFile')
   const resolved: ResolvedOptions = {
@@ -259,17 +261,17 @@ export function checkToken (value: unknown): string {
   return value
 }
 
-function resolveHealth (value: unknown): Required<HealthOptions> | undefined {
+function resolveHealth (value: unknown): ResolvedOptions['health'] {
   if (value === undefined || value === false) return undefined
-  if (value === true) return { prefix: '/health' }
+  if (value === true) return { prefix: '/health', checks: [] }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidOptionError(`"health" must be true or an object like { prefix }, got ${describe(value)}`)
+    throw new InvalidOptionError(`"health" must be true or an object like { prefix, checks }, got ${describe(value)}`)
   }
   const h = value as Record<string, unknown>
   for (const key of Object.keys(h)) {
-    if (key !== 'prefix') throw new InvalidOptionError(`unknown option "health.${key}" (known: prefix)`)
+    if (key !== 'prefix' && key !== 'checks') throw new InvalidOptionError(`unknown option "health.${key}" (known: prefix, checks)`)
   }
-  return { prefix: h.prefix === undefined ? '/health' : prefix(h.prefix, 'health.prefix') }
+  return { prefix: h.prefix === undefined ? '/health' : prefix(h.prefix, 'health.prefix'), checks: resolveChecks(h.checks) }
 }
 
 function prefix (value: unknown, name: string): string {

@@ -151,7 +151,7 @@ test('good values are kept', (t) => {
   t.deepEqual(o.signals, { SIGHUP: 'reboot', SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' }, 'merged with the defaults')
   t.is(o.logger, logger)
   t.deepEqual(resolveOptions({ admin: true, health: true }).admin, {})
-  t.deepEqual(resolveOptions({ admin: true, health: true }).health, { prefix: '/health' })
+  t.deepEqual(resolveOptions({ admin: true, health: true }).health, { prefix: '/health', checks: [] })
   t.is(resolveOptions({ admin: false, health: false }).admin, undefined)
 })
 

@@ -6,7 +6,8 @@ import { core } from '../lifecycle'
 import type { ResolvedOptions } from '../options'
 import { ADMIN_ACTIONS, AdminGate, startWhenWritten } from '../routes/admin'
 import { peerAddress } from '../routes/local-call'
-import { HEALTH_HEADERS, PROBES, probe } from '../routes/health'
+import { CheckRunner } from '../routes/checks'
+import { HEALTH_HEADERS, PROBES, probeWithChecks } from '../routes/health'
 
 type ExpressHandler = (req: http.IncomingMessage & { originalUrl?: string }, res: http.ServerResponse) => void
 interface ExpressRoutes {
@@ -27,10 +28,10 @@ export function mountExpressRoutes (app: unknown, options: ResolvedOptions): voi
   }
   const life = core()
   if (health !== undefined) {
+    const checks = new CheckRunner(health.checks)
     for (const which of PROBES) {
       routes.get.call(app, `${health.prefix}/${which}`, (_req, res) => {
-        const a = probe(which, life)
-        sendJson(res, a.status, HEALTH_HEADERS, a.body)
+        void probeWithChecks(which, life, checks).then((a) => { sendJson(res, a.status, HEALTH_HEADERS, a.body) })
       })
     }
   }

@@ -5,7 +5,8 @@ import { core } from '../lifecycle'
 import type { ResolvedOptions } from '../options'
 import { ADMIN_ACTIONS, AdminGate, MAX_SECOND, startWhenWritten } from '../routes/admin'
 import { peerAddress } from '../routes/local-call'
-import { HEALTH_HEADERS, PROBES, probe } from '../routes/health'
+import { CheckRunner } from '../routes/checks'
+import { HEALTH_HEADERS, PROBES, probeWithChecks } from '../routes/health'
 
 /** The JSON schema of the admin query, for Fastify (and its documentation tools). */
 const SECOND_QUERY_SCHEMA = {
@@ -27,14 +28,15 @@ export function mountFastifyRoutes (fastify: FastifyInstance, options: ResolvedO
   const life = core()
   fastify.register((scope, _opts, done) => {
     if (health !== undefined) {
+      const checks = new CheckRunner(health.checks)
       for (const which of PROBES) {
         scope.route({
           method: 'GET',
           url: `${health.prefix}/${which}`,
           // Probes arrive every few seconds: keep them out of the request log.
           logLevel: 'warn',
-          handler: (_req: FastifyRequest, reply: FastifyReply) => {
-            const a = probe(which, life, appDraining())
+          handler: async (_req: FastifyRequest, reply: FastifyReply) => {
+            const a = await probeWithChecks(which, life, checks, appDraining())
             return reply.code(a.status).headers(HEALTH_HEADERS).send(a.body)
           }
         })
