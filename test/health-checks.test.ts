@@ -5,23 +5,12 @@
 import http from 'node:http'
 import test from 'ava'
 import { resolveOptions } from '../lib/options'
-import { builders, fastifyBuilder } from './helpers/servers'
+import { builders, fastifyBuilder, getJson } from './helpers/servers'
 
 interface Answer { status: number, body: { status: string, checks?: Record<string, { ok: boolean, ms: number, error?: string }> } }
 
-function probe (port: number, p: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
-      let text = ''
-      res.setEncoding('utf8').on('data', (s: string) => { text += s }).on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Answer['body'] })
-        } catch (err) {
-          reject(err)
-        }
-      })
-    }).on('error', reject)
-  })
+function probe (port: number, p: string, agent: http.Agent | false = false): Promise<Answer> {
+  return getJson<Answer['body']>(port, p, agent)
 }
 
 for (const b of builders) {
@@ -98,12 +87,7 @@ test('fastify: an app that is closing answers /ready 503 draining without runnin
   t.teardown(() => { agent.destroy() })
   await new Promise<void>((resolve, reject) => { http.get({ host: '127.0.0.1', port: s.port, path: '/health/live', agent }, (res) => { res.resume().on('end', resolve) }).on('error', reject) })
   const closing = s.close()
-  const during = await new Promise<Answer>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: s.port, path: '/health/ready', agent }, (res) => {
-      let text = ''
-      res.setEncoding('utf8').on('data', (c: string) => { text += c }).on('end', () => { resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Answer['body'] }) })
-    }).on('error', reject)
-  })
+  const during = await probe(s.port, '/health/ready', agent)
   await closing
   t.deepEqual(during, { status: 503, body: { status: 'draining' } })
   t.is(runs, 1, 'not run while draining')

@@ -7,22 +7,9 @@ import os from 'node:os'
 import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { startFixture } from './helpers/fixture'
+import { getJson } from './helpers/servers'
 import type { LifecycleStats } from '../index'
 
-function get (port: number, p: string, agent: http.Agent | false = false): Promise<{ status: number, body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: p, agent }, (res) => {
-      let text = ''
-      res.setEncoding('utf8').on('data', (s: string) => { text += s }).on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> })
-        } catch (err) {
-          reject(err)
-        }
-      })
-    }).on('error', reject)
-  })
-}
 
 function start (t: ExecutionContext): { f: ReturnType<typeof startFixture>, modeFile: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-stats-'))
@@ -35,7 +22,7 @@ test('stats() after a reboot: the old process counts one reboot started and succ
   const { f } = start(t)
   const first = await f.waitFor((e) => e.event === 'listening' && e.parent === null)
   const port = first.port as number
-  const before = (await get(port, '/stats')).body as unknown as LifecycleStats
+  const before = (await getJson(port, '/stats')).body as unknown as LifecycleStats
   t.deepEqual(before, {
     reboots: { requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0, lost: 0 },
     drains: 0,
@@ -45,7 +32,7 @@ test('stats() after a reboot: the old process counts one reboot started and succ
   // Three keep-alive connections, idle in the agent's pool when the reboot starts.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 3 })
   t.teardown(() => { agent.destroy() })
-  await Promise.all([1, 2, 3].map((id) => get(port, `/?id=${id}`, agent)))
+  await Promise.all([1, 2, 3].map((id) => getJson(port, `/?id=${id}`, agent)))
   process.kill(f.pid, 'SIGUSR2')
   const next = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid)
   f.track(next.pid as number)
@@ -60,9 +47,9 @@ test('stats() after a reboot: the old process counts one reboot started and succ
   const last = s.lastReboot
   t.true(last !== null && typeof last.readyMs === 'number' && typeof last.servingMs === 'number' && last.servingMs >= last.readyMs, JSON.stringify(last))
   // The moved connections are served by the successor, which counts nothing yet.
-  const after = await get(port, '/stats', agent)
+  const after = await getJson(port, '/stats', agent)
   t.like(after.body, { reboots: { requested: 0, started: 0 }, drains: 0, lastReboot: null })
-  t.is((await get(port, '/?id=4', agent)).body.pid, next.pid)
+  t.is((await getJson(port, '/?id=4', agent)).body.pid, next.pid)
 })
 
 test('stats() after a rollback: one reboot started and failed, with the error; no drain', async (t) => {
@@ -73,7 +60,7 @@ test('stats() after a rollback: one reboot started and failed, with the error; n
   const next = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid)
   f.track(next.pid as number)
   await f.waitFor((e) => e.event === 'handoff' && e.step === 'failed' && e.pid === first.pid)
-  const s = (await get(first.port as number, '/stats')).body as unknown as LifecycleStats
+  const s = (await getJson(first.port as number, '/stats')).body as unknown as LifecycleStats
   t.like(s, {
     reboots: { requested: 1, started: 1, succeeded: 0, failed: 1 },
     drains: 0,

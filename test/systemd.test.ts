@@ -11,6 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { startFixture, type FixtureEvent } from './helpers/fixture'
+import { getJson } from './helpers/servers'
 import { bootSystemd, followLines, systemdProblem, type LineFile, type Systemd } from './helpers/systemd'
 
 const ROOT = path.join(__dirname, '..', '..')
@@ -66,20 +67,6 @@ async function props (sd: Systemd): Promise<Props> {
   return { MainPID: p.MainPID ?? '', ActiveState: p.ActiveState ?? '', SubState: p.SubState ?? '', Result: p.Result ?? '', StatusText: p.StatusText ?? '' }
 }
 
-function get (port: number, p: string, agent: http.Agent | false = false): Promise<{ status: number, body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: p, agent }, (res) => {
-      let text = ''
-      res.setEncoding('utf8').on('data', (s: string) => { text += s }).on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> })
-        } catch (err) {
-          reject(err)
-        }
-      })
-    }).on('error', reject)
-  })
-}
 
 /** Keep-alive loops that run until `stop()` (at most 20,000 requests each): every answer checked against its id. */
 function load (t: ExecutionContext, port: number, loops: number): { stop: () => Promise<{ sent: number, failed: string[] }> } {
@@ -92,7 +79,7 @@ function load (t: ExecutionContext, port: number, loops: number): { stop: () => 
     for (let i = 0; running && i < 20_000; i++) {
       const id = sent++
       try {
-        const r = await get(port, `/?id=${id}`, agent)
+        const r = await getJson(port, `/?id=${id}`, agent)
         if (r.status !== 200 || r.body.id !== id) failed.push(`${id}: ${r.status} ${JSON.stringify(r.body)}`)
       } catch (err) {
         failed.push(`${id}: ${(err as Error).message}`)
@@ -124,7 +111,7 @@ systemdTest('Type=notify unit (example/systemd/app-notify.service): start return
   t.is(Number(p.MainPID), first.pid as number)
   t.regex(p.StatusText, /^serving \(pid \d+\)/)
   const port = first.port as number
-  t.is((await get(port, '/?id=-1')).status, 200)
+  t.is((await getJson(port, '/?id=-1')).status, 200)
   const traffic = load(t, port, 6)
   let main = first.pid as number
   for (let i = 0; i < 3; i++) {
@@ -155,7 +142,7 @@ systemdTest('Type=notify unit: a successor that crashes 300 ms after it serves (
   t.is(Number(p.MainPID), first.pid as number)
   t.is(p.ActiveState, 'active')
   t.regex(p.StatusText, /the reboot failed/)
-  const r = await get(first.port as number, '/?id=1')
+  const r = await getJson(first.port as number, '/?id=1')
   t.is(r.status, 200)
   t.is(r.body.pid, first.pid)
 })
@@ -164,7 +151,7 @@ systemdTest('Type=notify unit: stop with a 1.5 s request in flight lets it finis
   const { sd, lines } = await boot(t, 'app-notify.service')
   t.is((await sd.ctl('start', 'app.service')).code, 0)
   const first = await listening(lines, null)
-  const slow = get(first.port as number, '/slow?ms=1500')
+  const slow = getJson(first.port as number, '/slow?ms=1500')
   await lines.waitFor((e) => e.event === 'slow-started')
   const stop = await sd.ctl('stop', 'app.service')
   t.is(stop.code, 0, stop.stderr)
@@ -219,7 +206,7 @@ test('NOTIFY_SOCKET set but no systemd-notify to run: one warning naming the fix
   f.track(next.pid as number)
   await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid)
   t.is(Number(fs.readFileSync(pidFile, 'utf8').trim()), next.pid as number)
-  const r = await get(first.port as number, '/?id=7')
+  const r = await getJson(first.port as number, '/?id=7')
   t.like(r, { status: 200, body: { id: 7, pid: next.pid } })
   t.is(f.lines.filter((e) => e.pid === first.pid && warned(e)).length, 1, 'one warning in the old process, not one per message')
 })

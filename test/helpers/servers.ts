@@ -336,6 +336,17 @@ export function get (origin: string, path: string, agent: http.Agent, onSocket?:
   })
 }
 
+/** GET `http://127.0.0.1:<port><path>` (a fresh connection unless `agent`): the status and the body parsed as JSON. */
+export async function getJson<T = Record<string, unknown>> (port: number, path: string, agent: http.Agent | false = false): Promise<{ status: number, body: T }> {
+  const a = await new Promise<{ status: number, text: string }>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (c: string) => { text += c }).once('end', () => { resolve({ status: res.statusCode ?? 0, text }) }).once('error', reject)
+    }).once('error', reject)
+  })
+  return { status: a.status, body: JSON.parse(a.text) as T }
+}
+
 /**
  * Marks promises as handled (their rejections still reach whoever awaits them), so requests cut by
  * a teardown after a failed assertion do not add "unhandled rejection" noise. Returns the same list.
