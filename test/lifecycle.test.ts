@@ -211,6 +211,18 @@ test('a clean shutdown exits 0, once, after the result is settled', async (t) =>
   t.deepEqual(w.seam.exits, [0])
 })
 
+test('a \'shutdown\' listener that throws is logged and the process still exits with the result\'s code', async (t) => {
+  const w = world()
+  w.unit()
+  const seen: ShutdownResult[] = []
+  w.life.on('shutdown', (r) => { seen.push(r); throw new Error('metrics push failed') })
+  const exited = w.seam.nextExit()
+  const r = await w.life.shutdown(1_000)
+  t.deepEqual(seen, [r])
+  t.is(await exited, 0)
+  t.true(w.log.lines.some((l) => l.level === 'error' && l.msg.includes("a 'shutdown' listener threw; exiting anyway")))
+})
+
 test('a failed finalizer earns exit code 76 and is named in the result', async (t) => {
   const w = world()
   const u = w.unit()

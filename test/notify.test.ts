@@ -1,6 +1,6 @@
 // Runs in the test process: what lib/lifecycle/notify.ts tells systemd at each step, one message at a
 // time, through a fake spawn that records each `systemd-notify` run and ends it when the test says.
-// test/systemd.test.ts drives the same code under a real systemd.
+// Also the lifecycle's exit waiting for it. test/systemd.test.ts drives the same code under a real systemd.
 import { EventEmitter } from 'node:events'
 import type { ChildProcess } from 'node:child_process'
 import test from 'ava'
@@ -8,7 +8,12 @@ import { RebootError } from '../lib/errors'
 import type { LifecycleEvents, LifecycleState } from '../lib/events'
 import { SystemdNotifier } from '../lib/lifecycle/notify'
 import type { Cause } from '../lib/lifecycle/shutdown'
-import { memoryLogger } from './fixtures/finalizer-fake-seam'
+import { GracefulUnit } from '../lib/drain/app'
+import { Inherited } from '../lib/incoming/inherited'
+import { ProcessLifecycle } from '../lib/lifecycle'
+import type { LifecycleHost } from '../lib/lifecycle/host'
+import { resolveOptions } from '../lib/options'
+import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
 
 interface Run { command: string, args: readonly string[], env: NodeJS.ProcessEnv | undefined, child: EventEmitter & { killed?: string } }
 
@@ -126,4 +131,37 @@ test('systemd-notify missing: one warning naming the fix, then no more runs', as
   const warnings = log.lines.filter((l) => l.level === 'warn')
   t.is(warnings.length, 1)
   t.regex(warnings[0]?.msg ?? '', /NOTIFY_SOCKET is set but systemd-notify could not be run: .*install systemd's systemd-notify, give the unit NotifyAccess=all, or use the PID-file unit/)
+})
+
+test('the process ends only once systemd-notify has delivered what the shutdown sent (STOPPING=1): an old process must not exit before systemd has the successor\'s MAINPID=', async (t) => {
+  const seam = new FakeSeam()
+  const runs: Array<EventEmitter & { args: readonly string[] }> = []
+  const host: LifecycleHost = {
+    spawn: (_command, args) => {
+      const child = Object.assign(new EventEmitter(), { args, kill: () => true })
+      runs.push(child)
+      return child as unknown as ChildProcess
+    },
+    execPath: '/usr/bin/node',
+    execArgv: [],
+    argv: ['/srv/app/server.js'],
+    cwd: '/srv/app',
+    env: { NOTIFY_SOCKET: '/run/systemd/notify' },
+    isClusterWorker: false,
+    exitingInit: () => undefined,
+    terminalSession: () => undefined,
+    launcherFacts: () => ({ ancestors: [{ pid: 1, comm: 'systemd', argv: ['/sbin/init'] }], env: {} }),
+    inherited: () => new Inherited([], undefined, false),
+    send: () => true,
+    onParentMessage: () => () => {}
+  }
+  const life = new ProcessLifecycle(seam, host)
+  life.register(new GracefulUnit('app', resolveOptions({ timeout: 1000 }), memoryLogger(), seam))
+  await life.shutdown(1000)
+  await settle()
+  t.deepEqual(runs.map((r) => r.args[0]), ['STOPPING=1'])
+  t.deepEqual(seam.exits, [], 'waiting for systemd-notify')
+  runs[0]?.emit('exit', 0, null)
+  await settle()
+  t.deepEqual(seam.exits, [0])
 })

@@ -177,12 +177,11 @@ systemdTest('PIDFile= unit (example/systemd/app.service): three reloads under ke
   for (let i = 0; i < 3; i++) {
     t.is((await sd.ctl('reload', 'app.service')).code, 0)
     const next = await listening(lines, main)
-    // systemd follows the PID file when the old process exits.
+    // systemd reads the PID file again when it reaps the old process (its child): once that pid is gone.
     await lines.waitFor((e) => e.event === 'exit' && e.pid === main)
-    const p = await sd.waitFor(async () => {
-      const now = await props(sd)
-      return Number(now.MainPID) === next.pid ? now : undefined
-    }, 10_000, `MainPID ${String(next.pid)}`)
+    await sd.run('tail', `--pid=${main}`, '-f', '/dev/null')
+    const p = await props(sd)
+    t.is(Number(p.MainPID), next.pid as number, `reload ${i + 1}: MainPID follows the PID file`)
     t.is(p.ActiveState, 'active')
     main = next.pid as number
   }

@@ -40,8 +40,6 @@ export interface Systemd {
   show: (unit: string, ...props: string[]) => Promise<Record<string, string>>
   /** Runs a command inside the namespace (its pids, its /proc). */
   run: (command: string, ...args: string[]) => Promise<CtlResult>
-  /** Asks `check` again (100 ms apart) until it gives a value: for what systemd does on its own (following a PID file). */
-  waitFor: <T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string) => Promise<T>
 }
 
 function collect (command: string, args: string[], timeoutMs: number): Promise<CtlResult> {
@@ -135,15 +133,6 @@ export async function bootSystemd (t: ExecutionContext, unitsIn: (dir: string, v
     dir,
     ctl,
     run: (command, ...args) => collect('nsenter', [...ns, command, ...args], 30_000),
-    waitFor: async <T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> => {
-      const end = Date.now() + timeoutMs
-      for (;;) {
-        const v = await check()
-        if (v !== undefined) return v
-        if (Date.now() > end) throw new Error(`systemd: no ${what} within ${timeoutMs} ms`)
-        await new Promise((resolve) => { setTimeout(resolve, 100) })
-      }
-    },
     show: async (unit, ...props) => {
       const r = await ctl('show', unit, ...props.flatMap((p) => ['-p', p]))
       const out: Record<string, string> = {}
@@ -206,13 +195,9 @@ export function followLines (t: ExecutionContext, file: string): LineFile {
       }
     }
   }
-  // inotify for the appends, and a read every 100 ms in case a change is not reported.
+  // Each append by a service is an inotify event on the file.
   const watcher = fs.watch(file, () => { read() })
-  const every = setInterval(read, 100)
-  t.teardown(() => {
-    watcher.close()
-    clearInterval(every)
-  })
+  t.teardown(() => { watcher.close() })
   return {
     lines,
     text: () => all,
