@@ -16,6 +16,9 @@ export type { HealthCheck, HealthProbe } from './lib/health-options'
 export type { CheckOutcome } from './lib/routes/checks'
 export type { Finalizer, FinalizerContext, FinalizerOptions, FinalizerOutcome, ShutdownReason } from './lib/drain/finalizers'
 export type { UnitResult } from './lib/drain/app'
+export type { Snapshot } from './lib/outgoing/state'
+export type { RebootStep, RebootHook, RebootHookContext, RebootHookOptions } from './lib/lifecycle/hooks'
+export type { StartupService, StartupOptions, StartupContext, StartupOutcome, StartupState } from './lib/startup/graph'
 export { FINAL_GOAWAY_MAX_DELAY, type Http2DrainCounts } from './lib/drain/http2'
 export type { Logger, LogRole } from './lib/log'
 export type { KeptReason } from './lib/handoff/socket'
@@ -29,5 +32,10 @@ export {
   AlreadyRegisteredError,
   PidFileError,
   DrainStartedError,
-  type RebootErrorCode
+  HandoverError,
+  StartupError,
+  StartupGraphError,
+  StartupTimeoutError,
+  type RebootErrorCode,
+  type HandoverErrorCode
 } from './lib/errors'

@@ -44,6 +44,25 @@ export type RebootErrorCode =
   | 'ERR_GRACEFUL_SUCCESSOR_TIMEOUT'
   | 'ERR_GRACEFUL_SUCCESSOR_SPAWN'
   | 'ERR_GRACEFUL_SUCCESSOR_PROBATION'
+  | 'ERR_GRACEFUL_REBOOT_VETOED'
+
+/** The state an old process hands over (`handover()` / `inherited()`) could not be taken, sent or read; `name` says which. */
+export type HandoverErrorCode =
+  | 'ERR_GRACEFUL_HANDOVER_CLONE'
+  | 'ERR_GRACEFUL_HANDOVER_TOO_LARGE'
+  | 'ERR_GRACEFUL_HANDOVER_TIMEOUT'
+  | 'ERR_GRACEFUL_HANDOVER_FAILED'
+  | 'ERR_GRACEFUL_HANDOVER_DUPLICATE'
+
+/** A state hand-over failed: the successor gets it from `inherited(name)`; the old process is untouched. */
+export class HandoverError extends GracefulError {
+  /** The name the state was registered under (`handover(name, ...)`). */
+  readonly handover: string
+  constructor (code: HandoverErrorCode, handover: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+    this.handover = handover
+  }
+}
 
 /** A successor listens on an address the old process did not pass it (the reboot is rolled back). */
 export class AdoptionError extends GracefulError {
@@ -112,5 +131,32 @@ export function logRebootFailure (log: Pick<Logger, 'error'>, what: string): (er
   return (err) => {
     if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
     log.error({ err }, `graceful-reboot: ${what} failed; still serving`)
+  }
+}
+
+/** The start graph cannot run: a cycle, an `after` naming no service, or two services with one name. */
+export class StartupGraphError extends GracefulError {
+  constructor (code: 'ERR_GRACEFUL_STARTUP_CYCLE' | 'ERR_GRACEFUL_STARTUP_UNKNOWN' | 'ERR_GRACEFUL_STARTUP_DUPLICATE', message: string) {
+    super(code, message)
+  }
+}
+
+/**
+ * A required startup service failed (every attempt) or was skipped (a dependency of it did not
+ * start): the app does not announce ready. `cause` is the last error.
+ */
+export class StartupError extends GracefulError {
+  /** The required service that did not start. */
+  readonly service: string
+  constructor (service: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_GRACEFUL_STARTUP_FAILED', message, options)
+    this.service = service
+  }
+}
+
+/** One attempt of a startup service ran past its timeout: the reason its `signal` is aborted with. */
+export class StartupTimeoutError extends GracefulError {
+  constructor (service: string, ms: number, attempt: number) {
+    super('ERR_GRACEFUL_STARTUP_TIMEOUT', `service "${service}" did not start within ${ms} ms (attempt ${attempt})`)
   }
 }

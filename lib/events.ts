@@ -59,3 +59,14 @@ export interface LifecycleEvents {
   /** A drain finished (before the process exits): what it did, the exit code it earned. */
   shutdown: [result: ShutdownResult]
 }
+
+/** What a reboot's drain handed over: connections the successor took, and those drained here (every reason). */
+export function handedOver (result: ShutdownResult): { transferred: number, kept: number } {
+  let transferred = 0
+  let kept = 0
+  for (const a of result.apps) {
+    transferred += a.transferred
+    for (const n of Object.values(a.kept)) kept += n ?? 0
+  }
+  return { transferred, kept }
+}

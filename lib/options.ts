@@ -4,6 +4,7 @@ import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
 import { MAX_MS } from './limits'
 import { checkPidFile } from './pidfile'
+import { checkToken } from './admin-token'
 import { resolveChecks, type HealthCheck, type ResolvedCheck } from './health-options'
 
 export type SignalAction = 'shutdown' | 'reboot'
@@ -72,6 +73,10 @@ export interface GracefulOptions {
    * closing them (pooled clients never reconnect). Default true.
    */
   transferConnections?: boolean
+  /** Ms a `handover()` snapshot may take, in the old process, before the successor is told it timed out. Default 10000. */
+  handoverTimeout?: number
+  /** Bytes a `handover()` snapshot may take serialized; a larger one is a coded error in the successor. Default 67108864 (64 MiB). */
+  handoverMaxBytes?: number
   /** Where the package logs. Default: fastify.log on Fastify, stderr lines elsewhere. */
   logger?: Logger
   /**
@@ -101,6 +106,8 @@ export interface ResolvedOptions {
   rebootTimeout: number
   rebootProbation: number
   transferConnections: boolean
+  handoverTimeout: number
+  handoverMaxBytes: number
   logger: Logger | undefined
   readiness: 'listen' | 'manual'
   launcher: 'auto' | 'ignore'
@@ -112,10 +119,12 @@ export const DEFAULTS = {
   readinessDelay: 0,
   rebootTimeout: 60_000,
   rebootProbation: 1_000,
+  handoverTimeout: 10_000,
+  handoverMaxBytes: 64 * 1024 * 1024,
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as ResolvedSignalMap
 } as const
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'logger', 'readiness', 'launcher'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'handoverTimeout', 'handoverMaxBytes', 'logger', 'readiness', 'launcher'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -145,6 +154,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     rebootTimeout: rebootTimeout(o.rebootTimeout),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
     transferConnections: bool(o.transferConnections, 'transferConnections', true),
+    handoverTimeout: positive(ms(o.handoverTimeout, 'handoverTimeout', DEFAULTS.handoverTimeout), 'handoverTimeout'),
+    handoverMaxBytes: byteCount(o.handoverMaxBytes, 'handoverMaxBytes', DEFAULTS.handoverMaxBytes),
     logger: resolveLogger(o.logger),
     readiness: resolveReadiness(o.readiness),
     launcher: resolveLauncher(o.launcher)
@@ -175,6 +186,22 @@ function rebootTimeout (value: unknown): number {
     throw new InvalidOptionError(`"rebootTimeout" must be at least ${MIN_REBOOT_TIMEOUT} ms (a successor needs that long to start and listen; every reboot would time out), got ${describe(value)}`)
   }
   return t
+}
+
+function positive (t: number, name: string): number {
+  if (t === 0) throw new InvalidOptionError(`"${name}" must be more than 0 ms, got 0`)
+  return t
+}
+
+/** Node's largest Buffer is 4 GiB; a snapshot travels as one. */
+const MAX_BYTES = 2 ** 32
+
+function byteCount (value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_BYTES) {
+    throw new InvalidOptionError(`"${name}" must be a whole number of bytes from 1 to ${MAX_BYTES}, got ${describe(value)}`)
+  }
+  return value
 }
 
 function bool (value: unknown, name: string, fallback: boolean): boolean {
@@ -228,37 +255,6 @@ function resolveAdmin (value: unknown): AdminOptions | undefined {
   else if ('token' in a) unsetTokens.add(out)
   if (a.prefix !== undefined) out.prefix = prefix(a.prefix, 'admin.prefix')
   return out
-}
-
-const WHITESPACE: Record<string, string> = { ' ': 'a space', '\t': 'a tab', '\n': 'a newline', '\r': 'a carriage return' }
-
-/**
- * Why `token` cannot be an admin token, or undefined: it must fit `Authorization: Bearer <token>` as
- * one word of visible ASCII (0x21-0x7E). A token with whitespace never matches what a client sends
- * (the header's token ends at the first space), and control or non-ASCII characters do not survive
- * an HTTP header the same way in every client. The message never shows the token itself.
- */
-function tokenProblem (token: string): string | undefined {
-  const at = token.search(/[^\x21-\x7e]/)
-  if (at === -1) return undefined
-  const ch = token[at] as string
-  const code = token.codePointAt(at) as number
-  const where = at + (code > 0xffff ? 2 : 1) === token.length ? 'at its end' : at === 0 ? 'at its start' : `at index ${at}`
-  if (/\s/.test(ch)) {
-    return `"admin.token" must not contain whitespace: it has ${WHITESPACE[ch] ?? 'whitespace'} ${where} (a token read from a file or an environment variable often keeps its trailing newline: trim it); a Bearer token is one word ("Authorization: Bearer <token>"), so this one could never match`
-  }
-  const what = code < 0x20 || code === 0x7f ? 'a control character' : 'a character beyond ASCII'
-  return `"admin.token" must be visible ASCII characters only (0x21-0x7E): it has ${what} (U+${code.toString(16).toUpperCase().padStart(4, '0')}) ${where}, which an HTTP header does not carry the same way in every client`
-}
-
-/** A valid `admin.token`, returned as it is; an InvalidOptionError naming what is wrong with any other value. */
-export function checkToken (value: unknown): string {
-  if (typeof value !== 'string' || value === '') {
-    throw new InvalidOptionError(`"admin.token" must be a non-empty string, got ${describe(value)}; leave it out to serve plain local calls only`)
-  }
-  const problem = tokenProblem(value)
-  if (problem !== undefined) throw new InvalidOptionError(problem)
-  return value
 }
 
 function resolveHealth (value: unknown): ResolvedOptions['health'] {

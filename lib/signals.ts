@@ -14,16 +14,10 @@ export interface SignalTarget {
   readonly seam: ProcessSeam
   /** What started the shutdown under way, if one is (its reason and trigger). */
   readonly shutdownCause: { reason: NonNullable<ShutdownOptions['reason']>, trigger: string } | undefined
-  /** The shutdown signal that already reached the shutdown under way (it started or joined it), if any. */
-  readonly shutdownSignal: NodeJS.Signals | undefined
-  /** When that signal arrived (seam clock). */
-  readonly shutdownSignalAt: number | undefined
+  /** The shutdown signal that already reached the shutdown under way (it started or joined it) and when; the launcher's restart signal. */
+  readonly signalMemory: SignalMemory
   /** The launcher passes a terminal's signals on to the app (npm, nodemon, tsx...): one Ctrl-C arrives twice. */
   readonly signalsRelayed: boolean
-  /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
-  noteShutdownSignal (signal: NodeJS.Signals): void
-  /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
-  noteRestartSignal (signal: NodeJS.Signals): void
   shutdown (timeout?: number, options?: ShutdownOptions): Promise<unknown>
   reboot (timeout?: number, options?: RebootOptions): Promise<number>
   crash (error: unknown, kind: string): void
@@ -113,7 +107,7 @@ export function installSignals (life: SignalTarget, apps: readonly ResolvedOptio
 function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAction, by = 'the launcher'): void {
   const state = life.state
   if (action === 'restart') {
-    life.noteRestartSignal(sig)
+    life.signalMemory.noteRestart(sig)
     if (state === 'draining' || state === 'stopped') {
       life.log.info({ signal: sig, launcher: by }, `graceful-reboot: ${sig} from ${by} received during a drain: joining it; the process exits by ${sig} once drained`)
       return
@@ -124,8 +118,8 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
   }
   if (action === 'shutdown') {
     if (state === 'draining' || state === 'stopped') {
-      const earlier = life.shutdownSignal
-      const at = life.shutdownSignalAt
+      const earlier = life.signalMemory.shutdownSignal
+      const at = life.signalMemory.shutdownSignalAt
       if (earlier !== undefined && at !== undefined && life.signalsRelayed && life.seam.now() - at < RELAY_WINDOW_MS) {
         // One Ctrl-C, delivered by the terminal to the process group and passed on by the launcher; or
         // one stop, sent by the launcher as two signals (nodemon: SIGTERM, then SIGINT).
@@ -137,14 +131,14 @@ function onSignal (life: SignalTarget, sig: NodeJS.Signals, action: InstalledAct
         life.exitNow(exitCodes.secondSignalBase + (os.constants.signals[sig] ?? 0), `second shutdown signal ${sig} (after ${earlier}) during the drain`)
         return
       }
-      life.noteShutdownSignal(sig)
+      life.signalMemory.noteShutdown(sig, life.seam.now())
       const cause = life.shutdownCause
       const by = cause === undefined ? '' : ` (${cause.reason}, started by ${cause.trigger})`
       life.log.info({ signal: sig, reason: cause?.reason, trigger: cause?.trigger },
         `graceful-reboot: ${sig} received during a drain${by}: joining it; another shutdown signal exits at once`)
       return
     }
-    life.noteShutdownSignal(sig)
+    life.signalMemory.noteShutdown(sig, life.seam.now())
     life.log.info({ signal: sig }, `graceful-reboot: ${sig} received`)
     void life.shutdown(undefined, { reason: 'shutdown', trigger: sig })
     return

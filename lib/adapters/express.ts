@@ -41,6 +41,16 @@ export type GracefulExpressApp<T> = T & {
   shutdown: GracefulHandle['shutdown']
   reboot: GracefulHandle['reboot']
   onShutdown: (...args: Parameters<GracefulHandle['onShutdown']>) => GracefulExpressApp<T>
+  /** See `GracefulHandle.handover`. */
+  handover: (...args: Parameters<GracefulHandle['handover']>) => GracefulExpressApp<T>
+  /** See `GracefulHandle.inherited`. */
+  inherited: GracefulHandle['inherited']
+  /** See `GracefulHandle.onInherited`. */
+  onInherited: <V = unknown>(name: string, fn: (value: V) => unknown) => GracefulExpressApp<T>
+  /** See `GracefulHandle.onReboot`. */
+  onReboot: (...args: Parameters<GracefulHandle['onReboot']>) => GracefulExpressApp<T>
+  /** See `GracefulHandle.onStartup`: `app.listen()` binds once every required service started. */
+  onStartup: (...args: Parameters<GracefulHandle['onStartup']>) => GracefulExpressApp<T>
   /** The app's drain signal (the one `req.drainSignal` returns): aborted when its drain starts. */
   readonly drainSignal: AbortSignal
   /** The core handle: `graceful.attach(server)` for a server made with `http.createServer(app)`. */
@@ -77,7 +87,24 @@ export function expressGraceful<T extends ExpressLike> (app: T, options?: Gracef
     handle.onShutdown(fn, opts)
     return out
   }
-  // Express 5's listen, with the server tracked before it binds.
+  out.handover = (name, snapshot) => {
+    handle.handover(name, snapshot)
+    return out
+  }
+  out.inherited = handle.inherited
+  out.onInherited = (name, fn) => {
+    handle.onInherited(name, fn)
+    return out
+  }
+  out.onReboot = (step, fn, opts) => {
+    handle.onReboot(step, fn, opts)
+    return out
+  }
+  out.onStartup = (fn, opts) => {
+    handle.onStartup(fn, opts)
+    return out
+  }
+  // Express 5's listen, with the server tracked before it binds, and bound once the start graph is through.
   out.listen = function listen (this: T, ...args: unknown[]): net.Server {
     handle.ready()
     const server = http.createServer(this)
@@ -93,7 +120,11 @@ export function expressGraceful<T extends ExpressLike> (app: T, options?: Gracef
       args[args.length - 1] = once
       server.once('error', once)
     }
-    return server.listen(...(args as Parameters<net.Server['listen']>))
+    const bind = (): net.Server => server.listen(...(args as Parameters<net.Server['listen']>))
+    if (!handle.starting) return bind()
+    // A required service that failed: the error goes where a failed bind's would (the callback, or 'error').
+    handle.start().then(bind, (err: unknown) => { server.emit('error', err) })
+    return server
   } as T['listen']
   return out
 }

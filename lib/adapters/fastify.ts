@@ -10,6 +10,9 @@ import { core } from '../lifecycle'
 import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit } from '../drain/app'
 import { AlreadyRegisteredError } from '../errors'
+import type { Snapshot } from '../outgoing/state'
+import type { RebootHook, RebootHookOptions, RebootStep } from '../lifecycle/hooks'
+import type { StartupOptions, StartupService } from '../startup/graph'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,6 +24,16 @@ declare module 'fastify' {
     onShutdown (fn: Finalizer, options?: FinalizerOptions): FastifyInstance
     /** Aborted when this app's drain starts (shutdown, or the old process of a reboot): end long responses then. The same signal as `request.drainSignal`. */
     readonly drainSignal: AbortSignal
+    /** Registers the state a successor of this process gets from `inherited(name)` (see `GracefulHandle.handover`). */
+    handover (name: string, snapshot: Snapshot): FastifyInstance
+    /** In a successor, while it boots: the old process's snapshot under `name`, or undefined (see `GracefulHandle.inherited`). */
+    inherited<T = unknown> (name: string): Promise<T | undefined>
+    /** In a successor: `fn` gets the old process's final snapshot under `name`, once its drain is over. */
+    onInherited<T = unknown> (name: string, fn: (value: T) => unknown): FastifyInstance
+    /** A hook around a step of a reboot, in the old process and in the successor ('beforeSpawn' may veto it). */
+    onReboot (step: RebootStep, fn: RebootHook, options?: RebootHookOptions): FastifyInstance
+    /** A service the app starts before it listens (in dependency order, retried): `ready()`/`listen()` wait for the required ones. */
+    onStartup (fn: StartupService, options?: StartupOptions): FastifyInstance
   }
   interface FastifyRequest {
     /**
@@ -93,6 +106,23 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
     unit.finalizers.add(fn, o)
     return this
   })
+  fastify.decorate('handover', function (this: FastifyInstance, name: string, snapshot: Snapshot) {
+    life.warm.handover(name, snapshot, unit)
+    return this
+  })
+  fastify.decorate('inherited', (name: string) => life.warm.inherited(name))
+  fastify.decorate('onInherited', function (this: FastifyInstance, name: string, fn: (value: unknown) => unknown) {
+    life.warm.onInherited(name, fn)
+    return this
+  })
+  fastify.decorate('onReboot', function (this: FastifyInstance, step: RebootStep, fn: RebootHook, o?: RebootHookOptions) {
+    life.warm.hooks.add(step, fn, o)
+    return this
+  })
+  fastify.decorate('onStartup', function (this: FastifyInstance, fn: StartupService, o?: StartupOptions) {
+    unit.startup.add(fn, o)
+    return this
+  })
 
   // A plain close() drains first, so requests on open keep-alive connections are served (with
   // Connection: close) instead of Fastify's 503, and nothing waits for keepAliveTimeout.
@@ -114,13 +144,15 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
   fastify.addHook('preClose', async () => {
     await unit.drain(life.seam.now() + options.timeout, 'close', 'close')
   })
+  // The start graph runs before Fastify binds: a required service that fails makes ready()/listen() reject.
   fastify.addHook('onReady', (next) => {
     try {
       unit.finalizers.seal()
-      next()
     } catch (err) {
       next(err as Error)
+      return
     }
+    unit.startup.run(life.seam, unit.log).then(() => { next() }, (err: Error) => { next(err) })
   })
   fastify.addHook('onClose', (_instance, next) => {
     unit.detach()

@@ -6,6 +6,9 @@ import { core, type Lifecycle } from '../lifecycle'
 import { ms, resolveOptions, type GracefulOptions, type ResolvedOptions } from '../options'
 import { GracefulUnit, type UnitResult } from '../drain/app'
 import { InvalidOptionError, describe } from '../errors'
+import type { Snapshot } from '../outgoing/state'
+import type { RebootHook, RebootHookOptions, RebootStep } from '../lifecycle/hooks'
+import type { StartupOptions, StartupService } from '../startup/graph'
 
 /** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
 export interface GracefulHandle {
@@ -19,6 +22,43 @@ export interface GracefulHandle {
   reboot (timeout?: number, options?: Pick<RebootOptions, 'stateful'>): Promise<number>
   /** Registers a finalizer for this app. */
   onShutdown (fn: Finalizer, options?: FinalizerOptions): GracefulHandle
+  /**
+   * Registers the state a successor of this process gets from `inherited(name)`: `snapshot` is called
+   * when the successor asks (and, for its `onInherited(name)`, once more when this process's drain is
+   * over). It must only read: if the successor fails, this process serves on with its state as it was.
+   * The value travels as a structured clone (Map, Set, Date, Buffer, typed arrays, nested objects).
+   * Names are process-wide.
+   */
+  handover (name: string, snapshot: Snapshot): GracefulHandle
+  /**
+   * In a successor, while it boots: the old process's snapshot under `name`, taken now; undefined on
+   * a fresh start, when nothing is registered under it, or when the old process is gone. Rejects with
+   * a HandoverError (`ERR_GRACEFUL_HANDOVER_*`) when the snapshot threw, could not be cloned, was over
+   * `handoverMaxBytes` or took longer than `handoverTimeout`.
+   */
+  inherited<T = unknown> (name: string): Promise<T | undefined>
+  /**
+   * In a successor: `fn` gets the old process's final snapshot under `name`, taken once its drain is
+   * over (no request reaches it then), to merge what it served after `inherited()`. Not called when
+   * the old process is gone first, or on a fresh start.
+   */
+  onInherited<T = unknown> (name: string, fn: (value: T) => unknown): GracefulHandle
+  /** A hook around a step of a reboot, in the old process and in the successor ('beforeSpawn' may veto it). */
+  onReboot (step: RebootStep, fn: RebootHook, options?: RebootHookOptions): GracefulHandle
+  /**
+   * A service the app starts (a database pool, a queue consumer, a cache warm-up), in dependency order
+   * (`after`), retried with backoff: the app announces ready (a successor tells its old process) once
+   * every required one started. Register before the app listens.
+   */
+  onStartup (fn: StartupService, options?: StartupOptions): GracefulHandle
+  /**
+   * Runs the start graph (once): resolves when every required service started; rejects with a
+   * StartupError when one failed. Call before `server.listen()` (Express's `app.listen()` does; a
+   * listen before it still announces only once the graph is through).
+   */
+  start (): Promise<void>
+  /** Whether the app has startup services and not every one is started yet (before `start()` too). */
+  readonly starting: boolean
   /** Drains this app only (no exit) and stops tracking it. */
   close (timeout?: number): Promise<UnitResult>
   /**
@@ -71,6 +111,25 @@ export function gracefulHandle (resolved: ResolvedOptions, name: string): Gracef
       unit.finalizers.add(fn, opts)
       return handle
     },
+    handover (name, snapshot) {
+      life.warm.handover(name, snapshot, unit)
+      return handle
+    },
+    inherited: <T>(name: string) => life.warm.inherited(name) as Promise<T | undefined>,
+    onInherited (name, fn) {
+      life.warm.onInherited(name, fn as (value: unknown) => unknown)
+      return handle
+    },
+    onReboot (step, fn, opts) {
+      life.warm.hooks.add(step, fn, opts)
+      return handle
+    },
+    onStartup (fn, opts) {
+      unit.startup.add(fn, opts)
+      return handle
+    },
+    start: () => unit.startup.run(life.seam, unit.log),
+    get starting () { return unit.startup.size > 0 && unit.startup.status().state !== 'started' },
     async close (timeout) {
       const limit = ms(timeout, 'timeout', resolved.timeout)
       const result = await unit.shutdown(life.seam.now() + limit, 'close', 'close')

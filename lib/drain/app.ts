@@ -13,6 +13,7 @@ import type { Logger } from '../log'
 import type { ProcessSeam } from '../os'
 import { unsetTokens, type ResolvedOptions } from '../options'
 import { DrainStartedError } from '../errors'
+import { StartupGraph } from '../startup/graph'
 
 /** What one application's drain did. */
 export interface UnitResult {
@@ -40,6 +41,8 @@ export class GracefulUnit {
   readonly options: ResolvedOptions
   readonly log: Logger
   readonly finalizers = new Finalizers()
+  /** The services the app starts (`onStartup()`): it announces ready once every required one started. */
+  readonly startup = new StartupGraph()
   /** Set by the adapter: the framework's own close, run after the drain (Fastify's onClose hooks). */
   closeApp: (() => Promise<void>) | undefined
   /** Set by the adapter: why this app cannot be rebooted now (e.g. sockets not handed over), if so. */

@@ -15,6 +15,8 @@ export const READY_WITHIN_ENV = 'GRACEFUL_REBOOT_READY_WITHIN'
  * it (an old process of an earlier version) the successor serves a connection as soon as it arrives.
  */
 export const HANDOVER_ENV = 'GRACEFUL_REBOOT_HANDOVER'
+/** Set (to '1') by an old process that answers STATE_REQUEST_MESSAGE: without it, `inherited()` resolves undefined at once. */
+export const STATE_ENV = 'GRACEFUL_REBOOT_STATE'
 
 /** New -> old: this process serves (every inherited socket adopted, or `declareReady()`). */
 export const READY_MESSAGE = 'graceful-reboot:ready'
@@ -49,6 +51,27 @@ export const ABORT_MESSAGE = 'graceful-reboot:abort'
  */
 export const CONNECTION_MESSAGE = 'graceful-reboot:connection'
 
+/**
+ * New -> old: the snapshot registered under `name` (`handover()`), answered with STATE_MESSAGE parts of
+ * the same `id`. With `final`, answered only once the old process's drain is over (no request reaches it then).
+ */
+export const STATE_REQUEST_MESSAGE = 'graceful-reboot:state-request'
+/**
+ * Old -> new: the answer to STATE_REQUEST_MESSAGE `id`: `none` (nothing registered under that name), an
+ * `error` (code and message), or one part of the value serialized with v8.serialize, in base64 (`data`),
+ * `last` on the final part. Parts are small (STATE_PART_BYTES): a large IPC message would hold up the others.
+ */
+export const STATE_MESSAGE = 'graceful-reboot:state'
+/** Old -> new: probation passed; the old process drains now and hands its connections over. */
+export const CUTOVER_MESSAGE = 'graceful-reboot:cutover'
+/** Old -> new: the old process's drain is over: `transferred` connections are the successor's, `kept` drained there. */
+export const DRAINED_MESSAGE = 'graceful-reboot:drained'
+
+export type StateAnswer =
+  | { type: typeof STATE_MESSAGE, id: number, none: true }
+  | { type: typeof STATE_MESSAGE, id: number, error: { code: string, message: string } }
+  | { type: typeof STATE_MESSAGE, id: number, data: string, last: boolean, bytes: number }
+
 export type NewToOld =
   | { type: typeof READY_MESSAGE, pid: number }
   | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
@@ -56,6 +79,7 @@ export type NewToOld =
   | { type: typeof TAKEN_MESSAGE, id: number }
   | { type: typeof PONG_MESSAGE, n: number }
   | { type: typeof LISTENER_MESSAGE, key: string }
+  | { type: typeof STATE_REQUEST_MESSAGE, id: number, name: string, final: boolean }
 
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }
@@ -63,6 +87,9 @@ export type OldToNew =
   | { type: typeof COMMIT_MESSAGE, id: number }
   | { type: typeof REVOKE_MESSAGE, id: number }
   | { type: typeof PING_MESSAGE, n: number }
+  | StateAnswer
+  | { type: typeof CUTOVER_MESSAGE }
+  | { type: typeof DRAINED_MESSAGE, transferred: number, kept: number }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

@@ -18,6 +18,10 @@ export interface AnnounceContext {
   pidFile (): string | undefined
   /** An app has `readiness: 'manual'`: only `declareReady()` announces. */
   manual (): boolean
+  /** The apps' start graphs still running (run now if not yet): announce once it resolves; undefined: none. */
+  startup (): Promise<void> | undefined
+  /** A required service of the start graph failed: this process does not announce. */
+  startupFailed (err: unknown): void
   emit (event: HandoffEvent): void
 }
 
@@ -32,11 +36,20 @@ export class Announcer {
   /** Whether this process announced that it serves. */
   get announced (): boolean { return this.done }
 
-  /** A tracked server is listening: announce once every inherited socket is adopted (unless readiness is manual). */
+  /**
+   * A tracked server is listening: announce once every inherited socket is adopted and every
+   * required service of the start graph started (unless readiness is manual).
+   */
   listening (l: Listener): void {
     if (l.adopted) this.ctx.log.info({ key: l.key }, 'graceful-reboot: adopted an inherited socket')
-    if (this.ctx.inherited.pending > 0 || this.ctx.manual()) return
-    this.announce()
+    this.check()
+  }
+
+  private check (): void {
+    if (this.done || this.ctx.inherited.pending > 0 || this.ctx.manual()) return
+    const starting = this.ctx.startup()
+    if (starting === undefined) return this.announce()
+    starting.then(() => { this.check() }, (err: unknown) => { this.ctx.startupFailed(err) })
   }
 
   /** This process serves. Idempotent. */

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs'
 import { isListenKey } from '../handoff/keys'
 import type { InheritedSockets } from '../handoff/listeners'
-import { FIRST_FD, HANDOVER_ENV, PARENT_ENV, READY_WITHIN_ENV, STATEFUL_ENV } from '../handoff/protocol'
+import { FIRST_FD, HANDOVER_ENV, PARENT_ENV, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV } from '../handoff/protocol'
 
 interface InheritedFd { fd: number, name: string, adopted: boolean }
 
@@ -18,13 +18,16 @@ export class Inherited implements InheritedSockets {
   readonly readyWithin: number | undefined
   /** Started by a reboot whose old process hands connections over in two phases (COMMIT / REVOKE). */
   readonly twoPhase: boolean
+  /** Started by a reboot whose old process answers state requests (`inherited()`). */
+  readonly handsState: boolean
 
-  constructor (fds: InheritedFd[], parentPid: number | undefined, stateful: number | false, readyWithin?: number, twoPhase = true) {
+  constructor (fds: InheritedFd[], parentPid: number | undefined, stateful: number | false, readyWithin?: number, twoPhase = true, handsState = false) {
     this.fds = fds
     this.parentPid = parentPid
     this.stateful = stateful
     this.readyWithin = readyWithin
     this.twoPhase = twoPhase
+    this.handsState = handsState && parentPid !== undefined
   }
 
   /**
@@ -40,14 +43,15 @@ export class Inherited implements InheritedSockets {
     const stateful = env[STATEFUL_ENV] !== undefined && Number.isFinite(wait) && wait >= 0 ? wait : false
     const within = Number(env[READY_WITHIN_ENV])
     const twoPhase = env[HANDOVER_ENV] === '2'
-    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV, READY_WITHIN_ENV, HANDOVER_ENV]) delete env[key]
+    const handsState = env[STATE_ENV] === '1'
+    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV, READY_WITHIN_ENV, HANDOVER_ENV, STATE_ENV]) delete env[key]
     if (!forUs) return new Inherited([], undefined, false)
     const fds: InheritedFd[] = []
     for (let i = 0; i < count; i++) fds.push({ fd: FIRST_FD + i, name: decode(names[i] ?? ''), adopted: false })
     // A reboot of an app with no listening socket passes LISTEN_FDS=0: still a successor.
     const parentPid = Number.isInteger(parent) && parent > 0 ? parent : undefined
     if (fds.length === 0 && parentPid === undefined) return new Inherited([], undefined, false)
-    return new Inherited(fds, parentPid, stateful, parentPid !== undefined && Number.isFinite(within) && within > 0 ? within : undefined, twoPhase)
+    return new Inherited(fds, parentPid, stateful, parentPid !== undefined && Number.isFinite(within) && within > 0 ? within : undefined, twoPhase, handsState)
   }
 
   /** The names of every inherited socket, in fd order. */

@@ -25,6 +25,9 @@ export interface NewSideContext {
   pidFile (): string | undefined
   /** An app has `readiness: 'manual'`. */
   manual (): boolean
+  /** See AnnounceContext. */
+  startup (): Promise<void> | undefined
+  startupFailed (err: unknown): void
   /** The apps' `rebootProbation`: how long the old process watches this one after "ready". */
   probation (): number
   emit (event: HandoffEvent): void
@@ -112,6 +115,8 @@ export class NewSide {
       get log () { return ctx.log() },
       pidFile: () => ctx.pidFile(),
       manual: () => ctx.manual(),
+      startup: () => ctx.startup(),
+      startupFailed: (err) => { ctx.startupFailed(err) },
       emit: (e) => { ctx.emit(e) }
     })
     return this.announcer

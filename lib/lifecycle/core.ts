@@ -23,15 +23,18 @@ import { AppRegistry } from './registry'
 import { drainApps, type Cause } from './shutdown'
 import type { LifecycleStats } from './stats'
 import { StatusReporter } from './status'
+import { WarmStart } from './warm'
 
 /** The process-wide coordinator: `shutdown()` drains every app in parallel, runs their framework close, decides the exit code and exits (unless `exit: false`). */
 export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements SignalTarget {
   readonly seam: ProcessSeam
   /** The listening sockets of every tracked server: what a reboot hands to the successor. */
   readonly listening = new ListenerRegistry()
+  /** The state handed to a successor or inherited from the old process, and the reboot hooks. */
+  readonly warm: WarmStart
   private readonly host: LifecycleHost
   private readonly units = new AppRegistry()
-  private readonly signals = new SignalMemory()
+  readonly signalMemory = new SignalMemory()
   private readonly reboots: RebootController
   private readonly newSide: NewSide
   private readonly status: StatusReporter
@@ -51,9 +54,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.seam = seam
     this.host = host
     this.reboots = new RebootController({
-      seam,
-      host,
-      log: () => this.log,
+      seam, host, log: () => this.log,
       sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
       keyOf: (server) => this.listening.keyOf(server),
       serverFor: (key) => this.listening.serverFor(key),
@@ -62,21 +63,24 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       probation: () => this.units.probation,
       resume: () => { this.resume() },
       emit: (e) => { this.emit('handoff', e) },
-      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger })
+      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }),
+      state: () => this.warm.source(),
+      veto: (trigger) => this.warm.veto(trigger)
     })
     this.newSide = new NewSide({
-      seam,
-      host,
-      inherited: () => this.inherited,
-      log: () => this.log,
+      seam, host, inherited: () => this.inherited, log: () => this.log,
       serverFor: (address) => this.listening.serverFor(address),
       running: () => this.current === 'running',
       shutdown: (timeout, trigger) => { void this.shutdown(timeout, { reason: 'shutdown', trigger }) },
       pidFile: () => this.units.pidFile(),
       manual: () => this.units.manualReadiness,
+      startup: () => this.units.startup(seam),
+      startupFailed: (err) => { this.crash(err, 'a required startup service failed') },
       probation: () => this.units.probation,
       emit: (e) => { this.emit('handoff', e) }
     })
+    const options = (): GracefulUnit['options'] | undefined => this.units.list()[0]?.options
+    this.warm = new WarmStart({ seam, host, inherited: () => this.inherited, log: () => this.log, options, registered: (u) => this.units.list().includes(u as GracefulUnit), handingOver: () => this.reboots.handingOver }, this)
     this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
     this.systemd = new SystemdNotifier(this, { pid: seam.pid, host, cause: () => this.cause, parentMayRollBack: () => this.newSide.parentWaits() !== undefined, state: () => this.current, timer: (ms, fn) => seam.timer(ms, fn), log: () => this.log })
     this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log, told: (fn) => { this.systemd.told(fn) } })
@@ -85,14 +89,6 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   get state (): LifecycleState { return this.current }
   /** What started the shutdown under way (its reason and trigger); undefined while none is. */
   get shutdownCause (): Cause | undefined { return this.cause }
-  /** The shutdown signal that started or joined the shutdown under way, if any. */
-  get shutdownSignal (): NodeJS.Signals | undefined { return this.signals.shutdownSignal }
-  /** When the shutdown signal that started or joined the shutdown under way arrived (seam clock). */
-  get shutdownSignalAt (): number | undefined { return this.signals.shutdownSignalAt }
-  /** Records that a shutdown signal reached the shutdown under way (or is about to start one). */
-  noteShutdownSignal (signal: NodeJS.Signals): void { this.signals.noteShutdown(signal, this.seam.now()) }
-  /** Records the signal a launcher restarts the app with (nodemon): once drained, the process exits by it. */
-  noteRestartSignal (signal: NodeJS.Signals): void { this.signals.noteRestart(signal) }
   /** Whether a launcher in this process's group passes a terminal's signals on (npm, nodemon, tsx): a Ctrl-C arrives twice. */
   get signalsRelayed (): boolean { return relaysSignals(this.launcher.kind) }
   /** What runs this process (a terminal, systemd, nodemon, an npm script, PM2...), read once from its parent (lib/launcher.ts). */
@@ -145,12 +141,13 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       this.stopping = undefined
       this.crashError = undefined
       this.cause = undefined
-      this.signals.reset()
+      this.signalMemory.reset()
       this.listening.restart()
       this.newSide.restart()
       this.setState('running')
     }
     this.newSide.start()
+    this.warm.watchParent()
     unit.watchServers((server) => {
       this.listening.wrap(server, this.inherited, {
         listening: (l) => { this.newSide.announcement().listening(l) },
@@ -260,6 +257,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
         gaveUp: () => this.newSide.incoming?.gaveUp === true,
         lost: () => this.reboots.successorLost
       })
+      if (reason === 'reboot') await this.reboots.afterDrain(result)
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)
       if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
@@ -268,7 +266,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       try { this.emit('shutdown', result) } catch (err) { log.error({ err }, "graceful-reboot: a 'shutdown' listener threw; exiting anyway") }
       this.setState('stopped')
       for (const u of units) this.unregister(u)
-      const by = this.signals.restartSignal
+      const by = this.signalMemory.restartSignal
       endProcess({
         code: result.code,
         restartBy: by === undefined ? undefined : { signal: by, launcher: this.launcher.name },

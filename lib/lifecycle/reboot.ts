@@ -7,6 +7,7 @@ import type { HandoffEvent, RebootOptions, ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import type { ProcessSeam, RebootHost } from '../os'
 import { OutgoingReboot } from '../outgoing/reboot'
+import type { StateSource } from '../outgoing/state'
 import { writePidFile } from '../pidfile'
 
 /** What the controller needs from the lifecycle. */
@@ -30,12 +31,17 @@ export interface RebootContext {
   emit (event: HandoffEvent): void
   /** Drains this process for the reboot (reason 'reboot'). */
   drain (timeout: number, trigger: string): Promise<ShutdownResult>
+  /** The state a successor may ask for, and the 'beforeSpawn' hooks' veto. */
+  state (): StateSource
+  veto (trigger: string): Promise<string | undefined> | undefined
 }
 
 export class RebootController {
   private readonly ctx: RebootContext
   private running: Promise<number> | undefined
   private outgoing: OutgoingReboot | undefined
+  /** The reboot this process drains for (its successor passed probation). */
+  private drainingFor: OutgoingReboot | undefined
   private handOver: HandOverFor | undefined
   private readonly leftovers = new Set<{ kill: () => void }>()
   private old = false
@@ -74,8 +80,11 @@ export class RebootController {
       lost: () => { this.lostSuccessor() },
       drain: (t, trigger, handOver) => {
         this.handOver = handOver
+        this.drainingFor = outgoing
         return ctx.drain(t, trigger)
-      }
+      },
+      state: () => ctx.state(),
+      veto: (trigger) => ctx.veto(trigger)
     })
     this.outgoing = outgoing
     const running = outgoing.run(timeout, options.trigger ?? 'code', options.stateful === true)
@@ -101,6 +110,13 @@ export class RebootController {
     const h = this.handOver
     this.handOver = undefined
     return h
+  }
+
+  /** The drain for a reboot is over: the successor gets its final snapshots and the hand-over's counts. */
+  async afterDrain (result: ShutdownResult): Promise<void> {
+    const o = this.drainingFor
+    this.drainingFor = undefined
+    if (o !== undefined && !this.lost) await o.afterDrain(result)
   }
 
   /** The successor was lost during this process's drain: the exit code is successorLost. */

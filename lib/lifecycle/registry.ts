@@ -3,6 +3,7 @@
 // become ready, probation, the readiness delay, whether the process exits).
 import type { GracefulUnit } from '../drain/app'
 import { DEFAULTS, ms } from '../options'
+import type { ProcessSeam } from '../os'
 
 export class AppRegistry {
   private readonly units = new Set<GracefulUnit>()
@@ -52,6 +53,16 @@ export class AppRegistry {
   get readinessDelay (): number { return this.max((u) => u.options.readinessDelay) }
 
   /** Why an app forbids a reboot right now (an HTTP/2 server without TLS, say), one entry per app. */
+  /**
+   * The start graphs still to finish (each run now if not yet): a promise of every required service
+   * started, or undefined when none is pending (no service, or all started).
+   */
+  startup (seam: ProcessSeam): Promise<void> | undefined {
+    const pending = this.list().filter((u) => u.startup.size > 0 && u.startup.status().state !== 'started')
+    if (pending.length === 0) return undefined
+    return Promise.all(pending.map((u) => u.startup.run(seam, u.log))).then(() => {})
+  }
+
   blockers (): Array<string | undefined> { return this.list().map((u) => u.rebootBlocker?.()) }
 
   private some (test: (u: GracefulUnit) => boolean): boolean { return this.list().some(test) }

@@ -3,17 +3,21 @@
 // fails at any point, then drain this process.
 import type * as net from 'node:net'
 import { RebootError } from '../errors'
-import type { HandoffEvent, ShutdownResult } from '../events'
+import { handedOver, type HandoffEvent, type ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import { MAX_MS } from '../limits'
 import { exitCodes } from '../exit-codes'
 import type { ProcessSeam, RebootHost } from '../os'
 import type { HandOverFor } from '../drain/app'
+import { CUTOVER_MESSAGE, DRAINED_MESSAGE } from '../handoff/protocol'
 import { startSuccessor, type Successor } from './spawn'
+import type { StateSource } from './state'
 import { handOverWith } from './transfer'
 
 /** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
 const STATEFUL_MARGIN_MS = 5_000
+/** Ms the final snapshots may take to reach the successor beyond `handoverTimeout`, before this process exits without them. */
+const FINAL_STATE_MARGIN_MS = 5_000
 
 /** What a reboot needs from the lifecycle. */
 export interface OutgoingContext {
@@ -39,11 +43,18 @@ export interface OutgoingContext {
   keyOf (server: net.Server): string | undefined
   /** Drains this process (reason 'reboot') once the successor serves; `handOver` moves connections to it. */
   drain (timeout: number, trigger: string, handOver: HandOverFor | undefined): Promise<ShutdownResult>
+  /** The state registered with `handover()`, read at the spawn. */
+  state? (): StateSource
+  /** The reason a 'beforeSpawn' hook vetoes the reboot, or undefined; no promise at all without such hooks (the spawn is not deferred). */
+  veto? (trigger: string): Promise<string | undefined> | undefined
 }
 
 export class OutgoingReboot {
   private readonly ctx: OutgoingContext
   private successor: Successor | undefined
+  /** The successor that passed probation: this process drains into it. */
+  private servedBy: Successor | undefined
+  private stateSource: StateSource | undefined
   private aborted = false
   private onAbort: (() => void) | undefined
 
@@ -53,8 +64,8 @@ export class OutgoingReboot {
 
   /** A shutdown wins over a reboot whose successor is not through probation yet: stops the successor. */
   abort (): void {
-    if (this.successor === undefined) return
     this.aborted = true
+    if (this.successor === undefined) return
     this.successor.stop()
     this.onAbort?.()
   }
@@ -68,8 +79,20 @@ export class OutgoingReboot {
    */
   async run (timeout: number, trigger: string, stateful: boolean): Promise<number> {
     const { seam, host, log } = this.ctx
+    const asked = this.ctx.veto?.(trigger)
+    const vetoed = asked === undefined ? undefined : await asked
+    if (this.aborted) throw new RebootError('ERR_GRACEFUL_REBOOT_ABORTED', 'the reboot was aborted by a shutdown before its successor was spawned')
+    if (vetoed !== undefined) {
+      const error = new RebootError('ERR_GRACEFUL_REBOOT_VETOED', `reboot refused: ${vetoed}`)
+      this.ctx.resume()
+      log.warn({ err: error, trigger }, `graceful-reboot: ${error.message}; still serving`)
+      this.ctx.emit({ step: 'refused', pid: seam.pid, error, trigger })
+      throw error
+    }
     const start = seam.now()
     const sockets = this.ctx.sockets()
+    const state = this.ctx.state?.()
+    this.stateSource = state
     const successor = startSuccessor({
       sockets,
       execPath: host.execPath,
@@ -82,7 +105,8 @@ export class OutgoingReboot {
       timeout: this.ctx.successorTimeout,
       spawn: host.spawn,
       timer: (t, fn) => seam.timer(t, fn),
-      transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) }
+      transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) },
+      state: state === undefined ? undefined : { source: () => state, now: () => seam.now(), log }
     })
     this.successor = successor
     const aborted = new Promise<never>((_resolve, reject) => {
@@ -104,6 +128,8 @@ export class OutgoingReboot {
       if (!stateful) await Promise.race([successor.probation(probation), aborted])
       log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
       this.ctx.emit({ step: 'serving', pid: successor.pid, ms: seam.now() - start })
+      successor.tell({ type: CUTOVER_MESSAGE })
+      this.servedBy = successor
     } catch (err) {
       successor.stop()
       this.ctx.leftover(successor)
@@ -146,5 +172,20 @@ export class OutgoingReboot {
       log.error({ err, successor: successor.pid }, 'graceful-reboot: the drain after the hand-over failed')
     })
     return successor.pid
+  }
+
+  /**
+   * This process's drain is over, before it exits: the successor gets the final snapshots it asked for
+   * (bounded: `handoverTimeout` and a margin), then the counts of the connections handed over.
+   */
+  async afterDrain (result: ShutdownResult): Promise<void> {
+    const s = this.servedBy
+    if (s === undefined) return
+    this.servedBy = undefined
+    let cancel = (): void => {}
+    const cap = (this.stateSource?.timeout ?? 0) + FINAL_STATE_MARGIN_MS
+    await Promise.race([s.finalState(), new Promise<void>((resolve) => { cancel = this.ctx.seam.timer(cap, resolve) })])
+    cancel()
+    s.tell({ type: DRAINED_MESSAGE, ...handedOver(result) })
   }
 }

@@ -4,11 +4,13 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
 import { Heartbeat } from './heartbeat'
 import { Standby } from './standby'
+import { StateServer, type StateSource } from './state'
+import type { Logger } from '../log'
 
 export { TAKEN_TIMEOUT_MS } from './handover'
 
@@ -33,6 +35,8 @@ export interface SuccessorOptions {
   timer: (ms: number, fn: () => void) => () => void
   /** Told why the connection transfer stopped (the successor unresponsive, gone, or too slow to confirm). */
   transferStopped?: (why: string) => void
+  /** The state registered with `handover()`, which the successor may ask for; absent: it gets none. */
+  state?: { source: () => StateSource, now: () => number, log: Logger } | undefined
 }
 
 export interface Successor {
@@ -60,6 +64,10 @@ export interface Successor {
   readonly standby: Standby | undefined
   /** After ready: lets the old process exit without waiting for the child. Stateful: keeps the channel, unref'd. */
   release (): void
+  /** Tells the successor a step of the reboot (cutover, drained); false when it cannot be told. */
+  tell (message: OldToNew): boolean
+  /** Answers the successor's requests for final snapshots (this process's drain is over). */
+  finalState (): Promise<void>
 }
 
 /**
@@ -76,7 +84,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     LISTEN_FDNAMES: o.sockets.map((s) => encodeURIComponent(s.key)).join(':'),
     [PARENT_ENV]: String(o.parentPid),
     [READY_WITHIN_ENV]: String(o.timeout),
-    [HANDOVER_ENV]: '2'
+    [HANDOVER_ENV]: '2',
+    [STATE_ENV]: '1'
   }
   delete env.LISTEN_PID
   if (o.stateful !== false) env[STATEFUL_ENV] = String(o.stateful)
@@ -86,7 +95,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })
   } catch (err) {
     const e = new RebootError('ERR_GRACEFUL_SUCCESSOR_SPAWN', `could not start the successor: ${(err as Error).message}`)
-    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {}, standby: undefined }
+    return { pid: 0, ready: Promise.reject(e), probation: () => Promise.reject(e), stop () {}, kill () {}, sendSocket: () => Promise.resolve(false), release () {}, standby: undefined, tell: () => false, finalState: () => Promise.resolve() }
   }
   const pid = child.pid ?? 0
   const alive = (): boolean => child.exitCode === null && child.signalCode === null
@@ -133,6 +142,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
   // During the transfer, a successor whose loop stops answering gets no more connections: they drain here.
   heartbeat.onUnresponsive((ms) => { sender.stop(`the successor's event loop did not answer for ${ms} ms`) })
   const standby = new Standby(child, heartbeat, o.timer)
+  const state = o.state === undefined ? undefined : new StateServer(child, o.state.source, { timer: o.timer, now: o.state.now }, o.state.log)
   return {
     pid,
     ready,
@@ -196,6 +206,15 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     sendSocket (address, socket) {
       return sender.send(address, socket)
     },
+    tell (message) {
+      if (!child.connected) return false
+      try {
+        return child.send(message, undefined, {}, () => {})
+      } catch {
+        return false
+      }
+    },
+    finalState: () => state?.final() ?? Promise.resolve(),
     release () {
       heartbeat.stop()
       if (o.stateful !== false) {

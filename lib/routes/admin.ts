@@ -6,7 +6,8 @@ import type * as http from 'node:http'
 import { describe, logRebootFailure, type RebootError } from '../errors'
 import type { LifecycleState, RebootOptions, ShutdownOptions } from '../events'
 import type { Logger } from '../log'
-import { checkToken, type AdminOptions } from '../options'
+import { checkToken } from '../admin-token'
+import type { AdminOptions } from '../options'
 
 /** The largest `second` the admin routes accept: one hour. */
 export const MAX_SECOND = 3600

@@ -1,0 +1,109 @@
+// Runs in the old process of a reboot: answers the successor's requests for the state registered with
+// `handover()`: takes the snapshot when asked (bounded by a deadline), serializes it (bounded in bytes)
+// and sends it in parts, letting the event loop run between them; a request marked final is answered
+// once this process's drain is over, when no request reaches it any more. Nothing here writes to the
+// app's state: a successor that fails leaves it as it was.
+import type { ChildProcess } from 'node:child_process'
+import { HandoverError } from '../errors'
+import { STATE_MESSAGE, STATE_REQUEST_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { partCount, serializeState, statePart } from '../handoff/state'
+import type { Logger } from '../log'
+
+/** A snapshot function registered with `handover(name, snapshot)`: a value, or a promise of one. */
+export type Snapshot = () => unknown
+
+/** The registered snapshots and their bounds (the old process's options). */
+export interface StateSource {
+  snapshot (name: string): Snapshot | undefined
+  readonly timeout: number
+  readonly maxBytes: number
+}
+
+type Channel = Pick<ChildProcess, 'on' | 'send' | 'connected'>
+type Request = Extract<NewToOld, { type: typeof STATE_REQUEST_MESSAGE }>
+
+export class StateServer {
+  private readonly child: Channel
+  private readonly source: () => StateSource
+  private readonly timer: (ms: number, fn: () => void) => () => void
+  private readonly log: Logger
+  private readonly now: () => number
+  private readonly finals: Request[] = []
+
+  constructor (child: Channel, source: () => StateSource, seam: { timer: (ms: number, fn: () => void) => () => void, now: () => number }, log: Logger) {
+    this.child = child
+    this.source = source
+    this.timer = seam.timer
+    this.now = seam.now
+    this.log = log
+    child.on('message', (m: unknown) => {
+      if (messageType(m) !== STATE_REQUEST_MESSAGE) return
+      const r = m as Request
+      if (typeof r.id !== 'number' || typeof r.name !== 'string') return
+      if (r.final) this.finals.push(r)
+      else void this.answer(r)
+    })
+  }
+
+  /** Answers the final requests (this process's drain is over); resolves once sent or given up. */
+  async final (): Promise<void> {
+    const held = this.finals.splice(0)
+    for (const r of held) await this.answer(r)
+  }
+
+  private async answer (r: Request): Promise<void> {
+    const { name, id } = r
+    const source = this.source()
+    const fn = source.snapshot(name)
+    if (fn === undefined) {
+      await this.send({ type: STATE_MESSAGE, id, none: true })
+      return
+    }
+    const start = this.now()
+    let bytes: Buffer
+    try {
+      const value = await this.take(name, fn, source.timeout)
+      bytes = serializeState(name, value, source.maxBytes)
+    } catch (err) {
+      const e = err instanceof HandoverError
+        ? err
+        : new HandoverError('ERR_GRACEFUL_HANDOVER_FAILED', name, `handover "${name}": the snapshot threw: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      this.log.error({ err: e, handover: name }, `graceful-reboot: ${e.message}; the successor is told, this process's state is untouched`)
+      await this.send({ type: STATE_MESSAGE, id, error: { code: e.code, message: e.message } })
+      return
+    }
+    const serializedMs = this.now() - start
+    const parts = partCount(bytes)
+    for (let i = 0; i < parts; i++) {
+      if (!await this.send({ type: STATE_MESSAGE, id, data: statePart(bytes, i), last: i === parts - 1, bytes: bytes.length })) return
+    }
+    this.log.info({ handover: name, bytes: bytes.length, final: r.final, serializedMs, ms: this.now() - start }, `graceful-reboot: handed "${name}" over${r.final ? ' (final)' : ''}: ${bytes.length} bytes in ${this.now() - start} ms`)
+  }
+
+  /** Runs the snapshot with the deadline `ms`. */
+  private async take (name: string, fn: Snapshot, ms: number): Promise<unknown> {
+    let cancel = (): void => {}
+    const late = new Promise<never>((_resolve, reject) => {
+      cancel = this.timer(ms, () => {
+        reject(new HandoverError('ERR_GRACEFUL_HANDOVER_TIMEOUT', name, `handover "${name}": the snapshot did not return within ${ms} ms (option "handoverTimeout")`))
+      })
+    })
+    try {
+      return await Promise.race([Promise.resolve().then(fn), late])
+    } finally {
+      cancel()
+    }
+  }
+
+  /** Sends one message; resolves once Node wrote it (false when the successor is gone). */
+  private send (m: OldToNew): Promise<boolean> {
+    if (!this.child.connected) return Promise.resolve(false)
+    return new Promise<boolean>((resolve) => {
+      try {
+        this.child.send(m, undefined, {}, (err) => { resolve(err == null) })
+      } catch {
+        resolve(false)
+      }
+    })
+  }
+}

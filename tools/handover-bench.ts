@@ -1,0 +1,78 @@
+// Runs in a measuring process (`node dist/tools/handover-bench.js [MB...]`, after `npm run build`): what
+// a state hand-over costs at a reboot. For each size (default 1, 10 and 50 MB serialized) and each
+// kind of state (one Buffer, and a Map of small records, the costly case for structured clone) it
+// starts tools/handover-app.ts, runs 4 keep-alive clients back to back, reboots it with SIGUSR2 and
+// prints, side by side with a reboot that hands nothing over: the serialization time in the old
+// process, the time the successor's `inherited()` took, the successor's ready time (and its ratio to
+// the baseline), the old process's longest event-loop stall while it serialized and sent, the
+// clients' p99 and max latency over the run, and failed requests. Loopback only; every process it
+// starts is killed by pid at the end.
+import { spawn } from 'node:child_process'
+import * as path from 'node:path'
+import * as readline from 'node:readline'
+import { runLoad } from './load'
+
+type Line = Record<string, unknown> & { event?: string, pid?: number }
+
+interface Row { kind: string, mb: number, bytes: number, serializeMs: number, inheritedMs: number, readyMs: number, stallMs: number, p99: number, max: number, failed: number, sent: number }
+
+const APP = path.join(__dirname, 'handover-app.js')
+
+async function one (kind: string, mb: number): Promise<Row> {
+  const child = spawn(process.execPath, [APP], { env: { ...process.env, STATE_KIND: kind, STATE_MB: String(mb) }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const pids = new Set<number>([child.pid as number])
+  const lines: Line[] = []
+  const waiters: Array<{ match: (l: Line) => boolean, resolve: (l: Line) => void }> = []
+  readline.createInterface({ input: child.stdout }).on('line', (text) => {
+    let l: Line
+    try { l = JSON.parse(text) as Line } catch { return }
+    lines.push(l)
+    if (typeof l.pid === 'number') pids.add(l.pid)
+    for (const w of waiters.splice(0)) { if (w.match(l)) w.resolve(l); else waiters.push(w) }
+  })
+  const wait = (match: (l: Line) => boolean, what: string): Promise<Line> => {
+    const seen = lines.find(match)
+    if (seen !== undefined) return Promise.resolve(seen)
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => { reject(new Error(`no ${what} within 120 s`)) }, 120_000)
+      waiters.push({ match, resolve: (l) => { clearTimeout(t); resolve(l) } })
+    })
+  }
+  try {
+    const first = await wait((l) => l.event === 'listening', 'listening')
+    // The clients are warm (1,000 answers) before the reboot.
+    let warm = (): void => {}
+    const warmed = new Promise<void>((resolve) => { warm = resolve })
+    const load = runLoad({ url: `http://127.0.0.1:${String(first.port)}/`, connections: 4, mode: 'keep-alive', durationMs: 120_000 }, { onProgress: (s) => { if (s.answered >= 1000) warm() } })
+    await warmed
+    process.kill(first.pid as number, 'SIGUSR2')
+    const stall = await wait((l) => l.event === 'stall', 'ready')
+    const inherited = mb > 0 ? await wait((l) => l.event === 'inherited', 'inherited') : { ms: 0 }
+    const handed = mb > 0 ? await wait((l) => l.event === 'handed', 'handed') : { bytes: 0, serializedMs: 0 }
+    await wait((l) => l.event === 'drained', 'drained')
+    load.stop()
+    const r = await load.result
+    return { kind: mb === 0 ? 'none' : kind, mb, bytes: Number(handed.bytes), serializeMs: Number(handed.serializedMs), inheritedMs: Number(inherited.ms), readyMs: Number(stall.readyMs), stallMs: Number(stall.maxMs), p99: r.latency.p99, max: r.latency.max, failed: r.failed, sent: r.sent }
+  } finally {
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch {} }
+  }
+}
+
+async function main (): Promise<void> {
+  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0)
+  const mbs = sizes.length > 0 ? sizes : [1, 10, 50]
+  const rows: Row[] = [await one('blob', 0)]
+  for (const kind of ['blob', 'objects']) for (const mb of mbs) rows.push(await one(kind, mb))
+  const base = rows[0] as Row
+  const f = (n: number): string => n.toFixed(1)
+  console.log('| state | serialized bytes | serialize (old) ms | inherited() ms | successor ready ms | ready vs none | old loop max stall ms | client p99 ms | client max ms | failed / sent |')
+  console.log('|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) {
+    console.log(`| ${r.kind === 'none' ? 'none (baseline)' : `${r.kind} ${r.mb} MB`} | ${r.bytes.toLocaleString('en-US')} | ${f(r.serializeMs)} | ${f(r.inheritedMs)} | ${f(r.readyMs)} | ${(r.readyMs / base.readyMs).toFixed(2)}x | ${f(r.stallMs)} | ${f(r.p99)} | ${f(r.max)} | ${r.failed} / ${r.sent} |`)
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})
