@@ -111,12 +111,15 @@ async function main (): Promise<number> {
     }
     await sleep(interval)
     // The end: stop sending, shut down with a slow request still in flight.
-    const slow = request(port, 'GET', '/slow?ms=1500')
-    await waitFor(msg(/slow request started/, current), 'slow request received', 5000)
     keepAlive.stop()
     fresh.stop()
+    const [a, b] = await Promise.all([keepAlive.result, fresh.result])
+    // The app counted every request to / in whichever process served it, and handed the count on.
+    const counted = (JSON.parse((await request(port, 'GET', '/stats')).body) as { served: number }).served
+    const slow = request(port, 'GET', '/slow?ms=1500')
+    await waitFor(msg(/slow request started/, current), 'slow request received', 5000)
     process.kill(current, 'SIGTERM')
-    const [a, b, s] = await Promise.all([keepAlive.result, fresh.result, slow.catch((e: Error) => ({ status: 0, body: e.message }))])
+    const s = await slow.catch((e: Error) => ({ status: 0, body: e.message }))
     const exiting = await waitFor(msg(/^graceful-reboot: exiting$/, current), 'final exit')
     await Promise.race([allGone, sleep(15_000).then(() => { throw new Error('a process of the example is still running') })])
     process.stdout.write(process.stdout.isTTY ? '\n\n' : '\n')
@@ -128,10 +131,13 @@ async function main (): Promise<number> {
     for (const [name, r] of [['keep-alive', a], ['new connection each', b]] as const) {
       console.log(`| ${name} | ${r.sent} | ${r.answered} | ${r.failed}${r.failed > 0 ? ' ' + JSON.stringify(r.causes) : ''} | ${r.latency.p99.toFixed(1)} | ${r.latency.max.toFixed(1)} | ${r.pids.join(' ')} |`)
     }
-    console.log(`\nshutdown (SIGTERM to ${current}): a 1.5 s request in flight got ${s.status}; exit code ${String(exiting.code)}; every process gone`)
+    const answered = a.answered + b.answered
+    console.log(`\nthe app's own counter of requests to /, handed over at each reboot (docs/state.md): ${counted}; the clients got ${answered} answers${counted === answered ? '' : ': MISMATCH'}`)
+    console.log(`shutdown (SIGTERM to ${current}): a 1.5 s request in flight got ${s.status}; exit code ${String(exiting.code)}; every process gone`)
     const failed = a.failed + b.failed + (s.status === 200 ? 0 : 1)
-    console.log(failed === 0 && exiting.code === 0 ? `OK: ${a.sent + b.sent + 1} requests, 0 failed, ${reboots} reboots.` : `FAILED: ${failed} failed requests, exit code ${String(exiting.code)}`)
-    return failed === 0 && exiting.code === 0 ? 0 : 1
+    const ok = failed === 0 && exiting.code === 0 && counted === answered
+    console.log(ok ? `OK: ${a.sent + b.sent + 1} requests, 0 failed, ${reboots} reboots, the state carried through all of them.` : `FAILED: ${failed} failed requests, exit code ${String(exiting.code)}, counter ${counted} for ${answered} answers`)
+    return ok ? 0 : 1
   } catch (err) {
     console.error(`\ndemo: ${(err as Error).message}`)
     return 1

@@ -17,7 +17,18 @@ async function main (): Promise<void> {
     health: true
   })
   app.addHook('onSend', async (_req, reply) => { reply.header('x-pid', String(process.pid)) })
-  app.get('/', async () => ({ hello: 'world', pid: process.pid }))
+  // The app's own state, carried from process to process: a counter of the requests to /. A successor
+  // reads it while it boots, and adds what the old process served after that once its drain is over.
+  const stats = { served: 0 }
+  app.handover('stats', () => ({ ...stats }))
+  const base = (await app.inherited<{ served: number }>('stats'))?.served ?? 0
+  stats.served = base
+  app.onInherited<{ served: number }>('stats', (last) => { stats.served += last.served - base })
+  app.get('/', async () => {
+    stats.served++
+    return { hello: 'world', pid: process.pid }
+  })
+  app.get('/stats', async () => stats)
   app.get('/slow', async (req) => {
     const ms = Math.min(Number((req.query as { ms?: string }).ms ?? 1000), 30_000)
     req.log.info({ ms }, 'example: slow request started')

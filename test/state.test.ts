@@ -91,12 +91,15 @@ for (const framework of ['fastify', 'express']) {
   })
 }
 
-test('every structured-clone type arrives equal', async (t) => {
+test('every structured-clone type arrives equal; large Maps, Sets and arrays arrive whole', async (t) => {
   const { f } = start(t)
   const first = await f.waitFor('listening') as Listening
   const next = await reboot(f, first.pid)
   const types = await f.waitFor((e) => e.event === 'types' && e.pid === next.pid) as FixtureEvent & { serialized: string }
   t.deepEqual(v8.deserialize(Buffer.from(types.serialized, 'base64')), everyType())
+  // A top-level Map, Set or array of more than 10,000 items travels in slices and arrives whole, in order.
+  const big = await f.waitFor((e) => e.event === 'big' && e.pid === next.pid)
+  t.like(big, { map: 25_001, first: 'k0', last: 'k25000', value: { i: 20_000, even: true }, set: 12_345, has: true, array: 20_000, at: 'item-19999', isArray: true })
   process.kill(next.pid, 'SIGTERM')
   await f.closed
 })

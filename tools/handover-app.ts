@@ -1,6 +1,7 @@
 // Runs in both processes: the app tools/handover-bench.ts reboots: a Fastify app that hands over a
-// state of STATE_MB megabytes (serialized) of STATE_KIND 'blob' (one Buffer) or 'objects' (a Map of
-// small records, the costly case for structured clone). The old process reports its event loop's
+// state of STATE_MB megabytes (serialized) of STATE_KIND 'blob' (one Buffer), 'objects' (a Map of
+// small records, the costly case for structured clone: it travels in slices) or 'wrapped' (the same
+// Map inside an object: serialized in one piece). The old process reports its event loop's
 // longest stall between the successor's spawn and its ready (when the snapshot is serialized and
 // sent); the successor reports how long `inherited()` took and what arrived.
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -16,6 +17,7 @@ function emit (event: string, fields: Record<string, unknown> = {}): void {
 /** About `mb` MB once serialized: one Buffer, or records of about 100 bytes each. */
 function build (kind: string, mb: number): unknown {
   if (kind === 'blob') return { blob: Buffer.alloc(mb * MB, 7) }
+  if (kind === 'wrapped') return { map: build('objects', mb) }
   const map = new Map<string, { id: number, name: string, score: number, tags: string[] }>()
   const count = Math.round(mb * MB / 100)
   for (let i = 0; i < count; i++) map.set(`user:${i}`, { id: i, name: `name-${i}-${'x'.repeat(30)}`, score: i * 1.5, tags: ['a', 'b'] })
@@ -44,7 +46,8 @@ async function main (): Promise<void> {
   if (parent !== undefined) {
     const start = performance.now()
     state = await app.inherited('state')
-    const size = state instanceof Map ? state.size : (state as { blob?: Buffer } | undefined)?.blob?.length ?? 0
+    const s = state as { blob?: Buffer, map?: Map<unknown, unknown> } | Map<unknown, unknown> | undefined
+    const size = s instanceof Map ? s.size : s?.map?.size ?? s?.blob?.length ?? 0
     emit('inherited', { ms: performance.now() - start, size })
   }
   // The old process's loop between the spawn and the ready: the snapshot is taken, serialized and sent then.

@@ -1,7 +1,8 @@
 // Runs in a measuring process (`node dist/tools/handover-bench.js [MB...]`, after `npm run build`): what
 // a state hand-over costs at a reboot. For each size (default 1, 10 and 50 MB serialized) and each
-// kind of state (one Buffer, and a Map of small records, the costly case for structured clone) it
-// starts tools/handover-app.ts, runs 4 keep-alive clients back to back, reboots it with SIGUSR2 and
+// kind of state (one Buffer; a Map of small records, the costly case for structured clone, which
+// travels in slices; the same Map wrapped in an object, serialized in one piece) it starts
+// tools/handover-app.ts, runs 4 keep-alive clients back to back, reboots it with SIGUSR2 and
 // prints, side by side with a reboot that hands nothing over: the serialization time in the old
 // process, the time the successor's `inherited()` took, the successor's ready time (and its ratio to
 // the baseline), the old process's longest event-loop stall while it serialized and sent, the
@@ -62,13 +63,13 @@ async function main (): Promise<void> {
   const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0)
   const mbs = sizes.length > 0 ? sizes : [1, 10, 50]
   const rows: Row[] = [await one('blob', 0)]
-  for (const kind of ['blob', 'objects']) for (const mb of mbs) rows.push(await one(kind, mb))
+  for (const kind of ['blob', 'objects', 'wrapped']) for (const mb of mbs) rows.push(await one(kind, mb))
   const base = rows[0] as Row
   const f = (n: number): string => n.toFixed(1)
   console.log('| state | serialized bytes | serialize (old) ms | inherited() ms | successor ready ms | ready vs none | old loop max stall ms | client p99 ms | client max ms | failed / sent |')
   console.log('|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) {
-    console.log(`| ${r.kind === 'none' ? 'none (baseline)' : `${r.kind} ${r.mb} MB`} | ${r.bytes.toLocaleString('en-US')} | ${f(r.serializeMs)} | ${f(r.inheritedMs)} | ${f(r.readyMs)} | ${(r.readyMs / base.readyMs).toFixed(2)}x | ${f(r.stallMs)} | ${f(r.p99)} | ${f(r.max)} | ${r.failed} / ${r.sent} |`)
+    console.log(`| ${r.kind === 'none' ? 'none (baseline)' : `${r.kind === 'wrapped' ? 'objects in one piece ({ map })' : r.kind === 'objects' ? 'objects (a Map, in slices)' : r.kind} ${r.mb} MB`} | ${r.bytes.toLocaleString('en-US')} | ${f(r.serializeMs)} | ${f(r.inheritedMs)} | ${f(r.readyMs)} | ${(r.readyMs / base.readyMs).toFixed(2)}x | ${f(r.stallMs)} | ${f(r.p99)} | ${f(r.max)} | ${r.failed} / ${r.sent} |`)
   }
 }
 

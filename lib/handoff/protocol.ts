@@ -1,5 +1,6 @@
 // Runs in both processes: what the old and the new process of a reboot say to each other: the
 // environment variables beside systemd's LISTEN_FDS / LISTEN_FDNAMES / LISTEN_PID, and the IPC messages.
+import type { SliceKind } from './state'
 
 /** systemd passes sockets from fd 3 on; so does a reboot. */
 export const FIRST_FD = 3
@@ -58,8 +59,10 @@ export const CONNECTION_MESSAGE = 'graceful-reboot:connection'
 export const STATE_REQUEST_MESSAGE = 'graceful-reboot:state-request'
 /**
  * Old -> new: the answer to STATE_REQUEST_MESSAGE `id`: `none` (nothing registered under that name), an
- * `error` (code and message), or one part of the value serialized with v8.serialize, in base64 (`data`),
- * `last` on the final part. Parts are small (STATE_PART_BYTES): a large IPC message would hold up the others.
+ * `error` (code and message), or one part of a slice of the value serialized with v8.serialize, in
+ * base64 (`data`): `end` on a slice's last part, `last` on the value's, `kind` how the slices add up
+ * (handoff/state.ts), `bytes` serialized so far. Parts are small (STATE_PART_BYTES): a large IPC
+ * message would hold up the others.
  */
 export const STATE_MESSAGE = 'graceful-reboot:state'
 /** Old -> new: probation passed; the old process drains now and hands its connections over. */
@@ -70,7 +73,7 @@ export const DRAINED_MESSAGE = 'graceful-reboot:drained'
 export type StateAnswer =
   | { type: typeof STATE_MESSAGE, id: number, none: true }
   | { type: typeof STATE_MESSAGE, id: number, error: { code: string, message: string } }
-  | { type: typeof STATE_MESSAGE, id: number, data: string, last: boolean, bytes: number }
+  | { type: typeof STATE_MESSAGE, id: number, kind: SliceKind, data: string, end: boolean, last: boolean, bytes: number }
 
 export type NewToOld =
   | { type: typeof READY_MESSAGE, pid: number }

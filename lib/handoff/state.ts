@@ -1,32 +1,67 @@
 // Runs in both processes: how a handed-over state travels: serialized with v8.serialize (structured
 // clone: Map, Set, Date, Buffer, typed arrays, nested objects), bounded in bytes, cut into parts small
-// enough that the IPC channel's other messages (pings, connections) are not held up, and read back.
+// enough that the IPC channel's other messages (pings, connections) are not held up, and read back. A
+// large top-level Map, Set or array is serialized SLICE_ITEMS items at a time, the old process's event
+// loop running between slices, so that a big cache does not stall it for the whole serialization.
 import * as v8 from 'node:v8'
 import { HandoverError } from '../errors'
 
 /** Bytes of serialized state per IPC message (sent as base64 inside Node's JSON channel). */
 export const STATE_PART_BYTES = 1024 * 1024
 
+/** Items of a top-level Map, Set or array serialized at a time (beyond this many, the value travels in slices). */
+export const SLICE_ITEMS = 10_000
+
+/** How a value travels: whole, or as the items of a top-level Map, Set or array, in slices. */
+export type SliceKind = 'whole' | 'map' | 'set' | 'array'
+
+/** The slices of `value`: `count` of them, `at(i)` the value to serialize for slice i (an array of items, or the value itself). */
+export function slicesOf (value: unknown): { kind: SliceKind, count: number, at: (i: number) => unknown } {
+  const items = value instanceof Map ? [...value] : value instanceof Set ? [...value] : Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype ? value : undefined
+  if (items === undefined || items.length <= SLICE_ITEMS) return { kind: 'whole', count: 1, at: () => value }
+  const kind: SliceKind = value instanceof Map ? 'map' : value instanceof Set ? 'set' : 'array'
+  return { kind, count: Math.ceil(items.length / SLICE_ITEMS), at: (i) => items.slice(i * SLICE_ITEMS, (i + 1) * SLICE_ITEMS) }
+}
+
+/** Adds one deserialized slice to what arrived so far (undefined before the first). */
+export function addSlice (kind: SliceKind, so: unknown, slice: unknown): unknown {
+  if (kind === 'whole') return slice
+  const items = slice as unknown[]
+  if (kind === 'map') {
+    const m = (so as Map<unknown, unknown> | undefined) ?? new Map()
+    for (const [k, v] of items as Array<[unknown, unknown]>) m.set(k, v)
+    return m
+  }
+  if (kind === 'set') {
+    const s = (so as Set<unknown> | undefined) ?? new Set()
+    for (const v of items) s.add(v)
+    return s
+  }
+  const a = (so as unknown[] | undefined) ?? []
+  for (const v of items) a.push(v)
+  return a
+}
+
 /** Nodes looked at, at most, to name the part of a value that cannot be cloned. */
 const FIND_LIMIT = 100_000
 
 /**
- * Serializes the snapshot `value` registered under `name`: a HandoverError (CLONE naming the bad part,
- * or TOO_LARGE naming the size) when it cannot travel.
+ * Serializes (a slice of) the snapshot registered under `name`, `soFar` bytes of it sent already: a
+ * HandoverError (CLONE naming the bad part of `whole`, or TOO_LARGE naming the size) when it cannot travel.
  */
-export function serializeState (name: string, value: unknown, maxBytes: number): Buffer {
+export function serializeState (name: string, value: unknown, maxBytes: number, soFar = 0, whole: unknown = value): Buffer {
   let bytes: Buffer
   try {
     bytes = v8.serialize(value)
   } catch (err) {
-    const bad = findUncloneable(value)
+    const bad = findUncloneable(whole)
     const where = bad === undefined ? '' : `: ${bad.path} is ${bad.what}`
     throw new HandoverError('ERR_GRACEFUL_HANDOVER_CLONE', name,
       `handover "${name}": the snapshot cannot be cloned${where} (${(err as Error).message}); hand over plain data (objects, arrays, Map, Set, Date, Buffer, typed arrays)`, { cause: err })
   }
-  if (bytes.length > maxBytes) {
+  if (soFar + bytes.length > maxBytes) {
     throw new HandoverError('ERR_GRACEFUL_HANDOVER_TOO_LARGE', name,
-      `handover "${name}": the snapshot is ${bytes.length} bytes serialized, over the limit of ${maxBytes} (option "handoverMaxBytes")`)
+      `handover "${name}": the snapshot is ${soFar > 0 ? 'at least ' : ''}${soFar + bytes.length} bytes serialized, over the limit of ${maxBytes} (option "handoverMaxBytes")`)
   }
   return bytes
 }

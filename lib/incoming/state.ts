@@ -4,7 +4,7 @@
 // a request then resolves undefined; a silent old process is a coded error, never a hang.
 import { HandoverError, InvalidOptionError, describe, type HandoverErrorCode } from '../errors'
 import { STATE_MESSAGE, STATE_REQUEST_MESSAGE, messageType, type StateAnswer } from '../handoff/protocol'
-import { deserializeState } from '../handoff/state'
+import { addSlice, deserializeState } from '../handoff/state'
 import type { RebootHost } from '../os'
 
 /** Ms added to `handoverTimeout` for the first answer (the old process's own deadline fires first). */
@@ -14,7 +14,10 @@ export const PART_STALL_MS = 5_000
 
 interface Pending {
   name: string
+  /** The parts of the slice arriving, and what the slices before it add up to. */
   parts: Buffer[]
+  value: unknown
+  slices: number
   final: boolean
   resolve: (value: unknown) => void
   reject: (err: unknown) => void
@@ -70,7 +73,7 @@ export class StateClient {
     const id = ++this.lastId
     return new Promise<unknown>((resolve, reject) => {
       // A final request waits on the old process's drain, which it does not keep this process up for.
-      const p: Pending = { name, parts: [], final, resolve, reject, cancel: () => {}, release: final ? () => {} : this.ctx.hold() }
+      const p: Pending = { name, parts: [], value: undefined, slices: 0, final, resolve, reject, cancel: () => {}, release: final ? () => {} : this.ctx.hold() }
       this.pending.set(id, p)
       if (!final) this.wait(id, p, this.ctx.timeout() + ANSWER_MARGIN_MS)
       if (!this.ctx.host.send({ type: STATE_REQUEST_MESSAGE, id, name, final })) this.settle(id, undefined)
@@ -80,7 +83,7 @@ export class StateClient {
   private wait (id: number, p: Pending, ms: number): void {
     p.cancel()
     p.cancel = this.ctx.timer(ms, () => {
-      this.settle(id, new HandoverError('ERR_GRACEFUL_HANDOVER_TIMEOUT', p.name, `inherited("${p.name}"): the old process sent ${p.parts.length === 0 ? 'no answer' : 'no more of it'} within ${ms} ms`), true)
+      this.settle(id, new HandoverError('ERR_GRACEFUL_HANDOVER_TIMEOUT', p.name, `inherited("${p.name}"): the old process sent ${p.parts.length + p.slices === 0 ? 'no answer' : 'no more of it'} within ${ms} ms`), true)
     })
   }
 
@@ -99,15 +102,16 @@ export class StateClient {
       if ('none' in a) return this.settle(a.id, undefined)
       if ('error' in a) return this.settle(a.id, new HandoverError(a.error.code as HandoverErrorCode, p.name, a.error.message), true)
       p.parts.push(Buffer.from(a.data, 'base64'))
-      if (!a.last) {
-        if (!p.final) this.wait(a.id, p, PART_STALL_MS)
-        return
-      }
       try {
-        this.settle(a.id, deserializeState(p.name, p.parts))
+        if (a.end) {
+          p.value = addSlice(a.kind, p.value, deserializeState(p.name, p.parts.splice(0)))
+          p.slices++
+        }
       } catch (err) {
-        this.settle(a.id, err, true)
+        return this.settle(a.id, err, true)
       }
+      if (a.last) return this.settle(a.id, p.value)
+      if (!p.final) this.wait(a.id, p, PART_STALL_MS)
     })
   }
 

@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { HandoverError } from '../errors'
 import { STATE_MESSAGE, STATE_REQUEST_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
-import { partCount, serializeState, statePart } from '../handoff/state'
+import { partCount, serializeState, slicesOf, statePart } from '../handoff/state'
 import type { Logger } from '../log'
 
 /** A snapshot function registered with `handover(name, snapshot)`: a value, or a promise of one. */
@@ -33,8 +33,8 @@ export class StateServer {
   constructor (child: Channel, source: () => StateSource, seam: { timer: (ms: number, fn: () => void) => () => void, now: () => number }, log: Logger) {
     this.child = child
     this.source = source
-    this.timer = seam.timer
-    this.now = seam.now
+    this.timer = (ms, fn) => seam.timer(ms, fn)
+    this.now = () => seam.now()
     this.log = log
     child.on('message', (m: unknown) => {
       if (messageType(m) !== STATE_REQUEST_MESSAGE) return
@@ -60,24 +60,44 @@ export class StateServer {
       return
     }
     const start = this.now()
-    let bytes: Buffer
+    let value: unknown
     try {
-      const value = await this.take(name, fn, source.timeout)
-      bytes = serializeState(name, value, source.maxBytes)
+      value = await this.take(name, fn, source.timeout)
     } catch (err) {
-      const e = err instanceof HandoverError
-        ? err
-        : new HandoverError('ERR_GRACEFUL_HANDOVER_FAILED', name, `handover "${name}": the snapshot threw: ${(err as Error)?.message ?? String(err)}`, { cause: err })
-      this.log.error({ err: e, handover: name }, `graceful-reboot: ${e.message}; the successor is told, this process's state is untouched`)
-      await this.send({ type: STATE_MESSAGE, id, error: { code: e.code, message: e.message } })
+      await this.fail(id, name, err)
       return
     }
-    const serializedMs = this.now() - start
-    const parts = partCount(bytes)
-    for (let i = 0; i < parts; i++) {
-      if (!await this.send({ type: STATE_MESSAGE, id, data: statePart(bytes, i), last: i === parts - 1, bytes: bytes.length })) return
+    const cut = slicesOf(value)
+    let bytes = 0
+    let serializedMs = 0
+    for (let s = 0; s < cut.count; s++) {
+      const from = this.now()
+      let slice: Buffer
+      try {
+        slice = serializeState(name, cut.at(s), source.maxBytes, bytes, value)
+      } catch (err) {
+        await this.fail(id, name, err)
+        return
+      }
+      serializedMs += this.now() - from
+      bytes += slice.length
+      // Each part waits for Node's write of the one before: the event loop serves requests in between.
+      const parts = partCount(slice)
+      for (let i = 0; i < parts; i++) {
+        const end = i === parts - 1
+        if (!await this.send({ type: STATE_MESSAGE, id, kind: cut.kind, data: statePart(slice, i), end, last: end && s === cut.count - 1, bytes })) return
+      }
     }
-    this.log.info({ handover: name, bytes: bytes.length, final: r.final, serializedMs, ms: this.now() - start }, `graceful-reboot: handed "${name}" over${r.final ? ' (final)' : ''}: ${bytes.length} bytes in ${this.now() - start} ms`)
+    this.log.info({ handover: name, bytes, slices: cut.count, final: r.final, serializedMs, ms: this.now() - start }, `graceful-reboot: handed "${name}" over${r.final ? ' (final)' : ''}: ${bytes} bytes in ${this.now() - start} ms`)
+  }
+
+  /** Tells the successor why the snapshot under `name` cannot be handed over. */
+  private async fail (id: number, name: string, err: unknown): Promise<void> {
+    const e = err instanceof HandoverError
+      ? err
+      : new HandoverError('ERR_GRACEFUL_HANDOVER_FAILED', name, `handover "${name}": the snapshot threw: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+    this.log.error({ err: e, handover: name }, `graceful-reboot: ${e.message}; the successor is told, this process's state is untouched`)
+    await this.send({ type: STATE_MESSAGE, id, error: { code: e.code, message: e.message } })
   }
 
   /** Runs the snapshot with the deadline `ms`. */

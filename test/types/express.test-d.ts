@@ -33,6 +33,11 @@ export function expressApp (): void {
   const handle: GracefulHandle = app.graceful
   const attached: GracefulHandle = handle.attach(http.createServer(app))
   void [p, r, same, stillExpress, server, attached]
+  const warm: GracefulExpressApp<Express> = app.handover('hits', () => new Map()).onInherited<number>('n', (n) => { const x: number = n; void x }).onReboot('serving', () => {}).onStartup(() => {}, { name: 'db' })
+  const hits: Promise<Map<string, number> | undefined> = app.inherited<Map<string, number>>('hits')
+  const started: Promise<void> = handle.start()
+  const starting: boolean = handle.starting
+  void [warm, hits, started, starting]
 
   app.onShutdown((ctx) => {
     const s: AbortSignal = ctx.signal

@@ -2,7 +2,9 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import graceful, {
   DrainStartedError,
+  HandoverError,
   fastifyGraceful,
+  type RebootHookContext,
   type Finalizer,
   type FinalizerContext,
   type FinalizerOptions,
@@ -117,4 +119,20 @@ export function drainSignal (app: FastifyInstance): void {
   // @ts-expect-error the signal is the package's, read-only
   app.drainSignal = new AbortController().signal
   void onApp
+}
+
+export async function warmSuccessor (app: FastifyInstance): Promise<void> {
+  await app.register(graceful, { handoverTimeout: 5_000, handoverMaxBytes: 1 << 20 })
+  const chained: FastifyInstance = app.handover('cache', () => new Map<string, number>()).onInherited<{ n: number }>('counter', (last) => { const n: number = last.n; void n })
+  const cache: Map<string, number> | undefined = await app.inherited<Map<string, number>>('cache')
+  app.onReboot('beforeSpawn', (ctx: RebootHookContext) => ctx.trigger === 'admin' ? 'not now' : undefined, { name: 'gate', timeout: 1000 })
+  app.onReboot('handedOver', ({ transferred, role }) => { const r: 'old' | 'new' = role; void [transferred, r] })
+  app.onStartup(async ({ signal, attempt }) => { void [signal, attempt] }, { name: 'db', after: [], required: true, retries: 3, backoff: 100, timeout: 5000 })
+  const err = new HandoverError('ERR_GRACEFUL_HANDOVER_TIMEOUT', 'cache', 'x')
+  const name: string = err.handover
+  void [chained, cache, name]
+  // @ts-expect-error a step that does not exist
+  app.onReboot('afterSpawn', () => {})
+  // @ts-expect-error handoverMaxBytes is a number
+  await app.register(graceful, { handoverMaxBytes: '1mb' })
 }
