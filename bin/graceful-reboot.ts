@@ -6,6 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { readStatus, type RebootStatus, type StatusRecord } from '../lib/status-file'
+import { RUN_HELP, parseRun, runCommand } from '../lib/workers/run'
 
 /** Exit codes (also in --help and docs/routes-and-cli.md). */
 export const EXIT = {
@@ -31,10 +32,12 @@ const POLL_MS = 100
 const SIGNALS = { reboot: 'SIGUSR2', shutdown: 'SIGTERM', status: 'SIGCONT' } as const
 
 const HELP = `Usage: graceful-reboot <reboot|shutdown|status> --pid-file FILE [--wait] [--timeout MS] [--signal NAME]
+       graceful-reboot run [--workers N] [--surge K] [--pid-file FILE] [--] <script> [args...]
 
 Signals the process whose pid FILE holds: reboot sends SIGUSR2 (a successor takes over the listening
 sockets), shutdown sends SIGTERM (drain and exit); status prints what the process is doing. The app
-must use the pidFile option (it keeps a status file FILE.<pid>.status beside it).
+must use the pidFile option (it keeps a status file FILE.<pid>.status beside it). run starts a
+supervisor of N workers of one script (graceful-reboot run --help).
 
 Options:
   --pid-file FILE  the app's PID file (required)
@@ -266,6 +269,19 @@ function version (): string {
 /** The CLI: returns the exit code. */
 export async function main (argv: string[], out = (s: string) => { process.stdout.write(s + '\n') }, err = (s: string) => { process.stderr.write(s + '\n') }): Promise<number> {
   try {
+    if (argv[0] === 'run') {
+      let a: ReturnType<typeof parseRun>
+      try {
+        a = parseRun(argv.slice(1))
+      } catch (e) {
+        throw new CliError(EXIT.usage, (e as Error).message)
+      }
+      if (a === 'help') {
+        out(RUN_HELP)
+        return EXIT.ok
+      }
+      return await runCommand(a, err)
+    }
     const cmd = parse(argv)
     if (cmd === 'help' || cmd === 'version') {
       out(cmd === 'help' ? HELP : version())

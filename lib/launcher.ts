@@ -23,6 +23,7 @@ export type LauncherKind =
   | 'nodemon' | 'node --watch' | 'tsx' | 'tsx watch'
   | 'npm' | 'npx' | 'yarn' | 'pnpm'
   | 'pm2 fork' | 'pm2 cluster'
+  | 'supervisor'
 
 export interface Launcher {
   readonly kind: LauncherKind
@@ -151,6 +152,10 @@ function nodemon (p: AncestorInfo, evidence: string): Launcher {
 /** What runs this process, from `facts`. */
 export function detectLauncher (facts: LauncherFacts): Launcher {
   const { ancestors, env } = facts
+  // A worker of `graceful-reboot run`: the supervisor, whatever runs it, is what the worker answers to.
+  if (env.GRACEFUL_WORKER !== undefined && env.GRACEFUL_SUPERVISOR !== undefined) {
+    return { kind: 'supervisor', name: 'the graceful-reboot supervisor', evidence: `GRACEFUL_WORKER=${env.GRACEFUL_WORKER}` }
+  }
   const at = ancestors.findIndex((a) => !isShellWrapper(a))
   const p = ancestors[at]
   if (p === undefined) {

@@ -68,7 +68,7 @@ test('lib/ has no import cycle, type-only imports included', (t) => {
 test('every lib file starts with the process that runs it', (t) => {
   for (const f of files) {
     const first = readFileSync(f, 'utf8').split('\n')[0] ?? ''
-    t.regex(first, /^\/\/ Runs in (both processes|the old process|the new process|every process that shuts down)/, rel(f))
+    t.regex(first, /^\/\/ Runs in (both processes|the old process|the new process|every process that shuts down|the supervisor|a worker)/, rel(f))
   }
 })
 

@@ -39,7 +39,11 @@ function unitFrom (example: string, log: string, modeFile: string, visible: (hos
   swap(/^(User|Group)=app\n/mg, '')
   swap(/^WorkingDirectory=.*$/m, `WorkingDirectory=${String(root)}`)
   swap(/^Environment=PORT=3000$/m, `Environment=PORT=0\nEnvironment=MODE_FILE=${modeFile}`)
-  swap(/^ExecStart=\/usr\/bin\/node \/opt\/app\/dist\/server.js$/m, `ExecStart=${String(node)} ${String(fixture)}\nStandardOutput=append:${log}\nStandardError=append:${log}`)
+  const output = `StandardOutput=append:${log}\nStandardError=append:${log}`
+  // The workers unit starts the supervisor of the package's CLI, with the app as its script.
+  const supervised = /^ExecStart=\/usr\/bin\/node \/opt\/app\/node_modules\/.bin\/graceful-reboot run (.*) \/opt\/app\/dist\/server.js$/m
+  if (supervised.test(text)) swap(supervised, `ExecStart=${String(node)} ${String(cli)} run $1 ${String(fixture)}\n${output}`)
+  else swap(/^ExecStart=\/usr\/bin\/node \/opt\/app\/dist\/server.js$/m, `ExecStart=${String(node)} ${String(fixture)}\n${output}`)
   if (/^ExecReload=\/opt\/app\/node_modules\/.bin\/graceful-reboot /m.test(text)) swap(/^ExecReload=\/opt\/app\/node_modules\/.bin\/graceful-reboot /m, `ExecReload=${String(node)} ${String(cli)} `)
   swap(/^\[Install\][^]*$/m, '')
   return text
@@ -166,6 +170,33 @@ systemdTest('Type=notify unit: stop with a 1.5 s request in flight lets it finis
   const ps = await sd.run('sh', '-c', 'cat /proc/[0-9]*/comm')
   t.regex(ps.stdout, /systemd/, 'the listing works')
   t.false(/^node$/m.test(ps.stdout), `no node process left in the namespace:\n${ps.stdout}`)
+})
+
+systemdTest('workers unit (example/systemd/app-workers.service): the supervisor is MainPID; two reloads under keep-alive load replace both workers with 0 failed and MainPID unchanged; stop drains them, Result=success', async (t) => {
+  const { sd, lines } = await boot(t, 'app-workers.service')
+  const start = await sd.ctl('start', 'app.service')
+  t.is(start.code, 0, start.stderr)
+  const main = Number((await props(sd)).MainPID)
+  const one = await lines.waitFor((e) => e.event === 'listening' && e.parent === null)
+  let workers = [one, await lines.waitFor((e) => e.event === 'listening' && e.parent === null && e.pid !== one.pid)]
+  t.false(workers.some((w) => w.pid === main), 'MainPID is the supervisor, not a worker')
+  const traffic = load(t, workers[0]?.port as number, 6)
+  for (let i = 0; i < 2; i++) {
+    t.is((await sd.ctl('reload', 'app.service')).code, 0)
+    const next = await Promise.all(workers.map(async (w) => await listening(lines, w.pid as number)))
+    await Promise.all(workers.map(async (w) => await lines.waitFor((e) => e.event === 'exit' && e.pid === w.pid)))
+    const p = await props(sd)
+    t.is(Number(p.MainPID), main, `reload ${i + 1}: MainPID is still the supervisor`)
+    t.is(p.ActiveState, 'active')
+    workers = next
+  }
+  const { sent, failed } = await traffic.stop()
+  t.log(`${sent} requests over 2 rolling reboots of 2 workers, ${failed.length} failed`)
+  t.deepEqual(failed, [])
+  t.is((await sd.ctl('stop', 'app.service')).code, 0)
+  const p = await props(sd)
+  t.is(p.Result, 'success')
+  for (const w of workers) t.like(await lines.waitFor((e) => e.event === 'exit' && e.pid === w.pid), { code: 0 })
 })
 
 systemdTest('PIDFile= unit (example/systemd/app.service): three reloads under keep-alive load lose nothing and MainPID follows the successor', async (t) => {

@@ -24,6 +24,7 @@ import { drainApps, type Cause } from './shutdown'
 import type { LifecycleStats } from './stats'
 import { StatusReporter } from './status'
 import { WarmStart } from './warm'
+import { WorkerLink } from '../workers/worker'
 
 /** The process-wide coordinator: `shutdown()` drains every app in parallel, runs their framework close, decides the exit code and exits (unless `exit: false`). */
 export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements SignalTarget {
@@ -33,12 +34,13 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** The state handed to a successor or inherited from the old process, and the reboot hooks. */
   readonly warm: WarmStart
   private readonly host: LifecycleHost
-  private readonly units = new AppRegistry()
+  private readonly units = new AppRegistry(() => this.worker !== undefined)
   readonly signalMemory = new SignalMemory()
   private readonly reboots: RebootController
   private readonly newSide: NewSide
   private readonly status: StatusReporter
   private readonly systemd: SystemdNotifier
+  private readonly worker: WorkerLink | undefined
   private current: LifecycleState = 'running'
   private stopping: Promise<ShutdownResult> | undefined
   private crashError: unknown
@@ -81,6 +83,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     })
     const options = (): GracefulUnit['options'] | undefined => this.units.list()[0]?.options
     this.warm = new WarmStart({ seam, host, inherited: () => this.inherited, log: () => this.log, options, registered: (u) => this.units.list().includes(u as GracefulUnit), handingOver: () => this.reboots.handingOver }, this)
+    this.worker = WorkerLink.fromEnv(host.env, { pid: seam.pid, parentPid: () => this.inherited.parentPid, log: () => this.log, reboot: (t) => this.reboot(t, { trigger: 'supervisor' }), shutdown: (t, trigger) => { void this.shutdown(t, { trigger }) }, listening: this.listening, host })
     this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
     this.systemd = new SystemdNotifier(this, { pid: seam.pid, host, cause: () => this.cause, parentMayRollBack: () => this.newSide.parentWaits() !== undefined, state: () => this.current, timer: (ms, fn) => seam.timer(ms, fn), log: () => this.log })
     this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log, told: (fn) => { this.systemd.told(fn) } })
@@ -112,10 +115,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** Why `reboot()` would be refused right now (the RebootError it would reject with), or undefined. */
   canReboot (): RebootError | undefined {
     return rebootRefusal({
-      state: this.current,
-      rebooting: this.reboots.inFlight,
-      seam: this.seam,
-      host: this.host,
+      state: this.current, rebooting: this.reboots.inFlight, seam: this.seam, host: this.host,
       launcher: () => this.launchers.applying(this.units.launcherIgnored),
       blockers: () => this.units.blockers(),
       parentWaits: () => this.newSide.parentWaits(),
@@ -148,6 +148,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     }
     this.newSide.start()
     this.warm.watchParent()
+    this.worker?.connect(this)
     unit.watchServers((server) => {
       this.listening.wrap(server, this.inherited, {
         listening: (l) => { this.newSide.announcement().listening(l) },
@@ -179,6 +180,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** See `Lifecycle.reboot` (index.ts). */
   reboot (timeout?: number, options: RebootOptions = {}): Promise<number> {
+    // In a worker, every worker reboots, one slot at a time: the supervisor runs it.
+    if (this.worker !== undefined && options.trigger !== 'supervisor') return this.worker.rollout(options.trigger ?? 'code')
     const refusal = this.canReboot()
     if (refusal !== undefined) {
       this.emit('handoff', { step: 'refused', pid: this.seam.pid, error: refusal, trigger: options.trigger ?? 'code' })

@@ -33,7 +33,11 @@ export class AppRegistry {
   }
 
   /** The PID file of the first app that has one, of `units` (an app that closed during the drain counts too). */
+  /** `inWorker`: in a worker of `graceful-reboot run`, whose PID file would name one worker of many (the supervisor's --pid-file names the service). */
+  constructor (private readonly inWorker: () => boolean = () => false) {}
+
   pidFile (units: Iterable<GracefulUnit> = this.units): string | undefined {
+    if (this.inWorker()) return undefined
     return [...units].find((u) => u.options.pidFile !== undefined)?.options.pidFile
   }
 

@@ -36,7 +36,7 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
     return no('ERR_GRACEFUL_REBOOT_IN_PROGRESS', `cannot reboot yet: this process was started by a reboot that its old process can still roll back (${when}); reboot again once that reboot is over (rebootProbation after ready)`)
   }
   if (f.seam.platform === 'win32') return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot needs socket inheritance, which Windows does not offer; use shutdown and a supervisor')
-  if (f.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary')
+  if (f.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary; for every core with zero-downtime rolling reboots, run the app with `graceful-reboot run --workers N app.js` instead of node:cluster (docs/workers.md)')
   if (f.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot as PID 1: its exit would end the container; run with an init (docker run --init, tini)')
   const init = f.host.exitingInit()
   if (init !== undefined) {

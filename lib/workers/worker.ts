@@ -1,0 +1,136 @@
+// Runs in a worker of the supervisor (`graceful-reboot run --workers N`; the environment says so): its
+// link to the supervisor's control socket. It says who it is and when it serves, hands the sockets it
+// bound up (the first worker), reboots or drains when told, asks the supervisor for a rolling reboot
+// when a reboot is asked of it (a signal, the admin route, code), and drains when the supervisor is gone
+// (killed with SIGKILL): a worker outlives no supervisor.
+import type { EventEmitter } from 'node:events'
+import * as net from 'node:net'
+import { RebootError } from '../errors'
+import type { LifecycleEvents } from '../events'
+import type { ListenerRegistry } from '../handoff/listeners'
+import type { Logger } from '../log'
+import type { RebootHost } from '../os'
+import { BIND_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+
+export interface WorkerContext {
+  readonly pid: number
+  /** The old worker whose reboot started this one (a replacement), if so. */
+  parentPid (): number | undefined
+  log (): Logger
+  /** This worker's own reboot (its replacement takes the slot): resolves with the replacement's pid after probation. */
+  reboot (timeout: number | undefined): Promise<number>
+  shutdown (timeout: number | undefined, trigger: string): void
+  /** The listening servers (the first worker hands copies up). */
+  readonly listening: Pick<ListenerRegistry, 'sockets' | 'serverFor'>
+  /** Its `sendHandle`: the IPC channel to the supervisor (only the first worker has one). */
+  readonly host: Pick<RebootHost, 'sendHandle'>
+}
+
+export class WorkerLink {
+  readonly slot: number
+  private readonly path: string
+  private readonly bind: boolean
+  private readonly ctx: WorkerContext
+  private socket: net.Socket | undefined
+  private closing = false
+  private asked: { resolve: (pid: number) => void, reject: (err: unknown) => void, promise: Promise<number> } | undefined
+
+  /** The link of a worker, or undefined outside the supervisor. */
+  static fromEnv (env: NodeJS.ProcessEnv, ctx: WorkerContext): WorkerLink | undefined {
+    const slot = Number(env[WORKER_ENV])
+    const path = env[SUPERVISOR_ENV]
+    if (!Number.isInteger(slot) || slot < 1 || path === undefined || path === '') return undefined
+    const bind = env[BIND_ENV] === '1'
+    // A replacement started by this worker's reboot binds nothing: it inherits the sockets.
+    delete env[BIND_ENV]
+    return new WorkerLink(slot, path, bind, ctx)
+  }
+
+  private constructor (slot: number, path: string, bind: boolean, ctx: WorkerContext) {
+    this.slot = slot
+    this.path = path
+    this.bind = bind
+    this.ctx = ctx
+  }
+
+  /** Connects to the supervisor (once) and follows the lifecycle's announcement and exit. */
+  connect (events: Pick<EventEmitter<LifecycleEvents>, 'on'>): void {
+    if (this.socket !== undefined) return
+    const socket = net.createConnection(this.path)
+    this.socket = socket
+    // The link never keeps the process alive by itself.
+    socket.unref()
+    socket.setEncoding('utf8').on('data', jsonLines((m) => { this.command(m as SupervisorToWorker) }))
+    socket.on('error', (err) => { this.ctx.log().error({ err, supervisor: this.path }, `graceful-reboot: the supervisor's control socket failed: ${err.message}`) })
+    socket.on('close', () => {
+      if (this.closing) return
+      this.ctx.log().error({ slot: this.slot, supervisor: this.path }, 'graceful-reboot: the supervisor is gone; draining (a worker outlives no supervisor)')
+      this.ctx.shutdown(undefined, 'supervisor-gone')
+    })
+    this.say({ type: 'hello', slot: this.slot, pid: this.ctx.pid, parent: this.ctx.parentPid() ?? null })
+    events.on('handoff', (e) => {
+      if (e.step !== 'announced') return
+      let sent = 0
+      // The raw handle, not the server: the supervisor keeps the socket without accepting on it.
+      for (const { key } of this.bind ? this.ctx.listening.sockets() : []) {
+        const handle = (this.ctx.listening.serverFor(key) as { _handle?: unknown } | undefined)?._handle
+        if (handle != null && this.ctx.host.sendHandle?.({ type: WORKER_LISTENER_MESSAGE, key }, handle) === true) sent++
+      }
+      this.say({ type: 'announced', pid: this.ctx.pid, listeners: sent })
+    })
+    events.on('shutdown', (result) => {
+      this.closing = true
+      this.say({ type: 'exiting', pid: this.ctx.pid, code: result.code })
+      socket.end()
+    })
+  }
+
+  /**
+   * A reboot asked of this worker (not by the supervisor): the supervisor rolls every worker, one slot
+   * at a time. Resolves with this worker's replacement's pid once it passed probation; rejects when the
+   * rollout is refused or stops before.
+   */
+  rollout (trigger: string): Promise<number> {
+    if (this.asked !== undefined) return this.asked.promise
+    let resolve!: (pid: number) => void
+    let reject!: (err: unknown) => void
+    const promise = new Promise<number>((res, rej) => { resolve = res; reject = rej })
+    promise.catch(() => {})
+    this.asked = { resolve, reject, promise }
+    if (!this.say({ type: 'rollout', pid: this.ctx.pid, trigger })) {
+      this.settle(new RebootError('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'this worker could not reach its supervisor to ask for a rolling reboot'))
+    }
+    return promise
+  }
+
+  private command (m: SupervisorToWorker): void {
+    if (m.type === 'reboot') {
+      this.ctx.reboot(m.timeout ?? undefined).then((successor) => {
+        this.say({ type: 'rebooted', pid: this.ctx.pid, id: m.id, successor })
+        this.settle(successor)
+      }, (err: unknown) => {
+        const e = err as { code?: string, message?: string }
+        this.say({ type: 'reboot-failed', pid: this.ctx.pid, id: m.id, code: e.code ?? 'ERR_GRACEFUL_REBOOT_FAILED', message: e.message ?? String(err) })
+      })
+    } else if (m.type === 'shutdown') {
+      this.ctx.shutdown(m.timeout ?? undefined, m.trigger)
+    } else if (m.type === 'rollout-done') {
+      this.settle(m.ok ? this.ctx.pid : new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `the rolling reboot stopped: ${m.message}`))
+    }
+  }
+
+  private settle (outcome: number | Error): void {
+    const a = this.asked
+    if (a === undefined) return
+    this.asked = undefined
+    if (typeof outcome === 'number') a.resolve(outcome)
+    else a.reject(outcome)
+  }
+
+  private say (m: WorkerToSupervisor): boolean {
+    const s = this.socket
+    if (s === undefined || s.destroyed || !s.writable) return false
+    s.write(JSON.stringify(m) + '\n')
+    return true
+  }
+}

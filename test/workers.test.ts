@@ -1,0 +1,254 @@
+// Runs in the test process: `graceful-reboot run --workers 2` for real: the supervisor starts the
+// workers of test/fixtures/worker-app.ts (Fastify and Express), rolls them under keep-alive and
+// think-time load (0 failed, 0 new connections for pooled clients, every pid new), stops a rollout whose
+// new code crashes in probation, replaces a worker killed outside a rollout, drains everything on
+// SIGTERM, and leaves no worker behind when it is SIGKILLed.
+import fs from 'node:fs'
+import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import test, { type ExecutionContext } from 'ava'
+import { runLoad } from '../tools/load'
+import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
+import { getJson } from './helpers/servers'
+import { parseRun, runRefusal } from '../lib/workers/run'
+
+const CLI = path.join(__dirname, '..', 'bin', 'graceful-reboot.js')
+
+interface Listening extends FixtureEvent { pid: number, slot: string, parent: number | null, port: number }
+
+/** Starts the supervisor over the worker fixture; kills, in teardown, every worker a line named. */
+function supervise (t: ExecutionContext, env: Record<string, string> = {}, args: string[] = ['--workers', '2'], fixture = 'worker-app'): Fixture {
+  const f = startFixture(t, fixture, { env, via: (file) => [process.execPath, [CLI, 'run', ...args, file]] })
+  t.teardown(() => {
+    for (const l of f.lines) if (typeof l.pid === 'number') { try { process.kill(l.pid, 'SIGKILL') } catch {} }
+  })
+  return f
+}
+
+/** Resolves once the supervisor's stderr, past `from` characters, matches `re`. */
+function says (f: Fixture, re: RegExp, from = 0, timeoutMs = 30_000): Promise<string> {
+  const found = (): string | undefined => re.exec(f.stderr().slice(from))?.[0]
+  const now = found()
+  if (now !== undefined) return Promise.resolve(now)
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`the supervisor did not say ${String(re)} within ${timeoutMs} ms; stderr:\n${f.stderr()}`)) }, timeoutMs)
+    const check = (): void => {
+      const m = found()
+      if (m === undefined) return
+      cleanup()
+      resolve(m)
+    }
+    const cleanup = (): void => { clearTimeout(timer); f.child.stderr?.off('data', check) }
+    // The fixture's own listener has appended the chunk by the time this one runs (registered after it).
+    f.child.stderr?.on('data', check)
+  })
+}
+
+/** The two workers serving at first. */
+async function firstWorkers (f: Fixture): Promise<Listening[]> {
+  const a = await f.waitFor((e) => e.event === 'listening' && e.slot === '1') as Listening
+  const b = await f.waitFor((e) => e.event === 'listening' && e.slot === '2') as Listening
+  await says(f, /2 workers serving/)
+  return [a, b]
+}
+
+/** SIGUSR2 to the supervisor; resolves with the replacements once every old worker's drain is over. */
+async function rollout (f: Fixture, current: Listening[]): Promise<Listening[]> {
+  const from = f.stderr().length
+  process.kill(f.pid, 'SIGUSR2')
+  const next: Listening[] = []
+  for (const w of current) {
+    next.push(await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening)
+    await f.waitFor((e) => e.event === 'exiting' && e.pid === w.pid)
+  }
+  await says(f, /every worker replaced/, from)
+  return next
+}
+
+for (const framework of ['fastify', 'express']) {
+  // One at a time: each runs 28 clients against two workers on this machine's two cores.
+  test.serial(`${framework}: 5 rolling reboots under keep-alive and think-time load lose 0 requests, open 0 new connections for pooled clients, and change every worker's pid each time`, async (t) => {
+    const f = supervise(t, { FRAMEWORK: framework })
+    let workers = await firstWorkers(f)
+    const url = `http://127.0.0.1:${workers[0]?.port ?? 0}/`
+    const backToBack = runLoad({ url, connections: 8, mode: 'keep-alive', durationMs: 120_000 })
+    const think = runLoad({ url, connections: 20, mode: 'keep-alive', durationMs: 120_000, thinkMs: [50, 150], agentPerLoop: true })
+    const pids = workers.map((w) => w.pid)
+    for (let i = 0; i < 5; i++) {
+      const next = await rollout(f, workers)
+      for (const [j, w] of next.entries()) t.not(w.pid, workers[j]?.pid, `rollout ${i + 1}: slot ${j + 1} has a new pid`)
+      t.deepEqual(next.map((w) => w.slot), ['1', '2'])
+      workers = next
+      pids.push(...next.map((w) => w.pid))
+    }
+    backToBack.stop()
+    think.stop()
+    const [a, b] = await Promise.all([backToBack.result, think.result])
+    for (const [name, r, conns] of [['back-to-back', a, 8], ['think-time', b, 20]] as const) {
+      t.is(r.failed, 0, `${name}: ${JSON.stringify(r.causes)}`)
+      t.true(r.answered > 0)
+      t.is(r.connectionsOpened, conns, `${name}: the pooled clients never reconnected`)
+    }
+    t.is(new Set(pids).size, 12, 'twelve distinct workers over six generations')
+    t.log(`${framework}: ${a.answered} back-to-back and ${b.answered} think-time requests over 5 rolling reboots; pids seen by the clients: ${a.pids.length}`)
+    process.kill(f.pid, 'SIGTERM')
+    t.is((await f.exited).code, 0)
+    await f.closed
+    for (const pid of pids) t.false(isAlive(pid), `worker ${pid} is gone`)
+  })
+}
+
+test('--workers 3 --surge 2: two slots are replaced at once, then the third; a second SIGUSR2 during the rollout is refused; nothing fails', async (t) => {
+  const f = supervise(t, {}, ['--workers', '3', '--surge', '2'])
+  const workers = await Promise.all(['1', '2', '3'].map(async (slot) => await f.waitFor((e) => e.event === 'listening' && e.slot === slot) as Listening))
+  await says(f, /3 workers serving/)
+  const load = runLoad({ url: `http://127.0.0.1:${workers[0]?.port ?? 0}/`, connections: 6, mode: 'keep-alive', durationMs: 60_000 })
+  const from = f.stderr().length
+  process.kill(f.pid, 'SIGUSR2')
+  // Slots 1 and 2 start together: both replacements exist before either old worker has gone.
+  const [one, two] = await Promise.all(workers.slice(0, 2).map(async (w) => await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening))
+  process.kill(f.pid, 'SIGUSR2')
+  await says(f, /rolling reboot \(SIGUSR2\) refused: a rolling reboot is already in progress/, from)
+  await says(f, /every worker replaced/, from)
+  const three = f.lines.find((e) => e.event === 'listening' && e.parent === workers[2]?.pid)
+  t.truthy(three, 'slot 3 was replaced too')
+  // Together: slot 2's replacement served before slot 1's old worker saw its own replacement pass probation.
+  const at = (match: (e: FixtureEvent) => boolean): number => f.lines.findIndex(match)
+  const served = (old: Listening | undefined): number => at((e) => e.event === 'handoff' && e.step === 'serving' && e.pid === old?.pid)
+  t.true(at((e) => e.pid === two?.pid && e.event === 'listening') < served(workers[0]), 'slot 2 did not wait for slot 1')
+  t.true(at((e) => e.pid === one?.pid && e.event === 'listening') < served(workers[1]), 'nor slot 1 for slot 2')
+  t.true(at((e) => e === three) > Math.min(served(workers[0]), served(workers[1])), 'slot 3 waited for one of them')
+  load.stop()
+  const r = await load.result
+  t.is(r.failed, 0, JSON.stringify(r.causes))
+  t.is(r.connectionsOpened, 6)
+  process.kill(f.pid, 'SIGTERM')
+  t.is((await f.exited).code, 0)
+})
+
+test('new code that crashes 300 ms after it serves: the rollout stops at the first slot, 0 requests fail, and the 2 old workers still serve', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-workers-'))
+  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+  const modeFile = path.join(dir, 'mode')
+  const f = supervise(t, { MODE_FILE: modeFile })
+  const workers = await firstWorkers(f)
+  const url = `http://127.0.0.1:${workers[0]?.port ?? 0}/`
+  const load = runLoad({ url, connections: 8, mode: 'keep-alive', durationMs: 60_000 })
+  fs.writeFileSync(modeFile, 'crash-after-serve')
+  const from = f.stderr().length
+  process.kill(f.pid, 'SIGUSR2')
+  const replacement = await f.waitFor((e) => e.event === 'listening' && e.parent === workers[0]?.pid) as Listening
+  const stopped = await says(f, /slot 1: the replacement of worker \d+ failed[^\n]*the rollout stopped/, from)
+  t.regex(stopped, new RegExp(`worker ${String(workers[0]?.pid)} failed \\(ERR_GRACEFUL_SUCCESSOR_PROBATION\\)`))
+  t.false(f.lines.some((e) => e.event === 'listening' && e.parent === workers[1]?.pid), 'slot 2 was not touched')
+  load.stop()
+  const r = await load.result
+  t.is(r.failed, 0, JSON.stringify(r.causes))
+  for (const w of workers) t.true(isAlive(w.pid), `worker ${w.pid} serves on`)
+  const seen = new Set<number>()
+  for (let i = 0; i < 40 && seen.size < 2; i++) seen.add((await getJson<{ pid: number }>(workers[0]?.port ?? 0, '/')).body.pid)
+  t.true([...seen].every((pid) => workers.some((w) => w.pid === pid)), `served by ${[...seen].join(', ')}, the old workers; the crashed replacement was ${replacement.pid}`)
+  process.kill(f.pid, 'SIGTERM')
+  await f.closed
+})
+
+test('a worker SIGKILLed outside a rollout is replaced within seconds; only its own connections fail', async (t) => {
+  const f = supervise(t)
+  const workers = await firstWorkers(f)
+  const url = `http://127.0.0.1:${workers[0]?.port ?? 0}/`
+  const load = runLoad({ url, connections: 8, mode: 'keep-alive', durationMs: 60_000 })
+  const killed = workers[1] as Listening
+  const at = Date.now()
+  process.kill(killed.pid, 'SIGKILL')
+  const fresh = await f.waitFor((e) => e.event === 'listening' && e.slot === '2' && e.pid !== killed.pid) as Listening
+  const ms = Date.now() - at
+  t.is(fresh.parent, null)
+  t.true(ms < 10_000, `replaced in ${ms} ms`)
+  load.stop()
+  const r = await load.result
+  t.true(r.failed <= 8, `${r.failed} failed: at most the killed worker's own connections (8 in all) ${JSON.stringify(r.causes)}`)
+  t.log(`replaced in ${ms} ms; ${r.failed} of ${r.sent} requests failed (on the killed worker's connections)`)
+  process.kill(f.pid, 'SIGTERM')
+  t.is((await f.exited).code, 0)
+})
+
+test('SIGTERM to the supervisor lets a 1.5 s request in flight finish with 200, exits 0 and leaves no process', async (t) => {
+  const f = supervise(t)
+  const workers = await firstWorkers(f)
+  const port = workers[0]?.port ?? 0
+  const slow = getJson<{ pid: number }>(port, '/slow?ms=1500')
+  await f.waitFor('slow-started')
+  const from = f.stderr().length
+  process.kill(f.pid, 'SIGTERM')
+  await says(f, /SIGTERM: draining 2 workers/, from)
+  t.is((await slow).status, 200)
+  t.is((await f.exited).code, 0)
+  await f.closed
+  for (const w of workers) t.false(isAlive(w.pid))
+})
+
+test('a supervisor killed with SIGKILL leaves workers that notice and drain: none outlives it', async (t) => {
+  const f = supervise(t)
+  const workers = await firstWorkers(f)
+  process.kill(f.pid, 'SIGKILL')
+  for (const w of workers) {
+    const exit = await f.waitFor((e) => e.event === 'exiting' && e.pid === w.pid) as FixtureEvent & { code: number }
+    t.is(exit.code, 0)
+  }
+  await f.closed
+  for (const w of workers) t.false(isAlive(w.pid))
+})
+
+test('app.reboot() in a worker rolls every worker and resolves with its own replacement\'s pid', async (t) => {
+  const f = supervise(t)
+  const workers = await firstWorkers(f)
+  const res = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: workers[0]?.port, path: '/reboot', method: 'POST', agent: false }, (r) => {
+      let body = ''
+      r.setEncoding('utf8').on('data', (c: string) => { body += c }).on('end', () => { resolve(JSON.parse(body) as Record<string, unknown>) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  t.true(res.ok, JSON.stringify(res))
+  const replacements = await Promise.all(workers.map(async (w) => await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening))
+  t.true(replacements.some((r) => r.pid === res.successor), 'it names a replacement')
+  process.kill(f.pid, 'SIGTERM')
+  await f.closed
+})
+
+test('each replacement gets the state its old worker hands over (test/fixtures/state-app.ts: a counter of requests)', async (t) => {
+  const f = supervise(t, {}, ['--workers', '2'], 'state-app')
+  await says(f, /2 workers serving/)
+  const workers = f.lines.filter((e) => e.event === 'listening') as Listening[]
+  const port = workers[0]?.port ?? 0
+  // A new connection per request: the kernel spreads them over both workers.
+  for (let i = 0; i < 200; i++) t.is((await getJson(port, '/')).status, 200)
+  const from = f.stderr().length
+  process.kill(f.pid, 'SIGUSR2')
+  await says(f, /every worker replaced/, from)
+  const next = await Promise.all(workers.map(async (w) => await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening & { served: number }))
+  t.is(next.reduce((n, w) => n + w.served, 0), 200, `the replacements inherited ${next.map((w) => w.served).join(' + ')} requests`)
+  process.kill(f.pid, 'SIGTERM')
+  t.is((await f.exited).code, 0)
+})
+
+test('a script that dies at start: the supervisor gives up after 5 attempts with backoff, names why, and exits 1', async (t) => {
+  const f = supervise(t, { PORT: 'not-a-port' })
+  const exit = await f.exited
+  t.is(exit.code, 1)
+  t.regex(f.stderr(), /slot 1: its worker died 5 times before it served; not starting it again/)
+  t.regex(f.stderr(), /a new worker in 100 ms[\s\S]*in 200 ms[\s\S]*in 400 ms[\s\S]*in 800 ms/)
+})
+
+test('run: arguments are checked, naming the bad one; PM2 and node:cluster are refused with the fix', (t) => {
+  t.deepEqual(parseRun(['--workers', '3', '--surge=2', 'app.js', '--port', '80']), { workers: 3, surge: 2, pidFile: undefined, script: 'app.js', args: ['--port', '80'] })
+  t.deepEqual(parseRun(['--', '--weird.js']), { workers: os.availableParallelism(), surge: 1, pidFile: undefined, script: '--weird.js', args: [] })
+  t.throws(() => parseRun(['--workers', '0', 'app.js']), { message: '--workers takes a whole number from 1 to 1024, got "0"' })
+  t.throws(() => parseRun(['--worker', '2', 'app.js']), { message: /unknown option "--worker" for run/ })
+  t.throws(() => parseRun(['--workers', '2']), { message: /run needs the script to start/ })
+  t.regex(runRefusal({ pm_id: '0' }, false) ?? '', /does not run under PM2/)
+  t.regex(runRefusal({}, true) ?? '', /does not run in a node:cluster worker/)
+  t.is(runRefusal({}, false), undefined)
+})
