@@ -3,6 +3,7 @@
 import { FinalizerGraphError, FinalizerTimeoutError, InvalidOptionError, describe } from '../errors'
 import type { ProcessSeam } from '../os'
 import { MAX_MS } from '../limits'
+import { findCycle } from '../cycle'
 
 /** Why the process (or one app) is shutting down. */
 export type ShutdownReason = 'shutdown' | 'reboot' | 'crash' | 'close'
@@ -121,20 +122,8 @@ export class Finalizers {
         }
       }
     }
-    const deps = this.dependencies()
-    const state = new Map<string, 'visiting' | 'done'>()
-    const visit = (n: string, path: string[]): void => {
-      const s = state.get(n)
-      if (s === 'done') return
-      if (s === 'visiting') {
-        const cycle = [...path.slice(path.indexOf(n)), n]
-        throw new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_CYCLE', `finalizers form a cycle: ${cycle.join(' -> ')}`)
-      }
-      state.set(n, 'visiting')
-      for (const d of deps.get(n) ?? []) visit(d, [...path, n])
-      state.set(n, 'done')
-    }
-    for (const n of deps.keys()) visit(n, [])
+    const cycle = findCycle(this.dependencies())
+    if (cycle !== undefined) throw new FinalizerGraphError('ERR_GRACEFUL_FINALIZER_CYCLE', `finalizers form a cycle: ${cycle.join(' -> ')}`)
   }
 
   /**

@@ -3,6 +3,7 @@
 import { InvalidOptionError, StartupError, StartupGraphError, StartupTimeoutError, describe } from '../errors'
 import type { ProcessSeam } from '../os'
 import { MAX_MS } from '../limits'
+import { findCycle } from '../cycle'
 
 /** What a startup service receives. */
 export interface StartupContext {
@@ -120,20 +121,8 @@ export class StartupGraph {
         }
       }
     }
-    const byName = new Map(this.entries.map((e) => [e.name, e]))
-    const state = new Map<string, 'visiting' | 'done'>()
-    const visit = (n: string, path: string[]): void => {
-      const s = state.get(n)
-      if (s === 'done') return
-      if (s === 'visiting') {
-        const cycle = [...path.slice(path.indexOf(n)), n]
-        throw new StartupGraphError('ERR_GRACEFUL_STARTUP_CYCLE', `startup services form a cycle: ${cycle.join(' -> ')}`)
-      }
-      state.set(n, 'visiting')
-      for (const d of byName.get(n)?.after ?? []) visit(d, [...path, n])
-      state.set(n, 'done')
-    }
-    for (const e of this.entries) visit(e.name, [])
+    const cycle = findCycle(new Map(this.entries.map((e) => [e.name, e.after])))
+    if (cycle !== undefined) throw new StartupGraphError('ERR_GRACEFUL_STARTUP_CYCLE', `startup services form a cycle: ${cycle.join(' -> ')}`)
   }
 
   /**
