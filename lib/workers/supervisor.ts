@@ -92,11 +92,11 @@ export class Supervisor {
   }
 
   /** Rolls every worker, `surge` slots at a time; resolves with the outcome (one rollout at a time). */
-  async rollout (trigger: string): Promise<{ ok: boolean, message: string }> {
+  async rollout (trigger: string): Promise<{ ok: boolean, message: string, refused?: true }> {
     const refused = this.rolling ? 'a rolling reboot is already in progress; one at a time' : this.stopping ? 'the supervisor is shutting down' : undefined
     if (refused !== undefined) {
       this.seam.log('warn', `graceful-reboot: supervisor: rolling reboot (${trigger}) refused: ${refused}`, { trigger })
-      return { ok: false, message: refused }
+      return { ok: false, message: refused, refused: true }
     }
     this.rolling = true
     const start = this.seam.now()
@@ -183,12 +183,14 @@ export class Supervisor {
       if (m.listeners > 0) this.expected = m.listeners
       this.announced()
     } else if (m.type === 'rollout') {
-      void this.rollout(`${m.trigger} in worker ${proc.pid}`).then((o) => { if (!o.ok && o.message.startsWith('a rolling')) this.tell(proc, { type: 'rollout-done', ...o }) })
+      // A rollout that runs tells every worker at its end; one refused tells the worker that asked.
+      void this.rollout(`${m.trigger} in worker ${proc.pid}`).then((o) => { if (o.refused === true) this.tell(proc, { type: 'rollout-done', ok: false, message: o.message }) })
     } else if (m.type === 'rebooted' || m.type === 'reboot-failed') {
       this.waiting.get(m.id)?.fn(m)
     } else if (m.type === 'exiting') {
       proc.exitCode = m.code
-      this.codes.push(m.code)
+      // The supervisor's exit code is its final drain's: an old worker of a rollout, or a crash replaced, does not count.
+      if (this.stopping) this.codes.push(m.code)
     }
   }
 
