@@ -100,7 +100,8 @@ for (const framework of ['fastify', 'express']) {
 }
 
 test('--workers 3 --surge 2: two slots are replaced at once, then the third; a second SIGUSR2 during the rollout is refused; nothing fails', async (t) => {
-  const f = supervise(t, {}, ['--workers', '3', '--surge', '2'])
+  // A long probation: two replacements that start together both serve well before either passes it.
+  const f = supervise(t, { PROBATION: '4000' }, ['--workers', '3', '--surge', '2'])
   const workers = await Promise.all(['1', '2', '3'].map(async (slot) => await f.waitFor((e) => e.event === 'listening' && e.slot === slot) as Listening))
   await says(f, /3 workers serving/)
   const load = runLoad({ url: `http://127.0.0.1:${workers[0]?.port ?? 0}/`, connections: 6, mode: 'keep-alive', durationMs: 60_000 })
