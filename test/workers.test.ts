@@ -235,6 +235,17 @@ test('each replacement gets the state its old worker hands over (test/fixtures/s
   t.is((await f.exited).code, 0)
 })
 
+test('a node process the app itself starts in a worker is not a worker: it does not take the supervisor\'s variables for its own', async (t) => {
+  const f = supervise(t)
+  const workers = await firstWorkers(f)
+  const child = await getJson<{ worker: string | null, supervisor: string | null, launcher: string }>(workers[0]?.port ?? 0, '/child')
+  t.is(child.status, 200)
+  t.like(child.body, { worker: null, supervisor: null })
+  t.not(child.body.launcher, 'supervisor')
+  process.kill(f.pid, 'SIGTERM')
+  t.is((await f.exited).code, 0)
+})
+
 test('a script that dies at start: the supervisor gives up after 5 attempts with backoff, names why, and exits 1', async (t) => {
   const f = supervise(t, { PORT: 'not-a-port' })
   const exit = await f.exited

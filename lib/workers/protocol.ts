@@ -7,6 +7,12 @@
 export const WORKER_ENV = 'GRACEFUL_WORKER'
 /** The path of the supervisor's control socket. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR'
+/**
+ * The pid of the worker these variables belong to: the supervisor's spawn sets it to the worker's own
+ * pid, and each worker sets it to its own, so that its reboot's successor (whose old process it names)
+ * is a worker too, and any other process the app starts is not.
+ */
+export const WORKER_PID_ENV = 'GRACEFUL_WORKER_PID'
 /** Set to '1' for the first worker, which binds the listening sockets and hands copies up over its IPC channel. */
 export const BIND_ENV = 'GRACEFUL_WORKER_BIND'
 

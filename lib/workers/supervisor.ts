@@ -7,7 +7,7 @@
 // shutdown. The OS goes through `SupervisorSeam`.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import * as net from 'node:net'
-import { BIND_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+import { BIND_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 
 /** What the supervisor needs from the OS. */
 export interface SupervisorSeam {
@@ -249,7 +249,7 @@ export class Supervisor {
     }
     const stdio: SpawnOptions['stdio'] = ['inherit', 'inherit', 'inherit', ...fds, ...(bind ? ['ipc' as const] : [])]
     // A session of its own: a terminal's Ctrl-C reaches the supervisor only, which drains the workers.
-    const child = this.seam.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', this.o.execPath, ...this.o.execArgv, this.o.script, ...this.o.args], { cwd: this.o.cwd, env, stdio, detached: true })
+    const child = this.seam.spawn('/bin/sh', ['-c', `export LISTEN_PID=$$ ${WORKER_PID_ENV}=$$; exec "$0" "$@"`, this.o.execPath, ...this.o.execArgv, this.o.script, ...this.o.args], { cwd: this.o.cwd, env, stdio, detached: true })
     slot.current = child.pid
     this.children.add(child)
     child.on('error', (err) => { this.seam.log('error', `graceful-reboot: supervisor: could not start a worker: ${err.message}`) })

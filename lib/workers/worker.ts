@@ -10,7 +10,8 @@ import type { LifecycleEvents } from '../events'
 import type { ListenerRegistry } from '../handoff/listeners'
 import type { Logger } from '../log'
 import type { RebootHost } from '../os'
-import { BIND_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+import { PARENT_ENV } from '../handoff/protocol'
+import { BIND_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 
 export interface WorkerContext {
   readonly pid: number
@@ -39,7 +40,14 @@ export class WorkerLink {
   static fromEnv (env: NodeJS.ProcessEnv, ctx: WorkerContext): WorkerLink | undefined {
     const slot = Number(env[WORKER_ENV])
     const path = env[SUPERVISOR_ENV]
-    if (!Number.isInteger(slot) || slot < 1 || path === undefined || path === '') return undefined
+    const owner = env[WORKER_PID_ENV]
+    // Started by the supervisor, or by a worker's reboot (its successor); not a process the app started.
+    const mine = owner === String(ctx.pid) || (owner !== undefined && owner === env[PARENT_ENV])
+    if (!mine || !Number.isInteger(slot) || slot < 1 || path === undefined || path === '') {
+      for (const key of [WORKER_ENV, SUPERVISOR_ENV, WORKER_PID_ENV, BIND_ENV]) delete env[key]
+      return undefined
+    }
+    env[WORKER_PID_ENV] = String(ctx.pid)
     const bind = env[BIND_ENV] === '1'
     // A replacement started by this worker's reboot binds nothing: it inherits the sockets.
     delete env[BIND_ENV]
