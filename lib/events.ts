@@ -43,11 +43,14 @@ export type HandoffEvent =
   | { step: 'failed', pid: number, error: RebootError }
   | { step: 'drained', pid: number, result: ShutdownResult }
   /**
-   * In the old process, during its drain: the successor `pid` died, closed its IPC channel or stopped
-   * answering (`reason`); this process accepts again on `listening` (listener keys), rewrote the PID
-   * file, serves until its drain is over and then exits with `exitCodes.successorLost` (69).
+   * In the old process, during its drain: the successor `pid` exited, closed its IPC channel, or stayed
+   * silent for `successorLostAfter` ms and was killed (`reason`). This process accepts again on
+   * `listening` (listener keys) and rewrote the PID file. `back: true` (a late rollback): it called its
+   * drain off and serves again for good, in state 'running' (it can be rebooted again). `back: false`
+   * (a shutdown, a signal or a crash joined the drain, or an app's close began): it serves until its
+   * drain is over, then exits with `exitCodes.successorLost` (69).
    */
-  | { step: 'lost', pid: number, reason: string, listening: string[] }
+  | { step: 'lost', pid: number, reason: string, listening: string[], back: boolean }
   /** In the new process: it serves and told the old process so (or, on a first start, it serves). */
   | { step: 'announced', pid: number, parentPid: number | undefined }
 

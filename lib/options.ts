@@ -69,6 +69,13 @@ export interface GracefulOptions {
    */
   rebootProbation?: number
   /**
+   * Ms the successor of a reboot may stay silent (its event loop answers no ping) after it took over,
+   * while this process drains, before it is taken for frozen: this process kills it (SIGKILL) and
+   * serves again, for good. A shorter silence (a GC pause, a synchronous warm-up) only stops the
+   * connection transfer. Default 5000, at least 2000.
+   */
+  successorLostAfter?: number
+  /**
    * In a reboot, hand idle plain-TCP HTTP/1.1 keep-alive connections to the successor instead of
    * closing them (pooled clients never reconnect). Default true.
    */
@@ -105,6 +112,7 @@ export interface ResolvedOptions {
   pidFile: string | undefined
   rebootTimeout: number
   rebootProbation: number
+  successorLostAfter: number
   transferConnections: boolean
   handoverTimeout: number
   handoverMaxBytes: number
@@ -119,12 +127,13 @@ export const DEFAULTS = {
   readinessDelay: 0,
   rebootTimeout: 60_000,
   rebootProbation: 1_000,
+  successorLostAfter: 5_000,
   handoverTimeout: 10_000,
   handoverMaxBytes: 64 * 1024 * 1024,
   signals: { SIGTERM: 'shutdown', SIGINT: 'shutdown', SIGUSR2: 'reboot' } as ResolvedSignalMap
 } as const
 
-const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'transferConnections', 'handoverTimeout', 'handoverMaxBytes', 'logger', 'readiness', 'launcher'])
+const KNOWN = new Set(['timeout', 'signals', 'crash', 'exit', 'idleGrace', 'readinessDelay', 'admin', 'health', 'pidFile', 'rebootTimeout', 'rebootProbation', 'successorLostAfter', 'transferConnections', 'handoverTimeout', 'handoverMaxBytes', 'logger', 'readiness', 'launcher'])
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the bad value. */
@@ -153,6 +162,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     pidFile,
     rebootTimeout: rebootTimeout(o.rebootTimeout),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
+    successorLostAfter: successorLostAfter(o.successorLostAfter),
     transferConnections: bool(o.transferConnections, 'transferConnections', true),
     handoverTimeout: positive(ms(o.handoverTimeout, 'handoverTimeout', DEFAULTS.handoverTimeout), 'handoverTimeout'),
     handoverMaxBytes: byteCount(o.handoverMaxBytes, 'handoverMaxBytes', DEFAULTS.handoverMaxBytes),
@@ -184,6 +194,20 @@ function rebootTimeout (value: unknown): number {
   const t = ms(value, 'rebootTimeout', DEFAULTS.rebootTimeout)
   if (t < MIN_REBOOT_TIMEOUT) {
     throw new InvalidOptionError(`"rebootTimeout" must be at least ${MIN_REBOOT_TIMEOUT} ms (a successor needs that long to start and listen; every reboot would time out), got ${describe(value)}`)
+  }
+  return t
+}
+
+/**
+ * The shortest `successorLostAfter`: twice the silence that stops the connection transfer
+ * (outgoing/heartbeat.ts, 1 s), so that a pause always stops the transfer before it is taken for a death.
+ */
+export const MIN_SUCCESSOR_LOST_AFTER = 2000
+
+function successorLostAfter (value: unknown): number {
+  const t = ms(value, 'successorLostAfter', DEFAULTS.successorLostAfter)
+  if (t < MIN_SUCCESSOR_LOST_AFTER) {
+    throw new InvalidOptionError(`"successorLostAfter" must be at least ${MIN_SUCCESSOR_LOST_AFTER} ms (a shorter silence is an ordinary pause: a GC, a synchronous warm-up; the successor would be killed for it), got ${describe(value)}`)
   }
   return t
 }

@@ -1,16 +1,18 @@
 // Runs in the test process: the old process of a reboot watches its successor until its own drain is
 // over (test/fixtures/standby-app.ts): a successor whose event loop blocks right when it serves costs no
-// request and no doubled or mixed response.
+// request and no doubled or mixed response; a successor killed during the drain makes the old process
+// the service again, for good (a late rollback); a 2 s pause is not a loss; a successor frozen for
+// good is killed and the old process serves again.
 import fs from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import test from 'ava'
-import { startFixture, type FixtureEvent } from './helpers/fixture'
+import test, { type ExecutionContext } from 'ava'
+import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 
 interface Listening extends FixtureEvent { pid: number, port: number, parent: number | null }
 
-interface Outcome { id: number, ok: boolean, why?: string, ms: number, pid?: number, startedAt: number, blockEnd?: number }
+interface Outcome { id: number, ok: boolean, why?: string, ms: number, pid?: number, startedAt: number, blockEnd?: number, connection?: string | undefined }
 
 /** One GET /?id=N on `agent`; checks that the body names N. */
 function get (agent: http.Agent, port: number, id: number): Promise<Outcome> {
@@ -24,7 +26,7 @@ function get (agent: http.Agent, port: number, id: number): Promise<Outcome> {
         const ms = performance.now() - started
         try {
           const b = JSON.parse(body) as { id: number, pid: number, blockEnd: number }
-          resolve(b.id === id ? { id, ok: true, ms, pid: b.pid, startedAt, blockEnd: b.blockEnd } : { id, ok: false, why: `answered for request ${b.id}`, ms, startedAt })
+          resolve(b.id === id ? { id, ok: true, ms, pid: b.pid, startedAt, blockEnd: b.blockEnd, connection: res.headers.connection } : { id, ok: false, why: `answered for request ${b.id}`, ms, startedAt })
         } catch {
           resolve({ id, ok: false, why: `body ${JSON.stringify(body)} (status ${String(res.statusCode)})`, ms, startedAt })
         }
@@ -91,41 +93,161 @@ test('a successor that blocks its event loop for 6 s right when it serves, under
   await f.waitFor((e) => e.event === 'exit' && e.pid === next.pid, 20_000)
 })
 
-test('a successor SIGKILLed while its old process drains a long request: the old process logs why, listens again, writes the PID file back, completes the request and exits 69', async (t) => {
+/** GET /slow?ms=N on `agent`: the long request that keeps the old process's drain going. */
+function slowGet (agent: http.Agent, port: number, ms: number): Promise<{ status: number | undefined, body: string, connection: string | undefined }> {
+  const p = new Promise<{ status: number | undefined, body: string, connection: string | undefined }>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: `/slow?ms=${ms}`, agent }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve({ status: res.statusCode, body, connection: res.headers.connection }) })
+    }).on('error', reject)
+  })
+  p.catch(() => {})
+  return p
+}
+
+/** Waits, on the event loop, until `pid` is gone (reaped), at most `ms`. */
+async function gone (pid: number, ms: number): Promise<boolean> {
+  const end = performance.now() + ms
+  while (performance.now() < end) {
+    if (!isAlive(pid)) return true
+    await new Promise((resolve) => { setTimeout(resolve, 20) })
+  }
+  return !isAlive(pid)
+}
+
+/** Starts the fixture with a PID file, a slow request in flight on a keep-alive connection, and reboots it; resolves once the old process drains. */
+async function rebootWithSlowRequest (t: ExecutionContext, slowMs: number): Promise<{ f: Fixture, first: Listening, next: Listening, pidFile: string, slow: ReturnType<typeof slowGet> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'standby-'))
   t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
   const pidFile = path.join(dir, 'app.pid')
   const f = startFixture(t, 'standby-app', { env: { PID_FILE: pidFile } })
   const first = await f.waitFor('listening', 10_000) as Listening
-  const once = new http.Agent({ keepAlive: false })
-  t.teardown(() => { once.destroy() })
-  const slow = new Promise<{ status: number | undefined, body: string }>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: first.port, path: '/slow?ms=8000', agent: once }, (res) => {
-      let body = ''
-      res.setEncoding('utf8').on('data', (c: string) => { body += c })
-      res.on('end', () => { resolve({ status: res.statusCode, body }) })
-    }).on('error', reject)
-  })
-  slow.catch(() => {})
+  const kept = new http.Agent({ keepAlive: true })
+  t.teardown(() => { kept.destroy() })
+  const slow = slowGet(kept, first.port, slowMs)
   process.kill(first.pid, 'SIGUSR2')
   const next = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid, 20_000) as Listening
   f.track(next.pid)
   await f.waitFor((e) => e.event === 'state' && e.state === 'draining' && e.pid === first.pid, 20_000)
+  return { f, first, next, pidFile, slow }
+}
+
+test('a successor SIGKILLed while its old process drains a long request: the old process serves again, for good (no request from the kill on fails, the drain\'s end does not end it), and a later SIGUSR2 reboots it normally', async (t) => {
+  const { f, first, next, pidFile, slow } = await rebootWithSlowRequest(t, 8000)
   const killedAt = performance.now()
   process.kill(next.pid, 'SIGKILL')
-  const served = await get(once, first.port, 1)
-  const backMs = performance.now() - killedAt
-  t.log(`port served again ${backMs.toFixed(0)} ms after the SIGKILL`)
-  t.true(served.ok, served.why)
-  t.is(served.pid, first.pid, 'the old process took the service back')
+  // From the kill on: fresh clients (a pooled connection to the killed process would be reset).
+  const l = load(first.port, 10, 5000)
+  const stopped: { p?: Promise<Outcome[]> } = {}
+  t.teardown(async () => { await (stopped.p ?? l.stop()) })
   const lost = await f.waitFor((e) => e.event === 'handoff' && e.step === 'lost' && e.pid === first.pid)
-  t.like(lost, { other: next.pid, reason: `successor ${next.pid} was killed by SIGKILL` })
-  // The old process logs why, as an error.
-  await f.waitFor((l) => l.pid === first.pid && l.level === 50 && typeof l.msg === 'string' && l.msg.includes(`successor ${next.pid} was killed by SIGKILL while this process drains`), 10_000)
+  t.like(lost, { other: next.pid, reason: `successor ${next.pid} was killed by SIGKILL`, back: true, lost: 1 })
+  await f.waitFor((l) => l.pid === first.pid && l.level === 50 && typeof l.msg === 'string' && l.msg.includes(`successor ${next.pid} was killed by SIGKILL after it took over; this process called its drain off and serves again, for good`), 10_000)
+  t.truthy(f.lines.find((e) => e.event === 'state' && e.state === 'running' && e.pid === first.pid), 'the old process is running again')
   t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(first.pid), 'the PID file names the old process again')
-  const long = await slow.catch((err: Error) => { t.log(f.lines.filter((l) => l.pid === first.pid).map((l) => JSON.stringify(l)).join('\n')); throw err })
+  // The slow request, in flight on a connection its drain had told to close, ends keep-alive: the drain is off.
+  const long = await slow
   t.is(long.status, 200)
   t.like(JSON.parse(long.body), { slow: true, pid: first.pid })
+  t.is(long.connection, 'keep-alive', 'the response the drain had marked Connection: close is answered normally again')
+  // Past the moment the drain would have ended (the slow request was its last connection): 300 more requests.
+  const after = l.count()
+  let over = false
+  void l.done.then(() => { over = true })
+  while (!over && l.count() < after + 300) await new Promise((resolve) => { setImmediate(resolve) })
+  stopped.p = l.stop()
+  const all = await stopped.p
+  const failed = all.filter((o) => !o.ok)
+  const firstSent = all.slice().sort((a, b) => a.startedAt - b.startedAt).slice(0, 10)
+  t.log(`${all.length} requests from the kill on (10 clients), ${failed.length} failed; the 10 sent first were answered after ${firstSent.map((o) => o.ms.toFixed(0)).join(', ')} ms; max latency ${Math.max(...all.map((o) => o.ms)).toFixed(0)} ms; ${(performance.now() - killedAt).toFixed(0)} ms since the kill`)
+  t.deepEqual(failed.map((o) => `${o.id}: ${o.why ?? ''}`), [])
+  t.true(all.length >= after + 300 || over, 'the load ran past the drain\'s would-be end')
+  t.deepEqual([...new Set(all.map((o) => o.pid))], [first.pid], 'the old process alone serves')
+  t.true(all.slice(-50).every((o) => o.connection === 'keep-alive'), 'its responses are keep-alive again')
+  t.is(f.lines.find((e) => e.event === 'exit' && e.pid === first.pid), undefined, 'the old process did not exit')
+  // A later reboot is an ordinary one: the new successor serves, the old process exits 0, the PID file follows.
+  process.kill(first.pid, 'SIGUSR2')
+  const third = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid && e.pid !== next.pid, 20_000) as Listening
+  f.track(third.pid)
   const exit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
-  t.is(exit.code, 69, 'exitCodes.successorLost: the supervisor restarts the service')
+  t.is(exit.code, 0)
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(third.pid), 'the PID file names the new successor')
+  const served = await get(new http.Agent({ keepAlive: false }), first.port, 1)
+  t.like(served, { ok: true, pid: third.pid })
+})
+
+test('a successor paused for 2 s (SIGSTOP, then SIGCONT) while its old process drains: no request fails, the successor alone serves afterwards, the old process exits 0 and the PID file names the successor', async (t) => {
+  const { f, first, next, pidFile, slow } = await rebootWithSlowRequest(t, 8000)
+  process.kill(next.pid, 'SIGSTOP')
+  const stoppedAt = performance.now()
+  t.teardown(() => { try { process.kill(next.pid, 'SIGCONT') } catch {} })
+  const l = load(first.port, 10, 5000)
+  const stopped: { p?: Promise<Outcome[]> } = {}
+  t.teardown(async () => { await (stopped.p ?? l.stop()) })
+  // The pause is noticed (no ping answered for 1 s: the transfer stops), and lasts 2 s in all: a fault's length, not a wait for an event.
+  await f.waitFor((l) => l.pid === first.pid && typeof l.msg === 'string' && l.msg.includes('connection transfer stopped') && l.msg.includes('did not answer'), 10_000)
+  await new Promise((resolve) => { setTimeout(resolve, Math.max(0, 2000 - (performance.now() - stoppedAt))) })
+  process.kill(next.pid, 'SIGCONT')
+  const contAt = Date.now()
+  t.log(`paused ${(performance.now() - stoppedAt).toFixed(0)} ms`)
+  const long = await slow
+  t.like(JSON.parse(long.body), { slow: true, pid: first.pid })
+  const exit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
+  // Then 100 more requests, the old process gone.
+  const after = l.count()
+  let over = false
+  void l.done.then(() => { over = true })
+  while (!over && l.count() < after + 100) await new Promise((resolve) => { setImmediate(resolve) })
+  stopped.p = l.stop()
+  const all = await stopped.p
+  const failed = all.filter((o) => !o.ok)
+  t.log(`${all.length} requests, ${failed.length} failed, max latency ${Math.max(...all.map((o) => o.ms)).toFixed(0)} ms`)
+  t.deepEqual(failed.map((o) => `${o.id}: ${o.why ?? ''}`), [])
+  t.is(f.lines.find((e) => e.event === 'handoff' && e.step === 'lost'), undefined, 'a pause is not a loss')
+  t.deepEqual([...new Set(all.filter((o) => o.startedAt > contAt).map((o) => o.pid))], [next.pid], 'after the pause, only the successor answers')
+  t.is(exit.code, 0)
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(next.pid), 'the PID file names the successor')
+  process.kill(next.pid, 'SIGTERM')
+  await f.waitFor((e) => e.event === 'exit' && e.pid === next.pid, 20_000)
+})
+
+test('a successor frozen for good (SIGSTOP) while its old process drains: within successorLostAfter (5 s) the old process kills it and serves again; only a request the frozen process had accepted is lost', async (t) => {
+  const { f, first, next, pidFile, slow } = await rebootWithSlowRequest(t, 15_000)
+  // A connection the successor accepted and served before it froze.
+  const pooled = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => { pooled.destroy() })
+  const before = await get(pooled, first.port, 0)
+  t.like(before, { ok: true, pid: next.pid })
+  process.kill(next.pid, 'SIGSTOP')
+  const stoppedAt = performance.now()
+  // Sent to the frozen process on its own connection: lost with it.
+  const onFrozen = get(pooled, first.port, -1)
+  // New clients from the freeze on: they wait in the listening socket's queue.
+  const l = load(first.port, 10, 5000)
+  const stopped: { p?: Promise<Outcome[]> } = {}
+  t.teardown(async () => { await (stopped.p ?? l.stop()) })
+  const lost = await f.waitFor((e) => e.event === 'handoff' && e.step === 'lost' && e.pid === first.pid, 20_000)
+  const lostMs = performance.now() - stoppedAt
+  t.like(lost, { other: next.pid, back: true, lost: 1 })
+  t.regex(String(lost.reason), new RegExp(`^successor ${next.pid} answered no ping for \\d+ ms \\(successorLostAfter: its event loop is frozen\\) and was killed \\(SIGKILL\\)$`))
+  t.true(await gone(next.pid, 10_000), 'the frozen process is gone')
+  const after = l.count()
+  let over = false
+  void l.done.then(() => { over = true })
+  while (!over && l.count() < after + 200) await new Promise((resolve) => { setImmediate(resolve) })
+  stopped.p = l.stop()
+  const all = await stopped.p
+  const failed = all.filter((o) => !o.ok)
+  const maxMs = Math.max(...all.map((o) => o.ms))
+  t.log(`lost declared ${lostMs.toFixed(0)} ms after the SIGSTOP; ${all.length} requests sent from the freeze on (10 clients), ${failed.length} failed; max latency ${maxMs.toFixed(0)} ms (waited in the listening socket's queue)`)
+  t.deepEqual(failed.map((o) => `${o.id}: ${o.why ?? ''}`), [])
+  t.deepEqual([...new Set(all.map((o) => o.pid))], [first.pid], 'the old process answers them all')
+  const frozenRequest = await onFrozen
+  t.false(frozenRequest.ok, 'a request the frozen process had read is lost with it')
+  t.log(`the request sent to the frozen process on its own connection: ${frozenRequest.why ?? ''}`)
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(first.pid), 'the PID file names the process that serves')
+  const long = await slow
+  t.like(JSON.parse(long.body), { slow: true, pid: first.pid })
+  t.is(f.lines.find((e) => e.event === 'exit' && e.pid === first.pid), undefined, 'the old process serves on')
 })

@@ -57,6 +57,8 @@ export class GracefulUnit {
   private drainAbort: AbortController | undefined
   /** Set when the HTTP drain starts: the signal's reason. */
   private drainStarted: DrainStartedError | undefined
+  /** The drain under way, which `callOff()` may still stop; undefined when none runs or it cannot be. */
+  private run: DrainRun | undefined
 
   constructor (name: string, options: ResolvedOptions, log: Logger, seam: ProcessSeam) {
     this.name = name
@@ -110,14 +112,25 @@ export class GracefulUnit {
 
   /** The drain sequence (docs/shutdown.md, "What a shutdown does") for every server of this app. Idempotent. */
   drain (deadline: number, reason: ShutdownReason, trigger: string, handOver?: HandOverFor): Promise<UnitResult> {
-    if (this.draining === undefined) this.draining = this.runDrain(deadline, reason, trigger, handOver)
+    if (this.draining === undefined) {
+      const run = this.run = new DrainRun()
+      this.draining = this.runDrain(run, deadline, reason, trigger, handOver)
+    } else {
+      // Someone else waits for this drain to end (the app's close()): it can no longer be called off.
+      this.run = undefined
+    }
     return this.draining
   }
 
   /** Drain, then the framework's own close. Idempotent. `handOver`: a reboot's connection transfer, per server. */
   shutdown (deadline: number, reason: ShutdownReason, trigger: string, handOver?: HandOverFor): Promise<UnitResult> {
     if (this.stopping === undefined) {
-      this.stopping = this.drain(deadline, reason, trigger, handOver).then(async (result) => {
+      const drained = this.drain(deadline, reason, trigger, handOver)
+      const run = this.run
+      this.stopping = drained.then(async (result) => {
+        if (run?.off === true) return result
+        // The framework's close starts: the drain can no longer be called off.
+        if (this.run === run) this.run = undefined
         if (this.closeApp !== undefined) {
           try {
             await this.closeApp()
@@ -128,8 +141,35 @@ export class GracefulUnit {
         }
         return result
       })
+    } else {
+      // Someone else waits for this drain to end (the app's close()): it can no longer be called off.
+      this.run = undefined
     }
     return this.stopping
+  }
+
+  /** A drain runs that `callOff()` can stop: nothing else waits for it, and the framework's close has not begun. */
+  get canCallOff (): boolean { return this.run !== undefined }
+
+  /**
+   * Calls the drain under way off, for good (the old process of a reboot serves again): each server's
+   * HTTP drain stops (`ServerDrain.resume`: no more `Connection: close`, no reaping; a connection told
+   * to close already closes), no finalizer starts any more (those running run to their end), upgraded
+   * sockets are not destroyed at the deadline, the framework's close does not run, and `drainSignal`
+   * is a fresh signal from now on. The servers stay closed: the caller listens again. The next drain
+   * starts afresh. False when no drain can be called off (`canCallOff`).
+   */
+  callOff (): boolean {
+    const run = this.run
+    if (run === undefined || run.off) return false
+    run.stop()
+    for (const d of this.drains.values()) d.resume()
+    this.run = undefined
+    this.draining = undefined
+    this.stopping = undefined
+    this.drainStarted = undefined
+    if (this.drainAbort?.signal.aborted === true) this.drainAbort = undefined
+    return true
   }
 
   /** Stops tracking every server. */
@@ -137,7 +177,7 @@ export class GracefulUnit {
     for (const d of this.drains.values()) d.detach()
   }
 
-  private async runDrain (deadline: number, reason: ShutdownReason, trigger: string, handOver: HandOverFor | undefined): Promise<UnitResult> {
+  private async runDrain (run: DrainRun, deadline: number, reason: ShutdownReason, trigger: string, handOver: HandOverFor | undefined): Promise<UnitResult> {
     const start = this.seam.now()
     const drains = [...this.drains.values()]
     const sessions = drains.reduce((n, d) => n + d.sessions, 0)
@@ -150,6 +190,8 @@ export class GracefulUnit {
     let transferred = 0
     const kept: Partial<Record<KeptReason, number>> = {}
     const http = async (): Promise<void> => {
+      // Called off while the finalizers before 'http' ran: the listeners stay.
+      if (run.off) return
       for (const d of drains) d.stopAccepting(reason === 'reboot')
       const transfer = this.options.transferConnections ? handOver : undefined
       const pending = drains.map((d) => d.drain(deadline, transfer?.(d.server)))
@@ -166,14 +208,18 @@ export class GracefulUnit {
       }
     }
     // Upgraded sockets are destroyed at the deadline whatever the finalizers are doing.
-    const upgraded = this.closeUpgraded(drains, deadline)
-    const { outcomes, graphError } = await this.finalizers.run(http, deadline, { reason, trigger }, this.seam)
+    const upgraded = this.closeUpgraded(drains, deadline, run)
+    const { outcomes, graphError } = await this.finalizers.run(http, deadline, { reason, trigger }, this.seam, () => run.off)
     if (graphError !== undefined) this.log.error({ err: graphError }, 'graceful-reboot: finalizer graph is invalid; ran every finalizer in parallel')
     for (const o of outcomes) {
       if (!o.ok) this.log.error({ finalizer: o.name, err: o.error, timedOut: o.timedOut }, 'graceful-reboot: finalizer failed')
     }
     const forcedUpgraded = await upgraded
     const result: UnitResult = { name: this.name, forced, forcedUpgraded, idleClosed, http2, transferred, kept, finalizers: outcomes, graphError, ms: this.seam.now() - start }
+    if (run.off) {
+      this.log.info({ finalizers: outcomes.map((o) => o.name), ms: result.ms }, 'graceful-reboot: drain called off (the finalizers listed had run)')
+      return result
+    }
     const level = forced + forcedUpgraded > 0 ? 'warn' : 'info'
     const drained: Record<string, unknown> = { forced, forcedUpgraded, idleClosed, ms: result.ms }
     // HTTP/2 apart from HTTP/1.1: sessions and streams, each drained and forced.
@@ -187,17 +233,38 @@ export class GracefulUnit {
   }
 
   /** Waits for upgraded sockets (including ones upgraded during the drain) to close until the deadline, then destroys the rest. */
-  private async closeUpgraded (drains: ServerDrain[], deadline: number): Promise<number> {
+  private async closeUpgraded (drains: ServerDrain[], deadline: number, run: DrainRun): Promise<number> {
     let cancel = (): void => {}
     const late = new Promise<'late'>((resolve) => { cancel = this.seam.timer(deadline - this.seam.now(), () => { resolve('late') }) })
     for (;;) {
       const open = drains.filter((d) => d.upgraded.size > 0)
-      if (open.length === 0) {
+      if (open.length === 0 || run.off) {
         cancel()
         return 0
       }
-      const first = await Promise.race([Promise.all(open.map((d) => d.upgraded.whenEmpty())), late])
+      const first = await Promise.race([Promise.all(open.map((d) => d.upgraded.whenEmpty())), late, run.stopped])
+      if (run.off) {
+        cancel()
+        return 0
+      }
       if (first === 'late') return drains.reduce((n, d) => n + d.upgraded.destroyAll(), 0)
     }
+  }
+}
+
+/** One drain of an app, which the old process of a reboot may call off. */
+class DrainRun {
+  off = false
+  /** Resolves once the drain is called off. */
+  readonly stopped: Promise<void>
+  private wake: () => void = () => {}
+
+  constructor () {
+    this.stopped = new Promise<void>((resolve) => { this.wake = resolve })
+  }
+
+  stop (): void {
+    this.off = true
+    this.wake()
   }
 }

@@ -130,9 +130,10 @@ export class Finalizers {
    * Runs the graph: nodes that 'http' depends on start at once; every other finalizer starts once
    * the listeners are closed and its own dependencies are done. Never rejects: failures are in the
    * outcomes. An invalid graph (only possible when the app never became ready) runs every finalizer
-   * in parallel once the listeners close, and reports the graph error.
+   * in parallel once the listeners close, and reports the graph error. Once `off()` is true (the drain
+   * was called off), no finalizer starts any more; those running run to their end.
    */
-  async run (http: HttpNode, deadline: number, base: Omit<FinalizerContext, 'signal' | 'deadline'>, seam: ProcessSeam):
+  async run (http: HttpNode, deadline: number, base: Omit<FinalizerContext, 'signal' | 'deadline'>, seam: ProcessSeam, off: () => boolean = () => false):
   Promise<{ outcomes: FinalizerOutcome[], graphError: unknown }> {
     let graphError: unknown
     let deps: Map<string, Set<string>>
@@ -162,7 +163,7 @@ export class Finalizers {
         }
         if (!pre.has(name)) await started
         const entry = byName.get(name)
-        if (entry !== undefined) outcomes.push(await runOne(entry, deadline, base, seam))
+        if (entry !== undefined && !off()) outcomes.push(await runOne(entry, deadline, base, seam))
       })()
       done.set(name, p)
       return p

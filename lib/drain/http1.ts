@@ -101,6 +101,37 @@ export class Http1Connections implements ConnectionSet {
     }
   }
 
+  /**
+   * Calls the drain off (the old process of a reboot serves again): requests are no longer gated, no
+   * connection is reaped or handed over any more, and a last response whose head is not stored yet
+   * keeps its connection open again as its client asked; a response already sent with
+   * `Connection: close` still closes its connection. The counts start from zero; a later `drain()`
+   * starts afresh.
+   */
+  resume (): void {
+    if (!this.draining) return
+    this.draining = false
+    this.ungate()
+    this.ungate = () => {}
+    this.handOver = undefined
+    for (const c of this.conns.values()) {
+      c.cancelReap?.()
+      c.cancelReap = undefined
+      const last = c.last
+      if (last !== undefined && !last.headersSent) last.shouldKeepAlive = c.lastKeepAlive
+      // Stopped as its response was written, to move after it: it reads on here (a no-op if not
+      // stopped). One on its way to the successor is read here again by the hand-over, which fails.
+      c.candidate = false
+      if (!c.moving) resumeReading(c.raw)
+    }
+    // The callbacks of the drain find no state for a connection any more (a hand-over under way ends
+    // with the connection read here again): they leave it alone.
+    this.conns.clear()
+    this.idleClosed = 0
+    this.transferred = 0
+    for (const k of Object.keys(this.kept) as KeptReason[]) delete this.kept[k]
+  }
+
   whenEmpty (): Promise<void> {
     return this.empty.wait(this.sockets.size === 0)
   }

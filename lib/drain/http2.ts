@@ -109,6 +109,15 @@ export class Http2Sessions implements ConnectionSet {
     for (const s of this.sessions.values()) this.goaway(s)
   }
 
+  /**
+   * Calls the drain off (the old process of a reboot serves again): sessions that arrive from now on
+   * are not told GOAWAY; a session told already closes once its streams end (GOAWAY cannot be taken back).
+   */
+  resume (): void {
+    this.draining = false
+    this.forcing = false
+  }
+
   whenEmpty (): Promise<void> {
     return this.empty.wait(this.sessions.size === 0)
   }

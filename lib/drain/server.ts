@@ -46,6 +46,7 @@ export class ServerDrain {
   private readonly untrack: () => void
   private draining = false
   private result: Promise<ServerDrainResult> | undefined
+  private callOff: () => void = () => {}
 
   constructor (server: net.Server, seam: ProcessSeam, idleGrace: number) {
     this.server = server
@@ -101,8 +102,10 @@ export class ServerDrain {
     this.http1.drain(this.server instanceof tls.Server ? undefined : handOver, deadline)
     for (const k of this.http) if (k !== this.http1) k.drain()
     this.result = new Promise<ServerDrainResult>((resolve) => {
-      let late = false
+      let over = false
       const finish = (forced: number): void => {
+        if (over) return
+        over = true
         cancelDeadline()
         // Clears Node's connection-checking interval; the handle is already closed.
         if (typeof (this.server as { closeIdleConnections?: unknown }).closeIdleConnections === 'function') {
@@ -111,12 +114,32 @@ export class ServerDrain {
         resolve({ forced, idleClosed: this.http1.idleClosed, http2: copyCounts(this.http2.counts), transferred: this.http1.transferred, kept: { ...this.http1.kept } })
       }
       const cancelDeadline = this.seam.timer(deadline - this.seam.now(), () => {
-        late = true
         finish(this.http.reduce((n, k) => n + k.destroyAll(), 0))
       })
-      void Promise.all(this.http.map((k) => k.whenEmpty())).then(() => { if (!late) finish(0) })
+      void Promise.all(this.http.map((k) => k.whenEmpty())).then(() => { finish(0) })
+      this.callOff = () => {
+        if (over) return
+        over = true
+        cancelDeadline()
+        resolve({ forced: 0, idleClosed: 0, http2: noHttp2(), transferred: 0, kept: {} })
+      }
     })
     return this.result
+  }
+
+  /**
+   * Calls the drain off (the old process of a reboot serves again): the deadline is cancelled, the
+   * connections are served as before the drain (see `Http1Connections.resume`), the drain's promise
+   * resolves with nothing done, and a later `drain()` starts afresh. The caller listens again.
+   */
+  resume (): void {
+    if (!this.draining) return
+    this.draining = false
+    this.callOff()
+    this.callOff = () => {}
+    this.result = undefined
+    this.http1.resume()
+    this.http2.resume()
   }
 
   /** Stops tracking: removes every listener this object added to the server. */

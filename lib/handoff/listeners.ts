@@ -2,7 +2,7 @@
 // each listening socket (to pass it to a successor), and the new process adopts the inherited socket
 // instead of binding. The registry lives on the process-wide lifecycle, shared by every copy of the package.
 import * as fs from 'node:fs'
-import type * as net from 'node:net'
+import * as net from 'node:net'
 import { listenKey, parseListenArgs } from './keys'
 
 /** A socket this process listens on, as the reboot passes it to a successor. */
@@ -44,6 +44,8 @@ export interface InheritedSockets {
 
 export class ListenerRegistry {
   private readonly listeners = new Map<net.Server, Listener>()
+  /** The last server that listened under each key and closed since (a late rollback listens on it again). */
+  private readonly closed = new Map<string, Listener>()
   /** How many listen() calls asked for each key, so a second server on the same address gets `key#2`. */
   private readonly seen = new Map<string, number>()
 
@@ -86,6 +88,40 @@ export class ListenerRegistry {
     return undefined
   }
 
+  /** The server that listens, or last listened, under `key`. */
+  lastServerFor (key: string): net.Server | undefined {
+    return this.serverFor(key) ?? this.closed.get(key)?.server
+  }
+
+  /**
+   * A late rollback: the server that listened under `key` listens again, on `handle` (a copy of that
+   * same socket, kept while a successor served), under the same key. False when no server listened
+   * under it, or it listens already, or the listen throws.
+   */
+  relisten (key: string, handle: unknown): boolean {
+    const record = [...this.listeners.values()].find((l) => l.key === key) ?? this.closed.get(key)
+    if (record === undefined || record.server.listening) return false
+    try {
+      // Past the wrapper: the socket is this server's own, not one to adopt or to record a second time.
+      net.Server.prototype.listen.call(record.server, handle as net.ListenOptions)
+    } catch {
+      return false
+    }
+    this.closed.delete(key)
+    this.listeners.set(record.server, record)
+    this.untilClosed(record)
+    return true
+  }
+
+  /** Forgets `record` once its server closes (keeping it as the last one of its key). */
+  private untilClosed (record: Listener): void {
+    record.server.once('close', () => {
+      if (this.listeners.get(record.server) !== record || record.server.listening) return
+      this.listeners.delete(record.server)
+      this.closed.set(record.key, record)
+    })
+  }
+
   /**
    * Replaces `server.listen` with one that records the requested address and, when an inherited
    * socket matches it, listens on that fd instead. `on.listening` runs after each successful listen;
@@ -98,6 +134,7 @@ export class ListenerRegistry {
     s[WRAPPED] = true
     const original = server.listen
     const { listeners, seen } = this
+    const untilClosed = (record: Listener): void => { this.untilClosed(record) }
     server.listen = function listen (this: net.Server, ...args: unknown[]): net.Server {
       const req = parseListenArgs(args)
       const base = req === undefined ? undefined : listenKey(req)
@@ -112,7 +149,7 @@ export class ListenerRegistry {
         listeners.set(this, record)
         onListening(record)
       })
-      this.once('close', () => { listeners.delete(this) })
+      untilClosed(record)
       if (fd === undefined) {
         on.unmatched(key)
         return original.apply(this, args as Parameters<net.Server['listen']>)

@@ -43,6 +43,10 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private readonly worker: WorkerLink | undefined
   private current: LifecycleState = 'running'
   private stopping: Promise<ShutdownResult> | undefined
+  /** Counts the drains called off (a late rollback): a drain run that sees it change ends without a trace. */
+  private calledOff = 0
+  /** Someone other than the reboot asked for the drain under way to end the process (`shutdown()`, a crash). */
+  private endAsked = false
   private crashError: unknown
   private cause: Cause | undefined
   private uninstallSignals: () => void = () => {}
@@ -59,10 +63,12 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       seam, host, log: () => this.log,
       sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
       keyOf: (server) => this.listening.keyOf(server),
-      serverFor: (key) => this.listening.serverFor(key),
+      serverFor: (key) => this.listening.lastServerFor(key),
       pidFile: () => this.units.pidFile(),
       successorTimeout: () => this.units.successorTimeout,
       probation: () => this.units.probation,
+      successorLostAfter: () => this.units.successorLostAfter,
+      takeBack: (copies, passed) => this.takeBack(copies, passed),
       resume: () => { this.resume() },
       emit: (e) => { this.emit('handoff', e) },
       drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }),
@@ -169,7 +175,10 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** See `Lifecycle.shutdown` (index.ts). */
   shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
-    if (this.stopping !== undefined) return this.stopping
+    if (this.stopping !== undefined) {
+      this.endAsked = true
+      return this.stopping
+    }
     const limit = this.units.deadline(timeout)
     if (typeof limit !== 'number') return Promise.reject(limit.error)
     this.reboots.abort()
@@ -226,6 +235,37 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.seam.exit(code)
   }
 
+  /**
+   * A late rollback: the successor of this process's reboot was lost after it took over. If the drain
+   * under way is the reboot's alone (no shutdown, signal or crash joined it, no app's close began) and
+   * a copy of every listener passed to the successor (`passed`) came back, the drain is called off and this process serves again for
+   * good: each server listens again on its copy, the state is 'running'. Returns the keys it listens
+   * on, or undefined when it cannot (the caller then serves until the drain is over).
+   */
+  private takeBack (copies: { readonly keys: string[], take: () => Map<string, unknown> }, passed: readonly string[]): string[] | undefined {
+    const units = this.units.list()
+    if (this.stopping === undefined || this.cause?.reason !== 'reboot' || this.endAsked || this.crashError !== undefined) return undefined
+    if (this.signalMemory.shutdownSignal !== undefined || this.signalMemory.restartSignal !== undefined) return undefined
+    // An app whose drain has not started (the readiness delay) has nothing to call off.
+    if (units.length === 0 || !units.every((u) => u.canCallOff || !u.isDraining)) return undefined
+    const kept = new Set(copies.keys)
+    if (passed.length === 0 || !passed.every((key) => kept.has(key) && this.listening.lastServerFor(key) !== undefined)) return undefined
+    this.calledOff++
+    for (const u of units) u.callOff()
+    const listening: string[] = []
+    for (const [key, handle] of copies.take()) {
+      // A server whose drain had not closed it yet listens on: the copy is not needed.
+      const still = this.listening.lastServerFor(key)?.listening === true
+      if (still || this.listening.relisten(key, handle)) listening.push(key)
+      if (still || !listening.includes(key)) closeQuietly(handle)
+    }
+    this.stopping = undefined
+    this.cause = undefined
+    this.signalMemory.reset()
+    this.setState('running')
+    return listening
+  }
+
   /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
   private resume (): void {
     this.setState('running')
@@ -236,7 +276,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     const start = this.seam.now()
     const log = this.log
     const release = this.seam.hold?.() ?? (() => {})
+    const run = this.calledOff
     try {
+      this.endAsked = false
       this.setState('draining')
       // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
       const rolledBack = this.newSide.failing(reason, trigger)
@@ -258,8 +300,11 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
         handOver: reason === 'reboot' ? handOver : undefined,
         crashed: () => this.crashError !== undefined,
         gaveUp: () => this.newSide.incoming?.gaveUp === true,
-        lost: () => this.reboots.successorLost
+        lost: () => this.reboots.successorLost,
+        off: () => run !== this.calledOff
       })
+      // Called off (a late rollback): this process serves again; nothing of the end below happens.
+      if (run !== this.calledOff) return result
       if (reason === 'reboot') await this.reboots.afterDrain(result)
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)
@@ -297,4 +342,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     const restart = this.units.size > 0 ? this.launchers.restart(this.units.launcherIgnored) : undefined
     this.uninstallSignals = installSignals(this, this.units.list().map((u) => u.options), restart)
   }
+}
+
+function closeQuietly (handle: unknown): void {
+  try { (handle as { close?: () => void }).close?.() } catch {}
 }

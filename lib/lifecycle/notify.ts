@@ -1,6 +1,7 @@
 // Runs in both processes: tells systemd what the service does when it runs the app with a notify
 // socket (`Type=notify`, `NotifyAccess=all`): READY=1 once it serves, RELOADING=1 and then
-// MAINPID=<successor> with READY=1 around a reboot, READY=1 again after a rollback, STOPPING=1 when a
+// MAINPID=<successor> with READY=1 around a reboot, MAINPID=<self> and READY=1 again after a rollback
+// (a late one too: the successor lost during the drain), STOPPING=1 when a
 // drain ends the service, and STATUS= lines for `systemctl status`. Node cannot write to a Unix
 // datagram socket: each message goes through the `systemd-notify` binary, one at a time, in order.
 import type { EventEmitter } from 'node:events'
@@ -89,7 +90,7 @@ export class SystemdNotifier {
         if (this.ctx.state() !== 'draining') this.send(`MAINPID=${me}`, 'READY=1', `STATUS=serving (pid ${me}); the reboot failed: ${e.error.message}`)
         break
       case 'lost':
-        this.send(`MAINPID=${me}`, 'READY=1', `STATUS=serving again (pid ${me}): successor ${e.pid} lost (${e.reason}); this process exits once drained`)
+        this.send(`MAINPID=${me}`, 'READY=1', `STATUS=serving again (pid ${me}): successor ${e.pid} lost (${e.reason}); ${e.back ? 'this process serves on, for good' : 'this process exits once drained'}`)
         break
       default:
     }

@@ -1,12 +1,13 @@
 // Runs in the old process of a reboot: the lifecycle's reboot controller: one reboot at a time, the
-// connection hand-over it passes to its drain, and the rolled-back successors that may still be
-// draining (none may outlive this process).
+// connection hand-over it passes to its drain, the rolled-back successors that may still be draining
+// (none may outlive this process), and what happens when the successor is lost after it took over.
 import type * as net from 'node:net'
 import type { HandOverFor } from '../drain/app'
 import type { HandoffEvent, RebootOptions, ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import type { ProcessSeam, RebootHost } from '../os'
-import { OutgoingReboot } from '../outgoing/reboot'
+import { OutgoingReboot, type LostOutcome } from '../outgoing/reboot'
+import type { Standby } from '../outgoing/standby'
 import type { StateSource } from '../outgoing/state'
 import { writePidFile } from '../pidfile'
 
@@ -17,7 +18,7 @@ export interface RebootContext {
   log (): Logger
   /** The listening sockets to pass, in order. */
   sockets (): Array<{ fd: number, key: string }>
-  /** The tracked server listening under `key`. */
+  /** The tracked server listening, or that last listened, under `key`. */
   serverFor (key: string): net.Server | undefined
   /** The PID file of the first app that has one. */
   pidFile (): string | undefined
@@ -26,6 +27,13 @@ export interface RebootContext {
   /** Ms the successor has to become ready, and ms of probation. */
   successorTimeout (): number
   probation (): number
+  /** Ms of silence after which a successor that took over is frozen. */
+  successorLostAfter (): number
+  /**
+   * A late rollback: calls the drain off and listens again on the kept copies, for good. Returns the
+   * keys it listens on, or undefined when it cannot (`passed`: the keys the successor was given).
+   */
+  takeBack (copies: Pick<Standby, 'keys' | 'take'>, passed: readonly string[]): string[] | undefined
   /** The reboot failed: serving on as before. */
   resume (): void
   emit (event: HandoffEvent): void
@@ -68,6 +76,7 @@ export class RebootController {
       sockets: () => ctx.sockets(),
       successorTimeout: ctx.successorTimeout(),
       probation: ctx.probation(),
+      successorLostAfter: ctx.successorLostAfter(),
       leftover: (s) => { this.leftovers.add(s) },
       // Rolled back: this process is no longer the old side of a reboot, from now (its 'failed' step on).
       resume: () => {
@@ -76,8 +85,7 @@ export class RebootController {
       },
       emit: (e) => { ctx.emit(e) },
       keyOf: (server) => ctx.keyOf(server),
-      serverFor: (key) => ctx.serverFor(key),
-      lost: () => { this.lostSuccessor() },
+      lost: (standby, passed) => this.lostSuccessor(standby, passed),
       drain: (t, trigger, handOver) => {
         this.handOver = handOver
         this.drainingFor = outgoing
@@ -119,11 +127,32 @@ export class RebootController {
     if (o !== undefined && !this.lost) await o.afterDrain(result)
   }
 
-  /** The successor was lost during this process's drain: the exit code is successorLost. */
+  /** The successor was lost during this process's drain and it could not serve again for good: the exit code is successorLost. */
   get successorLost (): boolean { return this.lost }
 
-  private lostSuccessor (): void {
-    this.lost = true
+  /**
+   * The successor was lost during this process's drain. A late rollback when the lifecycle can call
+   * the drain off: this process is no longer the old side of a reboot (a later reboot starts afresh).
+   * Else it accepts on the kept copies until its drain is over, and exits with successorLost. Either
+   * way the PID file names this process again.
+   */
+  private lostSuccessor (standby: Standby, passed: readonly string[]): LostOutcome {
+    const back = this.ctx.takeBack(standby, passed)
+    let outcome: LostOutcome
+    if (back !== undefined) {
+      this.old = false
+      this.drainingFor = undefined
+      this.handOver = undefined
+      outcome = { back: true, listening: back }
+    } else {
+      this.lost = true
+      outcome = { back: false, listening: standby.accept((key) => this.ctx.serverFor(key)) }
+    }
+    this.writePidFile()
+    return outcome
+  }
+
+  private writePidFile (): void {
     const pidFile = this.ctx.pidFile()
     if (pidFile === undefined) return
     try {

@@ -53,6 +53,9 @@ export class AppRegistry {
   /** The ms both processes serve after the successor is ready: the largest `rebootProbation`. */
   get probation (): number { return this.max((u) => u.options.rebootProbation) }
 
+  /** The ms a successor that took over may stay silent before it is taken for frozen: the largest `successorLostAfter`. */
+  get successorLostAfter (): number { return this.max((u) => u.options.successorLostAfter) }
+
   /** The ms a drain waits (readiness flipped) before it stops accepting: the largest `readinessDelay`. */
   get readinessDelay (): number { return this.max((u) => u.options.readinessDelay) }
 

@@ -52,6 +52,8 @@ export interface ShutdownRun {
   gaveUp (): boolean
   /** The successor of this process's reboot was lost during the drain. */
   lost? (): boolean
+  /** The drain was called off (a late rollback): the apps' drains are not started after the readiness delay. */
+  off? (): boolean
 }
 
 /** Drains every app of `run` in parallel and reports the outcome with its exit code. */
@@ -60,7 +62,7 @@ export async function drainApps (run: ShutdownRun): Promise<ShutdownResult> {
   const delay = Math.min(timeout, run.readinessDelay)
   if (delay > 0) await new Promise<void>((resolve) => { seam.timer(delay, resolve) })
   const deadline = start + timeout
-  const apps = await Promise.all(run.units.map((u) => u.shutdown(deadline, reason, trigger, run.handOver)))
+  const apps = run.off?.() === true ? [] : await Promise.all(run.units.map((u) => u.shutdown(deadline, reason, trigger, run.handOver)))
   const forced = apps.reduce((n, a) => n + a.forced + a.forcedUpgraded, 0)
   const failedFinalizers = apps.flatMap((a) => a.finalizers.filter((f) => !f.ok).map((f) => f.name))
   const crashed = run.crashed()

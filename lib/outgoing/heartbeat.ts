@@ -1,13 +1,14 @@
 // Runs in the old process of a reboot: watches that the successor's event loop answers, not only that
 // it has not crashed: a ping over IPC every HEARTBEAT_INTERVAL_MS, answered by the successor's message
-// handler (a loop blocked by synchronous work does not answer); UNRESPONSIVE_MS without an answer is
-// an unresponsive successor.
+// handler (a loop blocked by synchronous work does not answer). Two bounds: UNRESPONSIVE_MS without an
+// answer is an unresponsive successor (a pause: the connection transfer stops); `lostAfter` ms (the
+// `successorLostAfter` option) is a frozen one. An answer, however late, ends the suspicion.
 import type { ChildProcess } from 'node:child_process'
 import { PING_MESSAGE, PONG_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 
 /** Ms between two pings. */
 export const HEARTBEAT_INTERVAL_MS = 250
-/** Ms without an answer after which the successor is unresponsive. */
+/** Ms without an answer after which the successor is unresponsive (paused: no more connections go to it). */
 export const UNRESPONSIVE_MS = 1_000
 
 export class Heartbeat {
@@ -20,11 +21,16 @@ export class Heartbeat {
   private stopped = false
   private readonly answerWaiters: Array<() => void> = []
   private readonly unresponsiveWaiters: Array<(ms: number) => void> = []
+  private readonly frozenWaiters: Array<(ms: number) => void> = []
   private unresponsive = false
+  private frozen = false
+  private readonly lostAfter: number
 
-  constructor (child: ChildProcess, timer: (ms: number, fn: () => void) => () => void) {
+  /** `lostAfter`: ms without an answer after which the successor is frozen (`onFrozen`). */
+  constructor (child: ChildProcess, timer: (ms: number, fn: () => void) => () => void, lostAfter = Number.POSITIVE_INFINITY) {
     this.child = child
     this.timer = timer
+    this.lostAfter = lostAfter
     child.on('message', (m: unknown) => {
       if (messageType(m) !== PONG_MESSAGE) return
       const n = (m as Extract<NewToOld, { type: typeof PONG_MESSAGE }>).n
@@ -32,6 +38,7 @@ export class Heartbeat {
       this.answered = n
       this.silentTicks = 0
       this.unresponsive = false
+      this.frozen = false
       for (const fn of this.answerWaiters.splice(0)) fn()
     })
   }
@@ -67,6 +74,11 @@ export class Heartbeat {
     this.unresponsiveWaiters.push(fn)
   }
 
+  /** Calls `fn` each time the successor stays silent for `lostAfter` ms (frozen), with the ms it has been silent. */
+  onFrozen (fn: (ms: number) => void): void {
+    this.frozenWaiters.push(fn)
+  }
+
   private tick (): void {
     if (this.stopped) return
     if (this.sent > this.answered) this.silentTicks++
@@ -74,6 +86,10 @@ export class Heartbeat {
     if (!this.unresponsive && silentMs >= UNRESPONSIVE_MS) {
       this.unresponsive = true
       for (const fn of [...this.unresponsiveWaiters]) fn(silentMs)
+    }
+    if (!this.frozen && silentMs >= this.lostAfter) {
+      this.frozen = true
+      for (const fn of [...this.frozenWaiters]) fn(silentMs)
     }
     if (this.child.connected) {
       const ping: OldToNew = { type: PING_MESSAGE, n: ++this.sent }

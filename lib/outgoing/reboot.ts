@@ -1,6 +1,7 @@
 // Runs in the old process of a reboot: one reboot from spawn to hand-over: start the successor with
 // the listening sockets, wait until it is ready, serve beside it through probation, roll back if it
-// fails at any point, then drain this process.
+// fails at any point, then drain this process, watching the successor until the drain is over (lost:
+// a late rollback).
 import type * as net from 'node:net'
 import { RebootError } from '../errors'
 import { handedOver, type HandoffEvent, type ShutdownResult } from '../events'
@@ -11,6 +12,7 @@ import type { ProcessSeam, RebootHost } from '../os'
 import type { HandOverFor } from '../drain/app'
 import { CUTOVER_MESSAGE, DRAINED_MESSAGE } from '../handoff/protocol'
 import { startSuccessor, type Successor } from './spawn'
+import type { Standby } from './standby'
 import type { StateSource } from './state'
 import { handOverWith } from './transfer'
 
@@ -18,6 +20,14 @@ import { handOverWith } from './transfer'
 const STATEFUL_MARGIN_MS = 5_000
 /** Ms the final snapshots may take to reach the successor beyond `handoverTimeout`, before this process exits without them. */
 const FINAL_STATE_MARGIN_MS = 5_000
+
+/** What became of this process when its successor was lost during the drain. */
+export interface LostOutcome {
+  /** true: a late rollback, this process serves again for good; false: it serves until its drain is over, then exits with successorLost. */
+  back: boolean
+  /** The listener keys it accepts on again. */
+  listening: string[]
+}
 
 /** What a reboot needs from the lifecycle. */
 export interface OutgoingContext {
@@ -30,15 +40,19 @@ export interface OutgoingContext {
   readonly successorTimeout: number
   /** Ms both processes serve after ready before this one drains (0: drain at once). */
   readonly probation: number
+  /** Ms of silence after which a successor that took over is frozen: killed, and this process serves again. */
+  readonly successorLostAfter?: number
   /** A rolled-back successor that may still be draining: killed if this process exits first. */
   leftover (successor: Successor): void
   /** The reboot failed and nothing else changed the state: back to 'running' (and the PID file back to this pid). */
   resume (): void
   emit (event: HandoffEvent): void
-  /** The tracked server listening under `key` (the standby hands it the connections it accepts on loss). */
-  serverFor (key: string): net.Server | undefined
-  /** The successor was lost during the drain (it listens again): the PID file names this process, the exit code is successorLost. */
-  lost (why: string): void
+  /**
+   * The successor was lost during the drain: this process listens again on the copies `standby` kept,
+   * for good if it can (a late rollback), else until its drain is over; the PID file names it again.
+   * `passed`: the keys of the listeners the successor was given.
+   */
+  lost (standby: Standby, passed: readonly string[]): LostOutcome
   /** The key a listening server was passed under, for the connections it accepted. */
   keyOf (server: net.Server): string | undefined
   /** Drains this process (reason 'reboot') once the successor serves; `handOver` moves connections to it. */
@@ -103,6 +117,7 @@ export class OutgoingReboot {
       parentPid: seam.pid,
       stateful: stateful ? Math.min(timeout + STATEFUL_MARGIN_MS, MAX_MS) : false,
       timeout: this.ctx.successorTimeout,
+      lostAfter: this.ctx.successorLostAfter,
       spawn: host.spawn,
       timer: (t, fn) => seam.timer(t, fn),
       transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) },
@@ -157,13 +172,26 @@ export class OutgoingReboot {
       }
     }
     // Until the drain is over, a successor lost is noticed: this process listens again and serves on.
-    successor.standby?.watch((key) => this.ctx.serverFor(key), (why, keys) => {
-      log.error({ successor: successor.pid, why, listening: keys }, `graceful-reboot: ${why} while this process drains; listening again on ${keys.length === 0 ? 'nothing (no copy of the listeners came back)' : keys.join(', ')}, serving until the drain is over, then exiting with code ${exitCodes.successorLost}`)
-      this.ctx.lost(why)
-      this.ctx.emit({ step: 'lost', pid: successor.pid, reason: why, listening: keys })
+    let tookBack = false
+    const standby = successor.standby
+    standby?.watch((why) => {
+      const { back, listening } = this.ctx.lost(standby, sockets.map((s) => s.key))
+      const where = listening.length === 0 ? 'nothing (no copy of the listeners came back)' : listening.join(', ')
+      if (back) {
+        // A late rollback: this process is the service again; nothing of this reboot is left to do.
+        tookBack = true
+        this.servedBy = undefined
+        standby.end()
+        successor.release()
+        log.error({ successor: successor.pid, why, listening }, `graceful-reboot: ${why} after it took over; this process called its drain off and serves again, for good, listening on ${where}`)
+      } else {
+        log.error({ successor: successor.pid, why, listening }, `graceful-reboot: ${why} while this process drains; listening again on ${where}, serving until the drain is over (a shutdown joined it or the app's close began), then exiting with code ${exitCodes.successorLost}`)
+      }
+      this.ctx.emit({ step: 'lost', pid: successor.pid, reason: why, listening, back })
     })
     // The IPC channel carries the connections and the watch: it is released once the drain is over.
     void this.ctx.drain(timeout, trigger, handOver).then((result) => {
+      if (tookBack) return
       successor.standby?.end()
       successor.release()
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })

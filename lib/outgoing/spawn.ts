@@ -31,6 +31,8 @@ export interface SuccessorOptions {
   stateful: number | false
   /** Ms the successor has to send ready before it is stopped. */
   timeout: number
+  /** Ms of silence after which a successor that took over is frozen (killed, and this process serves again). */
+  lostAfter?: number | undefined
   spawn: Spawn
   timer: (ms: number, fn: () => void) => () => void
   /** Told why the connection transfer stopped (the successor unresponsive, gone, or too slow to confirm). */
@@ -135,11 +137,11 @@ export function startSuccessor (o: SuccessorOptions): Successor {
   })
   let stopping = false
   const sender = new ConnectionSender(child, o.timer, o.transferStopped)
-  const heartbeat = new Heartbeat(child, o.timer)
+  const heartbeat = new Heartbeat(child, o.timer, o.lostAfter)
   ready.then(() => { heartbeat.start() }, () => {})
   child.once('exit', () => { heartbeat.stop() })
   child.once('disconnect', () => { heartbeat.stop() })
-  // During the transfer, a successor whose loop stops answering gets no more connections: they drain here.
+  // A successor whose loop stops answering (a pause) gets no more connections: they drain here.
   heartbeat.onUnresponsive((ms) => { sender.stop(`the successor's event loop did not answer for ${ms} ms`) })
   const standby = new Standby(child, heartbeat, o.timer)
   const state = o.state === undefined ? undefined : new StateServer(child, o.state.source, { timer: o.timer, now: o.state.now }, o.state.log)
