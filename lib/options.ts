@@ -2,10 +2,12 @@
 import * as os from 'node:os'
 import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
-import { MAX_MS } from './limits'
+import { atLeast, ms } from './durations'
 import { checkPidFile } from './pidfile'
 import { checkToken } from './admin-token'
 import { resolveChecks, type HealthCheck, type ResolvedCheck } from './health-options'
+
+export { ms }
 
 export type SignalAction = 'shutdown' | 'reboot'
 /**
@@ -160,9 +162,9 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     admin: resolveAdmin(o.admin),
     health: resolveHealth(o.health),
     pidFile,
-    rebootTimeout: rebootTimeout(o.rebootTimeout),
+    rebootTimeout: atLeast(ms(o.rebootTimeout, 'rebootTimeout', DEFAULTS.rebootTimeout), 'rebootTimeout', MIN_REBOOT_TIMEOUT, 'a successor needs that long to start and listen; every reboot would time out'),
     rebootProbation: ms(o.rebootProbation, 'rebootProbation', DEFAULTS.rebootProbation),
-    successorLostAfter: successorLostAfter(o.successorLostAfter),
+    successorLostAfter: atLeast(ms(o.successorLostAfter, 'successorLostAfter', DEFAULTS.successorLostAfter), 'successorLostAfter', MIN_SUCCESSOR_LOST_AFTER, 'a shorter silence is an ordinary pause, a GC or a synchronous warm-up: the successor would be killed for it'),
     transferConnections: bool(o.transferConnections, 'transferConnections', true),
     handoverTimeout: positive(ms(o.handoverTimeout, 'handoverTimeout', DEFAULTS.handoverTimeout), 'handoverTimeout'),
     handoverMaxBytes: byteCount(o.handoverMaxBytes, 'handoverMaxBytes', DEFAULTS.handoverMaxBytes),
@@ -175,42 +177,10 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   return resolved
 }
 
-/** A duration in ms: a finite number from 0 to MAX_MS (what a Node timer can wait). */
-export function ms (value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidOptionError(`"${name}" must be a finite number of milliseconds >= 0, got ${describe(value)}`)
-  }
-  if (value > MAX_MS) {
-    throw new InvalidOptionError(`"${name}" must be at most ${MAX_MS} ms (about 24.8 days, the longest a Node timer waits), got ${describe(value)}`)
-  }
-  return value
-}
-
 /** The shortest `rebootTimeout`: a successor needs this long at least to start Node and listen. */
 export const MIN_REBOOT_TIMEOUT = 1000
-
-function rebootTimeout (value: unknown): number {
-  const t = ms(value, 'rebootTimeout', DEFAULTS.rebootTimeout)
-  if (t < MIN_REBOOT_TIMEOUT) {
-    throw new InvalidOptionError(`"rebootTimeout" must be at least ${MIN_REBOOT_TIMEOUT} ms (a successor needs that long to start and listen; every reboot would time out), got ${describe(value)}`)
-  }
-  return t
-}
-
-/**
- * The shortest `successorLostAfter`: twice the silence that stops the connection transfer
- * (outgoing/heartbeat.ts, 1 s), so that a pause always stops the transfer before it is taken for a death.
- */
+/** The shortest `successorLostAfter`: twice the silence that stops the connection transfer (outgoing/heartbeat.ts). */
 export const MIN_SUCCESSOR_LOST_AFTER = 2000
-
-function successorLostAfter (value: unknown): number {
-  const t = ms(value, 'successorLostAfter', DEFAULTS.successorLostAfter)
-  if (t < MIN_SUCCESSOR_LOST_AFTER) {
-    throw new InvalidOptionError(`"successorLostAfter" must be at least ${MIN_SUCCESSOR_LOST_AFTER} ms (a shorter silence is an ordinary pause: a GC, a synchronous warm-up; the successor would be killed for it), got ${describe(value)}`)
-  }
-  return t
-}
 
 function positive (t: number, name: string): number {
   if (t === 0) throw new InvalidOptionError(`"${name}" must be more than 0 ms, got 0`)

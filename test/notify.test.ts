@@ -102,14 +102,14 @@ test('a rollback tells systemd this process serves on (READY=1, its own MAINPID=
 })
 
 test('a successor lost during the drain: MAINPID= of the old process again with READY=1, and why; whether it serves on for good (a late rollback) or exits once drained', async (t) => {
-  const { events, finish, sent } = world({ socket: '/run/systemd/notify' })
-  events.emit('handoff', { step: 'lost', pid: 200, reason: 'successor 200 was killed by SIGKILL', listening: ['tcp:127.0.0.1:3000'], back: true })
-  events.emit('handoff', { step: 'lost', pid: 201, reason: 'successor 201 was killed by SIGKILL', listening: ['tcp:127.0.0.1:3000'], back: false })
-  await finish()
-  t.deepEqual(sent(), [
-    'MAINPID=100 READY=1 STATUS=serving again (pid 100): successor 200 lost (successor 200 was killed by SIGKILL); this process serves on, for good',
-    'MAINPID=100 READY=1 STATUS=serving again (pid 100): successor 201 lost (successor 201 was killed by SIGKILL); this process exits once drained'
-  ])
+  const back = world({ socket: '/run/systemd/notify' })
+  back.events.emit('handoff', { step: 'lost', pid: 200, reason: 'successor 200 was killed by SIGKILL', listening: ['tcp:127.0.0.1:3000'], back: true })
+  await back.finish()
+  t.deepEqual(back.sent(), ['MAINPID=100 READY=1 STATUS=serving again (pid 100): successor 200 lost (successor 200 was killed by SIGKILL); this process serves on, for good'])
+  const ending = world({ socket: '/run/systemd/notify' })
+  ending.events.emit('handoff', { step: 'lost', pid: 201, reason: 'successor 201 was killed by SIGKILL', listening: ['tcp:127.0.0.1:3000'], back: false })
+  await ending.finish()
+  t.deepEqual(ending.sent(), ['MAINPID=100 READY=1 STATUS=serving again (pid 100): successor 201 lost (successor 201 was killed by SIGKILL); this process exits once drained'])
 })
 
 test('a successor drains without STOPPING=1 while its old process can roll back, or when rolled back; a successor announces nothing (its old process tells MAINPID=)', async (t) => {

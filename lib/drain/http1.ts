@@ -8,6 +8,7 @@ import * as tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { EmptyWaiters, type ConnectionSet } from './connections'
 import type { ProcessSeam } from '../os'
+import { IdleReaper } from './reaper'
 import { closesBefore, endPipelineWith, gateRequests, headOf, neverSpokeGrace, rawOf, type Conn } from './http1-conn'
 import { partialRequest, stopReading, resumeReading, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
 
@@ -38,26 +39,23 @@ export class Http1Connections implements ConnectionSet {
   /** Sockets that carry another protocol (an HTTP/2 session): never tracked here. */
   private readonly excluded = new WeakSet<net.Socket>()
   private readonly seam: ProcessSeam
-  private readonly idleGrace: number
-  /** From the drain on: ms a connection that never sent a byte stays open (`neverSpokeGrace`). */
-  private silentGrace = 0
-  private readonly isTls: boolean
+  private readonly reaper: IdleReaper
   private readonly untrack: () => void
   private draining = false
   private ungate: () => void = () => {}
   private readonly empty = new EmptyWaiters()
-  /** Idle keep-alive or never-spoke connections closed after their grace. */
-  idleClosed = 0
   /** In a reboot: connections handed to the successor. */
   transferred = 0
   /** In a reboot: connections offered to the successor but drained here, by reason. */
   readonly kept: Partial<Record<KeptReason, number>> = {}
   private handOver: HandOver | undefined
 
+  /** Idle keep-alive or never-spoke connections closed after their grace. */
+  get idleClosed (): number { return this.reaper.closed }
+
   constructor (server: net.Server, seam: ProcessSeam, idleGrace: number) {
     this.server = server
     this.seam = seam
-    this.idleGrace = idleGrace
     const forget = (raw: net.Socket): void => { this.forget(raw) }
     this.onClose = function (this: net.Socket) { forget(this) }
     const onConnection = (socket: net.Socket): void => { this.add(socket) }
@@ -70,7 +68,9 @@ export class Http1Connections implements ConnectionSet {
       socket.once('close', () => { this.forget(raw) })
     }
     server.on('connection', onConnection)
-    const isTls = this.isTls = server instanceof tls.Server
+    const isTls = server instanceof tls.Server
+    // Part of a request read: a request in flight, not idle; its completion (`admit`) takes it on.
+    this.reaper = new IdleReaper(seam, idleGrace, isTls, (c) => this.conns.get(c.raw) === c && !c.moving && headOf(c) === undefined && !partialRequest(c.http))
     if (isTls) server.on('secureConnection', onSecure)
     this.untrack = () => {
       server.removeListener('connection', onConnection)
@@ -89,7 +89,7 @@ export class Http1Connections implements ConnectionSet {
   drain (handOver?: HandOver, deadline?: number): void {
     if (this.draining) return
     this.draining = true
-    this.silentGrace = neverSpokeGrace(this.idleGrace, deadline === undefined ? undefined : deadline - this.seam.now())
+    this.reaper.silentGrace = neverSpokeGrace(this.reaper.idleGrace, deadline === undefined ? undefined : deadline - this.seam.now())
     this.handOver = handOver
     this.ungate = gateRequests(this.server, (req, res) => this.admit(req, res))
     for (const socket of this.sockets) {
@@ -127,7 +127,7 @@ export class Http1Connections implements ConnectionSet {
     // The callbacks of the drain find no state for a connection any more (a hand-over under way ends
     // with the connection read here again): they leave it alone.
     this.conns.clear()
-    this.idleClosed = 0
+    this.reaper.closed = 0
     this.transferred = 0
     for (const k of Object.keys(this.kept) as KeptReason[]) delete this.kept[k]
   }
@@ -210,14 +210,14 @@ export class Http1Connections implements ConnectionSet {
       if (this.conns.get(c.raw) !== c) return
       const next = headOf(c)
       if (next) this.follow(next, c)
-      else this.scheduleReap(c)
+      else this.reaper.schedule(c)
     })
   }
 
   /** An idle connection during the drain: to the successor in a reboot, else closed after the grace. */
   private idle (c: Conn): void {
     if (this.handOver !== undefined) this.tryHandOver(c)
-    else this.scheduleReap(c)
+    else this.reaper.schedule(c)
   }
 
   /**
@@ -235,7 +235,7 @@ export class Http1Connections implements ConnectionSet {
       if (c.candidate && next === undefined && c.moving) c.candidate = false
       else if (c.candidate && next === undefined) this.tryHandOver(c, stop)
       else if (next !== undefined) this.follow(next, c)
-      else this.scheduleReap(c)
+      else this.reaper.schedule(c)
     })
   }
 
@@ -256,48 +256,8 @@ export class Http1Connections implements ConnectionSet {
       if (this.conns.get(c.raw) !== c) return
       const next = headOf(c)
       if (next !== undefined) this.follow(next, c)
-      else this.scheduleReap(c)
+      else this.reaper.schedule(c)
     })
-  }
-
-  /**
-   * Closes an idle connection once it has stayed idle for the grace (`silentGrace` if it never sent a
-   * byte). A request that arrives in the meantime gets `Connection: close`; bytes of a request still
-   * arriving postpone the close, and a connection holding part of a request is left to complete it.
-   */
-  private scheduleReap (c: Conn): void {
-    c.cancelReap?.()
-    const bytes = c.http.bytesRead
-    // Before its TLS handshake is done, a connection has sent no byte of HTTP.
-    const silent = bytes === 0 || (this.isTls && c.http === c.raw)
-    c.cancelReap = this.seam.timer(silent ? this.silentGrace : this.idleGrace, () => {
-      c.cancelReap = undefined
-      if (!this.reapable(c, bytes)) return
-      // On a late event loop this timer can run before the poll phase reads a request already waiting
-      // in the kernel: let that phase run once (an immediate comes after it), then decide.
-      let cancelled = false
-      c.cancelReap = () => { cancelled = true }
-      setImmediate(() => {
-        if (cancelled) return
-        c.cancelReap = undefined
-        if (!this.reapable(c, bytes)) return
-        this.idleClosed++
-        c.http.destroy()
-      })
-    })
-  }
-
-  /**
-   * Still idle since `bytes` were read: true to close it; reschedules the reap if bytes came meanwhile.
-   * Part of a request read: a request in flight, not idle; its completion (`admit`) takes it on.
-   */
-  private reapable (c: Conn, bytes: number): boolean {
-    if (this.conns.get(c.raw) !== c || c.moving || headOf(c) || partialRequest(c.http)) return false
-    if (c.http.bytesRead !== bytes) {
-      this.scheduleReap(c)
-      return false
-    }
-    return true
   }
 
   private add (socket: net.Socket): void {

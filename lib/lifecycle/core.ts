@@ -23,6 +23,7 @@ import { AppRegistry } from './registry'
 import { drainApps, type Cause } from './shutdown'
 import type { LifecycleStats } from './stats'
 import { StatusReporter } from './status'
+import { LateRollback, type KeptCopies } from './takeback'
 import { WarmStart } from './warm'
 import { WorkerLink } from '../workers/worker'
 
@@ -43,10 +44,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private readonly worker: WorkerLink | undefined
   private current: LifecycleState = 'running'
   private stopping: Promise<ShutdownResult> | undefined
-  /** Counts the drains called off (a late rollback): a drain run that sees it change ends without a trace. */
-  private calledOff = 0
-  /** Someone other than the reboot asked for the drain under way to end the process (`shutdown()`, a crash). */
-  private endAsked = false
+  private readonly late = new LateRollback()
   private crashError: unknown
   private cause: Cause | undefined
   private uninstallSignals: () => void = () => {}
@@ -60,32 +58,18 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.seam = seam
     this.host = host
     this.reboots = new RebootController({
-      seam, host, log: () => this.log,
-      sockets: () => this.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
-      keyOf: (server) => this.listening.keyOf(server),
-      serverFor: (key) => this.listening.lastServerFor(key),
-      pidFile: () => this.units.pidFile(),
-      successorTimeout: () => this.units.successorTimeout,
-      probation: () => this.units.probation,
-      successorLostAfter: () => this.units.successorLostAfter,
-      takeBack: (copies, passed) => this.takeBack(copies, passed),
-      resume: () => { this.resume() },
-      emit: (e) => { this.emit('handoff', e) },
-      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }),
-      state: () => this.warm.source(),
-      veto: (trigger) => this.warm.veto(trigger)
+      seam, host, log: () => this.log, listening: this.listening, units: this.units,
+      takeBack: (copies, passed) => this.takeBack(copies, passed), resume: () => { this.resume() }, emit: (e) => { this.emit('handoff', e) },
+      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }), state: () => this.warm.source(), veto: (trigger) => this.warm.veto(trigger)
     })
     this.newSide = new NewSide({
       seam, host, inherited: () => this.inherited, log: () => this.log,
       serverFor: (address) => this.listening.serverFor(address),
       running: () => this.current === 'running',
       shutdown: (timeout, trigger) => { void this.shutdown(timeout, { reason: 'shutdown', trigger }) },
-      pidFile: () => this.units.pidFile(),
-      manual: () => this.units.manualReadiness,
-      startup: () => this.units.startup(seam),
+      pidFile: () => this.units.pidFile(), manual: () => this.units.manualReadiness, startup: () => this.units.startup(seam),
       startupFailed: (err) => { this.crash(err, 'a required startup service failed') },
-      probation: () => this.units.probation,
-      emit: (e) => { this.emit('handoff', e) }
+      probation: () => this.units.probation, emit: (e) => { this.emit('handoff', e) }
     })
     const options = (): GracefulUnit['options'] | undefined => this.units.list()[0]?.options
     this.warm = new WarmStart({ seam, host, inherited: () => this.inherited, log: () => this.log, options, registered: (u) => this.units.list().includes(u as GracefulUnit), handingOver: () => this.reboots.handingOver }, this)
@@ -176,7 +160,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** See `Lifecycle.shutdown` (index.ts). */
   shutdown (timeout?: number, options: ShutdownOptions = {}): Promise<ShutdownResult> {
     if (this.stopping !== undefined) {
-      this.endAsked = true
+      this.late.joined()
       return this.stopping
     }
     const limit = this.units.deadline(timeout)
@@ -235,35 +219,16 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.seam.exit(code)
   }
 
-  /**
-   * A late rollback: the successor of this process's reboot was lost after it took over. If the drain
-   * under way is the reboot's alone (no shutdown, signal or crash joined it, no app's close began) and
-   * a copy of every listener passed to the successor (`passed`) came back, the drain is called off and this process serves again for
-   * good: each server listens again on its copy, the state is 'running'. Returns the keys it listens
-   * on, or undefined when it cannot (the caller then serves until the drain is over).
-   */
-  private takeBack (copies: { readonly keys: string[], take: () => Map<string, unknown> }, passed: readonly string[]): string[] | undefined {
-    const units = this.units.list()
-    if (this.stopping === undefined || this.cause?.reason !== 'reboot' || this.endAsked || this.crashError !== undefined) return undefined
-    if (this.signalMemory.shutdownSignal !== undefined || this.signalMemory.restartSignal !== undefined) return undefined
-    // An app whose drain has not started (the readiness delay) has nothing to call off.
-    if (units.length === 0 || !units.every((u) => u.canCallOff || !u.isDraining)) return undefined
-    const kept = new Set(copies.keys)
-    if (passed.length === 0 || !passed.every((key) => kept.has(key) && this.listening.lastServerFor(key) !== undefined)) return undefined
-    this.calledOff++
-    for (const u of units) u.callOff()
-    const listening: string[] = []
-    for (const [key, handle] of copies.take()) {
-      // A server whose drain had not closed it yet listens on: the copy is not needed.
-      const still = this.listening.lastServerFor(key)?.listening === true
-      if (still || this.listening.relisten(key, handle)) listening.push(key)
-      if (still || !listening.includes(key)) closeQuietly(handle)
-    }
+  /** A late rollback (lifecycle/takeback.ts): the drain is called off, the servers listen again; undefined when it cannot be. */
+  private takeBack (copies: KeptCopies, passed: readonly string[]): string[] | undefined {
+    const ending = this.cause?.reason !== 'reboot' || this.crashError !== undefined || this.signalMemory.shutdownSignal !== undefined || this.signalMemory.restartSignal !== undefined
+    const keys = this.late.takeBack({ units: this.units.list(), listening: this.listening, ending }, copies, passed)
+    if (keys === undefined) return undefined
     this.stopping = undefined
     this.cause = undefined
     this.signalMemory.reset()
     this.setState('running')
-    return listening
+    return keys
   }
 
   /** A failed reboot: serving on as before, and the PID file (which a successor may have rewritten) names this process again. */
@@ -276,9 +241,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     const start = this.seam.now()
     const log = this.log
     const release = this.seam.hold?.() ?? (() => {})
-    const run = this.calledOff
+    const run = this.late.started()
     try {
-      this.endAsked = false
       this.setState('draining')
       // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
       const rolledBack = this.newSide.failing(reason, trigger)
@@ -290,21 +254,15 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       // Sockets a reboot passed on (a first start's from systemd stay systemd's).
       const adoptedPaths = this.inherited.parentPid === undefined ? [] : this.listening.adoptedPaths()
       const result = await drainApps({
-        seam: this.seam,
-        units,
-        start,
-        timeout,
-        reason,
-        trigger,
-        readinessDelay: this.units.readinessDelay,
+        seam: this.seam, units, start, timeout, reason, trigger, readinessDelay: this.units.readinessDelay,
         handOver: reason === 'reboot' ? handOver : undefined,
         crashed: () => this.crashError !== undefined,
         gaveUp: () => this.newSide.incoming?.gaveUp === true,
         lost: () => this.reboots.successorLost,
-        off: () => run !== this.calledOff
+        off: () => this.late.isOff(run)
       })
       // Called off (a late rollback): this process serves again; nothing of the end below happens.
-      if (run !== this.calledOff) return result
+      if (this.late.isOff(run)) return result
       if (reason === 'reboot') await this.reboots.afterDrain(result)
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)
@@ -316,11 +274,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       for (const u of units) this.unregister(u)
       const by = this.signalMemory.restartSignal
       endProcess({
-        code: result.code,
+        code: result.code, clusterWorker: this.host.isClusterWorker, seam: this.seam, log,
         restartBy: by === undefined ? undefined : { signal: by, launcher: this.launcher.name },
-        clusterWorker: this.host.isClusterWorker,
-        seam: this.seam,
-        log,
         exit: (c) => { this.exit(c) },
         beforeSignal: () => { this.reboots.killLeftovers() }
       }, { ...result, exits: exit || (units.length > 0 && result.reason === 'crash') })
@@ -342,8 +297,4 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     const restart = this.units.size > 0 ? this.launchers.restart(this.units.launcherIgnored) : undefined
     this.uninstallSignals = installSignals(this, this.units.list().map((u) => u.options), restart)
   }
-}
-
-function closeQuietly (handle: unknown): void {
-  try { (handle as { close?: () => void }).close?.() } catch {}
 }

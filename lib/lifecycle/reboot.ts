@@ -1,14 +1,16 @@
 // Runs in the old process of a reboot: the lifecycle's reboot controller: one reboot at a time, the
 // connection hand-over it passes to its drain, the rolled-back successors that may still be draining
 // (none may outlive this process), and what happens when the successor is lost after it took over.
-import type * as net from 'node:net'
 import type { HandOverFor } from '../drain/app'
+import type { ListenerRegistry } from '../handoff/listeners'
 import type { HandoffEvent, RebootOptions, ShutdownResult } from '../events'
 import type { Logger } from '../log'
 import type { ProcessSeam, RebootHost } from '../os'
 import { OutgoingReboot, type LostOutcome } from '../outgoing/reboot'
 import type { Standby } from '../outgoing/standby'
 import type { StateSource } from '../outgoing/state'
+import type { AppRegistry } from './registry'
+import type { KeptCopies } from './takeback'
 import { writePidFile } from '../pidfile'
 
 /** What the controller needs from the lifecycle. */
@@ -16,24 +18,15 @@ export interface RebootContext {
   readonly seam: ProcessSeam
   readonly host: RebootHost
   log (): Logger
-  /** The listening sockets to pass, in order. */
-  sockets (): Array<{ fd: number, key: string }>
-  /** The tracked server listening, or that last listened, under `key`. */
-  serverFor (key: string): net.Server | undefined
-  /** The PID file of the first app that has one. */
-  pidFile (): string | undefined
-  /** The key a listening server was passed under. */
-  keyOf (server: net.Server): string | undefined
-  /** Ms the successor has to become ready, and ms of probation. */
-  successorTimeout (): number
-  probation (): number
-  /** Ms of silence after which a successor that took over is frozen. */
-  successorLostAfter (): number
+  /** The listening sockets of the tracked servers: what the successor is given, and their keys. */
+  readonly listening: Pick<ListenerRegistry, 'sockets' | 'keyOf' | 'lastServerFor'>
+  /** The registered apps: their PID file, `rebootTimeout`, `rebootProbation` and `successorLostAfter`. */
+  readonly units: Pick<AppRegistry, 'pidFile' | 'successorTimeout' | 'probation' | 'successorLostAfter'>
   /**
    * A late rollback: calls the drain off and listens again on the kept copies, for good. Returns the
    * keys it listens on, or undefined when it cannot (`passed`: the keys the successor was given).
    */
-  takeBack (copies: Pick<Standby, 'keys' | 'take'>, passed: readonly string[]): string[] | undefined
+  takeBack (copies: KeptCopies, passed: readonly string[]): string[] | undefined
   /** The reboot failed: serving on as before. */
   resume (): void
   emit (event: HandoffEvent): void
@@ -73,10 +66,10 @@ export class RebootController {
       seam: ctx.seam,
       host: ctx.host,
       log: ctx.log(),
-      sockets: () => ctx.sockets(),
-      successorTimeout: ctx.successorTimeout(),
-      probation: ctx.probation(),
-      successorLostAfter: ctx.successorLostAfter(),
+      sockets: () => ctx.listening.sockets().map((l) => ({ fd: l.fd, key: l.key })),
+      successorTimeout: ctx.units.successorTimeout,
+      probation: ctx.units.probation,
+      successorLostAfter: ctx.units.successorLostAfter,
       leftover: (s) => { this.leftovers.add(s) },
       // Rolled back: this process is no longer the old side of a reboot, from now (its 'failed' step on).
       resume: () => {
@@ -84,7 +77,7 @@ export class RebootController {
         ctx.resume()
       },
       emit: (e) => { ctx.emit(e) },
-      keyOf: (server) => ctx.keyOf(server),
+      keyOf: (server) => ctx.listening.keyOf(server),
       lost: (standby, passed) => this.lostSuccessor(standby, passed),
       drain: (t, trigger, handOver) => {
         this.handOver = handOver
@@ -146,14 +139,14 @@ export class RebootController {
       outcome = { back: true, listening: back }
     } else {
       this.lost = true
-      outcome = { back: false, listening: standby.accept((key) => this.ctx.serverFor(key)) }
+      outcome = { back: false, listening: standby.accept((key) => this.ctx.listening.lastServerFor(key)) }
     }
     this.writePidFile()
     return outcome
   }
 
   private writePidFile (): void {
-    const pidFile = this.ctx.pidFile()
+    const pidFile = this.ctx.units.pidFile()
     if (pidFile === undefined) return
     try {
       writePidFile(pidFile, this.ctx.seam.pid)
