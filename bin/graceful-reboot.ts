@@ -159,7 +159,7 @@ function stepLine (r: RebootStatus, pid: number): string {
     case 'serving': return `successor ${r.successor ?? '?'} passed probation and serves; ${pid} drains`
     case 'refused': return `${pid} refused to reboot`
     case 'failed': return `successor ${r.successor ?? '?'} failed; rolled back`
-    case 'lost': return `successor ${r.successor ?? '?'} was lost after it took over (${r.lost ?? 'no reason given'}); ${pid} serves again until its drain ends`
+    case 'lost': return `successor ${r.successor ?? '?'} was lost after it took over (${r.lost ?? 'no reason given'}); ${pid} serves again${r.back === true ? ', for good' : ' until its drain ends'}`
   }
 }
 

@@ -22,8 +22,10 @@ export interface RebootStatus {
   successor?: number
   /** Why it was refused or failed: the RebootError's code and message. */
   error?: { code: string, message: string }
-  /** 'lost': why the old process took the service back (the successor exited, its channel closed, it stopped answering). */
+  /** 'lost': why the old process took the service back (the successor exited, its channel closed, it froze and was killed). */
   lost?: string
+  /** 'lost': true when the old process serves again for good (a late rollback), false when it serves until its drain is over. */
+  back?: boolean
 }
 
 /** What a process writes to its status file at every change of state and at every reboot step. */

@@ -43,6 +43,8 @@ const MORE: Array<[string, string, string]> = [
   ['timeout 2^31 ms', '{ timeout: 2 ** 31 }', 'got 2147483648'],
   ['idleGrace above the timer maximum', '{ idleGrace: 2 ** 31 }', '"idleGrace" must be at most 2147483647 ms'],
   ['readinessDelay above the timer maximum', '{ readinessDelay: 3e9 }', '"readinessDelay" must be at most 2147483647 ms'],
+  ['successorLostAfter under 2 s (an ordinary pause would kill the successor)', '{ successorLostAfter: 1500 }', '"successorLostAfter" must be at least 2000 ms (a shorter silence is an ordinary pause, a GC or a synchronous warm-up: the successor would be killed for it), got 1500'],
+  ['successorLostAfter not a number', "{ successorLostAfter: '5s' }", '"successorLostAfter" must be a finite number of milliseconds >= 0, got "5s"'],
   ['rebootTimeout above the timer maximum', '{ rebootTimeout: 1e10 }', '"rebootTimeout" must be at most 2147483647 ms (about 24.8 days, the longest a Node timer waits), got 10000000000'],
   ['readinessDelay above timeout', '{ timeout: 1000, readinessDelay: 2000 }', '"readinessDelay" (2000 ms) must be less than "timeout" (1000 ms)'],
   ['readinessDelay with timeout 0', '{ timeout: 0, readinessDelay: 1000 }', '"readinessDelay" (1000 ms) must be less than "timeout" (0 ms)'],
@@ -99,6 +101,7 @@ test('defaults', (t) => {
     health: undefined,
     pidFile: undefined,
     rebootTimeout: 60_000,
+    successorLostAfter: 5_000,
     logger: undefined,
     launcher: 'auto'
   })
@@ -143,6 +146,7 @@ test('good values are kept', (t) => {
     health: { prefix: '/probe' },
     pidFile: path.join(os.tmpdir(), 'x.pid'),
     rebootTimeout: 5_000,
+    successorLostAfter: 3_000,
     logger,
     launcher: 'ignore'
   } as const
@@ -163,6 +167,8 @@ test('edges: every duration may be 0 or 2147483647 ms; readinessDelay just below
   const zero = { timeout: 0, idleGrace: 0, readinessDelay: 0 }
   t.like(resolveOptions(zero), zero)
   t.like(resolveOptions({ rebootTimeout: 1_000 }), { rebootTimeout: 1_000 }, 'the shortest rebootTimeout')
+  t.like(resolveOptions({ successorLostAfter: 2_000 }), { successorLostAfter: 2_000 }, 'the shortest successorLostAfter')
+  t.like(resolveOptions({ successorLostAfter: MAX_MS }), { successorLostAfter: MAX_MS })
   t.like(resolveOptions({ timeout: 1_000, readinessDelay: 999 }), { timeout: 1_000, readinessDelay: 999 })
   t.like(resolveOptions({ readinessDelay: 29_999 }), { timeout: 30_000, readinessDelay: 29_999 })
 })

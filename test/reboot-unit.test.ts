@@ -11,7 +11,8 @@ import type { HandoffEvent } from '../lib/events'
 import { RELAY_WINDOW_MS } from '../lib/signals'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, STATEFUL_ENV, TAKEN_MESSAGE } from '../lib/handoff/protocol'
 import { ROLLBACK_GRACE_MS, TAKEN_TIMEOUT_MS, startSuccessor } from '../lib/outgoing/spawn'
-import { HEARTBEAT_INTERVAL_MS, UNRESPONSIVE_MS } from '../lib/outgoing/heartbeat'
+import { HEARTBEAT_INTERVAL_MS, Heartbeat, UNRESPONSIVE_MS } from '../lib/outgoing/heartbeat'
+import { Standby } from '../lib/outgoing/standby'
 import { CLUSTER_EXIT_LINGER_MS, ProcessLifecycle, lifecycle, type LifecycleHost } from '../lib/lifecycle'
 import type { LauncherFacts } from '../lib/launcher'
 import { RebootError } from '../lib/errors'
@@ -706,4 +707,48 @@ test('from an old process of an earlier version (no two-phase hand-over in its e
   t.deepEqual(said, [{ type: TAKEN_MESSAGE, id: 1 }])
   t.deepEqual(served, [socket])
   t.true(Inherited.fromEnv({ LISTEN_FDS: '0', LISTEN_PID: '7', GRACEFUL_REBOOT_PARENT_PID: '6', GRACEFUL_REBOOT_HANDOVER: '2' }, 7).twoPhase)
+})
+
+test('a silence shorter than successorLostAfter is a pause: it stops the transfer, and an answer, however late, ends the suspicion; a silence of successorLostAfter is a freeze, told once', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  const heartbeat = new Heartbeat(child as never, (ms, fn) => seam.timer(ms, fn), 5000)
+  const paused: number[] = []
+  const frozen: number[] = []
+  heartbeat.onUnresponsive((ms) => { paused.push(ms) })
+  heartbeat.onFrozen((ms) => { frozen.push(ms) })
+  heartbeat.start()
+  await settle()
+  child.answerPings = false
+  await seam.advance(4500)
+  t.is(paused.length, 1, 'paused after UNRESPONSIVE_MS')
+  t.deepEqual(frozen, [], 'not frozen after 4.5 s')
+  // A late answer (a GC pause is over): the silence counts from zero again.
+  child.emit('message', { type: PONG_MESSAGE, n: child.pings })
+  await seam.advance(4500)
+  t.deepEqual(frozen, [], 'a silence of 4.5 s after the answer is not a freeze either')
+  await seam.advance(1000)
+  t.is(frozen.length, 1)
+  t.true((frozen[0] ?? 0) >= 5000)
+  await seam.advance(5000)
+  t.is(frozen.length, 1, 'told once')
+})
+
+test('a successor frozen while its old process drains is killed (SIGKILL) before the loss is told; a frozen one before the watch is left to probation', async (t) => {
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  const heartbeat = new Heartbeat(child as never, (ms, fn) => seam.timer(ms, fn), 2000)
+  const standby = new Standby(child as never, heartbeat, (ms, fn) => seam.timer(ms, fn))
+  heartbeat.start()
+  await settle()
+  child.answerPings = false
+  await seam.advance(2000 + HEARTBEAT_INTERVAL_MS)
+  t.is(child.killedWith, undefined, 'not watched yet: probation decides')
+  child.emit('message', { type: PONG_MESSAGE, n: child.pings })
+  const told: Array<{ why: string, killed: string | undefined }> = []
+  standby.watch((why) => { told.push({ why, killed: child.killedWith }) })
+  await seam.advance(2000 + HEARTBEAT_INTERVAL_MS)
+  t.is(told.length, 1)
+  t.is(told[0]?.killed, 'SIGKILL', 'killed before the loss is told')
+  t.regex(told[0]?.why ?? '', /^successor 5151 answered no ping for \d+ ms \(successorLostAfter: its event loop is frozen\) and was killed \(SIGKILL\)$/)
 })

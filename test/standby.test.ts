@@ -117,11 +117,11 @@ async function gone (pid: number, ms: number): Promise<boolean> {
 }
 
 /** Starts the fixture with a PID file, a slow request in flight on a keep-alive connection, and reboots it; resolves once the old process drains. */
-async function rebootWithSlowRequest (t: ExecutionContext, slowMs: number): Promise<{ f: Fixture, first: Listening, next: Listening, pidFile: string, slow: ReturnType<typeof slowGet> }> {
+async function rebootWithSlowRequest (t: ExecutionContext, slowMs: number, env: Record<string, string> = {}): Promise<{ f: Fixture, first: Listening, next: Listening, pidFile: string, slow: ReturnType<typeof slowGet> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'standby-'))
   t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
   const pidFile = path.join(dir, 'app.pid')
-  const f = startFixture(t, 'standby-app', { env: { PID_FILE: pidFile } })
+  const f = startFixture(t, 'standby-app', { env: { PID_FILE: pidFile, ...env } })
   const first = await f.waitFor('listening', 10_000) as Listening
   const kept = new http.Agent({ keepAlive: true })
   t.teardown(() => { kept.destroy() })
@@ -146,6 +146,9 @@ test('a successor SIGKILLed while its old process drains a long request: the old
   await f.waitFor((l) => l.pid === first.pid && l.level === 50 && typeof l.msg === 'string' && l.msg.includes(`successor ${next.pid} was killed by SIGKILL after it took over; this process called its drain off and serves again, for good`), 10_000)
   t.truthy(f.lines.find((e) => e.event === 'state' && e.state === 'running' && e.pid === first.pid), 'the old process is running again')
   t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(first.pid), 'the PID file names the old process again')
+  const status = JSON.parse(fs.readFileSync(`${pidFile}.${first.pid}.status`, 'utf8')) as { state: string, role: string | null, attempts: Array<Record<string, unknown>> }
+  t.like(status, { state: 'running', role: null }, 'its status file says it serves')
+  t.like(status.attempts.at(-1), { step: 'lost', successor: next.pid, back: true })
   // The slow request, in flight on a connection its drain had told to close, ends keep-alive: the drain is off.
   const long = await slow
   t.is(long.status, 200)
@@ -250,4 +253,19 @@ test('a successor frozen for good (SIGSTOP) while its old process drains: within
   const long = await slow
   t.like(JSON.parse(long.body), { slow: true, pid: first.pid })
   t.is(f.lines.find((e) => e.event === 'exit' && e.pid === first.pid), undefined, 'the old process serves on')
+})
+
+test('a successor SIGKILLed after a shutdown signal joined its old process\'s drain: the old process serves until the drain is over, then exits 69 (the service was ending)', async (t) => {
+  const { f, first, next, pidFile, slow } = await rebootWithSlowRequest(t, 6000, { LOG_LEVEL: 'info' })
+  process.kill(first.pid, 'SIGTERM')
+  await f.waitFor((l) => l.pid === first.pid && typeof l.msg === 'string' && l.msg.includes('SIGTERM received during a drain'), 10_000)
+  process.kill(next.pid, 'SIGKILL')
+  const lost = await f.waitFor((e) => e.event === 'handoff' && e.step === 'lost' && e.pid === first.pid)
+  t.like(lost, { other: next.pid, reason: `successor ${next.pid} was killed by SIGKILL`, back: false })
+  const served = await get(new http.Agent({ keepAlive: false }), first.port, 1)
+  t.like(served, { ok: true, pid: first.pid }, 'it accepts again until its drain is over')
+  t.is(fs.readFileSync(pidFile, 'utf8').trim(), String(first.pid), 'the PID file names it')
+  t.like(JSON.parse((await slow).body), { slow: true, pid: first.pid })
+  const exit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
+  t.is(exit.code, 69, 'exitCodes.successorLost')
 })

@@ -19,7 +19,7 @@ export interface LastReboot {
   servingMs?: number
   /** Why it was refused or failed: the RebootError's code and message. */
   error?: { code: string, message: string }
-  /** 'lost': why this process took the service back (the successor exited, its channel closed, it stopped answering). */
+  /** 'lost': why this process took the service back (the successor exited, its channel closed, it froze and was killed). */
   lost?: string
 }
 
@@ -36,7 +36,7 @@ export interface LifecycleStats {
     succeeded: number
     /** The successor failed (crashed, exited, not ready in time, stopped answering) or a shutdown aborted the reboot. */
     failed: number
-    /** The successor was lost after it took over: this process took the listeners back. */
+    /** The successor was lost after it took over: this process took the listeners back (for good, unless a shutdown had joined its drain). */
     lost: number
   }
   /** Shutdown runs finished (the old process's drain after a reboot included). */

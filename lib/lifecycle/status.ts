@@ -60,7 +60,7 @@ export class StatusReporter {
         this.update('ready')
         break
       case 'lost':
-        this.update('lost', undefined, e.reason)
+        this.update('lost', undefined, { why: e.reason, back: e.back })
         break
       default:
         this.write()
@@ -114,14 +114,14 @@ export class StatusReporter {
   }
 
   /** Sets the step of the reboot that started (spawned a successor) last: 'ready', 'serving' and 'failed' are about it. */
-  private update (step: RebootStep, error?: { code: string, message: string }, lost?: string): void {
+  private update (step: RebootStep, error?: { code: string, message: string }, lost?: { why: string, back: boolean }): void {
     const started = this.attempts.filter((a) => a.step !== 'refused')
     const a = started[started.length - 1]
     if (a === undefined) return
     a.step = step
     a.at = Date.now()
     if (error !== undefined) a.error = brief(error)
-    if (lost !== undefined) a.lost = lost
+    if (lost !== undefined) Object.assign(a, { lost: lost.why, back: lost.back })
     this.write()
   }
 }

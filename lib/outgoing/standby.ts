@@ -20,6 +20,8 @@ export class Standby {
   private lostWhy: string | undefined
   private onLost: ((why: string) => void) | undefined
   private closed = false
+  /** Why this process killed the successor (it froze), if it did. */
+  private killedWhy: string | undefined
 
   constructor (child: ChildProcess, heartbeat: Heartbeat, timer: (ms: number, fn: () => void) => () => void) {
     child.on('message', (m: unknown, handle: unknown) => {
@@ -30,16 +32,17 @@ export class Standby {
       else this.kept.set(key, handle)
     })
     child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
-      this.lose(`successor ${String(child.pid)} ${signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`}`)
+      this.lose(this.killedWhy ?? `successor ${String(child.pid)} ${signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`}`)
     })
     // A process that dies closes its channel first: its exit, which names why, follows at once.
     child.once('disconnect', () => { timer(EXIT_WAIT_MS, () => { this.lose(`successor ${String(child.pid)} closed its IPC channel`) }) })
     heartbeat.onFrozen((ms) => {
       if (!this.watching || this.lostWhy !== undefined) return
+      this.killedWhy = `successor ${String(child.pid)} answered no ping for ${ms} ms (successorLostAfter: its event loop is frozen) and was killed (SIGKILL)`
       // Killed before this process serves again: a frozen process still holds the listening socket and
       // would accept (and leave unanswered) connections the moment it ran again.
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-      this.lose(`successor ${String(child.pid)} answered no ping for ${ms} ms (successorLostAfter: its event loop is frozen) and was killed (SIGKILL)`)
+      this.lose(this.killedWhy)
     })
   }
 
