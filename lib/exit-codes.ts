@@ -6,7 +6,7 @@ export const exitCodes = {
   clean: 0,
   /** An uncaught exception or unhandled rejection started the shutdown or happened during its drain. */
   crash: 1,
-  /** The old process of a reboot lost its successor during its drain (it died, closed its IPC channel, stopped answering) and served on until the drain was over: the supervisor should restart the service. */
+  /** The old process of a reboot lost its successor during a drain that a shutdown or a crash had joined (else it serves again instead), and served on until the drain was over: the supervisor should restart the service. */
   successorLost: 69,
   /** A successor started by a reboot was not ready within `rebootTimeout` of its own start, and gave up. */
   notReady: 70,
