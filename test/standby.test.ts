@@ -269,3 +269,40 @@ test('a successor SIGKILLed after a shutdown signal joined its old process\'s dr
   const exit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
   t.is(exit.code, 69, 'exitCodes.successorLost')
 })
+
+/** GET `path` on a fresh connection: the status and the pid that answered (x-pid), or the error. */
+function pidOf (port: number, path: string): Promise<{ status?: number | undefined, pid?: number, err?: string }> {
+  return new Promise((resolve) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.resume()
+      res.on('end', () => { resolve({ status: res.statusCode, pid: Number(res.headers['x-pid']) }) })
+    }).on('error', (err) => { resolve({ err: err.message }) })
+  })
+}
+
+test('two apps in one process (Fastify with a long request, Express drained already): a successor SIGKILLed during the drain makes both serve again, for good; a later reboot is ordinary', async (t) => {
+  const f = startFixture(t, 'transfer-app')
+  const first = await f.waitFor('listening', 10_000) as FixtureEvent & { pid: number, ports: { fastify: number, express: number } }
+  const { fastify, express } = first.ports
+  const slow = pidOf(fastify, '/slow?ms=7000')
+  process.kill(first.pid, 'SIGUSR2')
+  const next = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid, 20_000) as Listening
+  f.track(next.pid)
+  await f.waitFor((e) => e.event === 'state' && e.state === 'draining' && e.pid === first.pid, 20_000)
+  process.kill(next.pid, 'SIGKILL')
+  await f.waitFor((e) => e.event === 'handoff' && e.step === 'lost' && e.pid === first.pid)
+  t.like(await pidOf(express, '/'), { status: 200, pid: first.pid })
+  t.like(await pidOf(fastify, '/'), { status: 200, pid: first.pid })
+  t.like(await slow, { status: 200, pid: first.pid })
+  // The request that kept the drain going is over: both apps still serve, the process runs on.
+  t.like(await pidOf(express, '/'), { status: 200, pid: first.pid })
+  t.like(await pidOf(fastify, '/'), { status: 200, pid: first.pid })
+  t.is(f.lines.find((e) => e.event === 'exit' && e.pid === first.pid), undefined)
+  process.kill(first.pid, 'SIGUSR2')
+  const third = await f.waitFor((e) => e.event === 'listening' && e.parent === first.pid && e.pid !== next.pid, 20_000) as Listening
+  f.track(third.pid)
+  const exit = await f.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 30_000)
+  t.is(exit.code, 0)
+  t.like(await pidOf(express, '/'), { status: 200, pid: third.pid })
+  t.like(await pidOf(fastify, '/'), { status: 200, pid: third.pid })
+})

@@ -129,9 +129,9 @@ export class GracefulUnit {
       const run = this.run
       this.stopping = drained.then(async (result) => {
         if (run?.off === true) return result
-        // The framework's close starts: the drain can no longer be called off.
-        if (this.run === run) this.run = undefined
         if (this.closeApp !== undefined) {
+          // The framework's close starts: the drain can no longer be called off.
+          if (this.run === run) this.run = undefined
           try {
             await this.closeApp()
           } catch (error) {
@@ -148,7 +148,7 @@ export class GracefulUnit {
     return this.stopping
   }
 
-  /** A drain runs that `callOff()` can stop: nothing else waits for it, and the framework's close has not begun. */
+  /** A drain runs, or ran, that `callOff()` can undo: nothing else waits for it, and no framework's close began (an app without one, Express or plain http, can be undone once drained too). */
   get canCallOff (): boolean { return this.run !== undefined }
 
   /**

@@ -219,9 +219,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.seam.exit(code)
   }
 
-  /** A late rollback (lifecycle/takeback.ts): the drain is called off, the servers listen again; undefined when it cannot be. */
+  /** A late rollback (lifecycle/takeback.ts): the drain is called off, the servers listen again; undefined when it cannot be (in a worker too: its supervisor fills the slot again). */
   private takeBack (copies: KeptCopies, passed: readonly string[]): string[] | undefined {
-    const ending = this.cause?.reason !== 'reboot' || this.crashError !== undefined || this.signalMemory.shutdownSignal !== undefined || this.signalMemory.restartSignal !== undefined
+    const ending = this.worker !== undefined || this.cause?.reason !== 'reboot' || this.crashError !== undefined || this.signalMemory.shutdownSignal !== undefined || this.signalMemory.restartSignal !== undefined
     const keys = this.late.takeBack({ units: this.units.list(), listening: this.listening, ending }, copies, passed)
     if (keys === undefined) return undefined
     this.stopping = undefined
