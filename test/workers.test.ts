@@ -7,64 +7,12 @@ import fs from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import { runLoad } from '../tools/load'
-import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
+import { isAlive, type FixtureEvent } from './helpers/fixture'
+import { firstWorkers, rollout, says, supervise, type Listening } from './helpers/supervisor'
 import { getJson } from './helpers/servers'
 import { parseRun, runRefusal } from '../lib/workers/run'
-
-const CLI = path.join(__dirname, '..', 'bin', 'graceful-reboot.js')
-
-interface Listening extends FixtureEvent { pid: number, slot: string, parent: number | null, port: number }
-
-/** Starts the supervisor over the worker fixture; kills, in teardown, every worker a line named. */
-function supervise (t: ExecutionContext, env: Record<string, string> = {}, args: string[] = ['--workers', '2'], fixture = 'worker-app'): Fixture {
-  const f = startFixture(t, fixture, { env, via: (file) => [process.execPath, [CLI, 'run', ...args, file]] })
-  t.teardown(() => {
-    for (const l of f.lines) if (typeof l.pid === 'number') { try { process.kill(l.pid, 'SIGKILL') } catch {} }
-  })
-  return f
-}
-
-/** Resolves once the supervisor's stderr, past `from` characters, matches `re`. */
-function says (f: Fixture, re: RegExp, from = 0, timeoutMs = 30_000): Promise<string> {
-  const found = (): string | undefined => re.exec(f.stderr().slice(from))?.[0]
-  const now = found()
-  if (now !== undefined) return Promise.resolve(now)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`the supervisor did not say ${String(re)} within ${timeoutMs} ms; stderr:\n${f.stderr()}`)) }, timeoutMs)
-    const check = (): void => {
-      const m = found()
-      if (m === undefined) return
-      cleanup()
-      resolve(m)
-    }
-    const cleanup = (): void => { clearTimeout(timer); f.child.stderr?.off('data', check) }
-    // The fixture's own listener has appended the chunk by the time this one runs (registered after it).
-    f.child.stderr?.on('data', check)
-  })
-}
-
-/** The two workers serving at first. */
-async function firstWorkers (f: Fixture): Promise<Listening[]> {
-  const a = await f.waitFor((e) => e.event === 'listening' && e.slot === '1') as Listening
-  const b = await f.waitFor((e) => e.event === 'listening' && e.slot === '2') as Listening
-  await says(f, /2 workers serving/)
-  return [a, b]
-}
-
-/** SIGUSR2 to the supervisor; resolves with the replacements once every old worker's drain is over. */
-async function rollout (f: Fixture, current: Listening[]): Promise<Listening[]> {
-  const from = f.stderr().length
-  process.kill(f.pid, 'SIGUSR2')
-  const next: Listening[] = []
-  for (const w of current) {
-    next.push(await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening)
-    await f.waitFor((e) => e.event === 'exiting' && e.pid === w.pid)
-  }
-  await says(f, /every worker replaced/, from)
-  return next
-}
 
 for (const framework of ['fastify', 'express']) {
   // One at a time: each runs 28 clients against two workers on this machine's two cores.

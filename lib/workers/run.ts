@@ -172,13 +172,13 @@ export function removeStaleFolders (tmp: string): void {
   }
 }
 
-/** Unlinks the Unix socket paths the workers listened on, when the path still is that socket. */
+/** Unlinks the Unix socket paths the workers listened on (still a socket: nothing else took the path's place). */
 function removeSocketPaths (listeners: ReadonlyArray<{ key: string, fd: number }>, cwd: string): void {
   for (const l of listeners) {
     if (!l.key.startsWith('unix:')) continue
     const file = path.resolve(cwd, l.key.slice('unix:'.length))
     try {
-      if (fs.statSync(file).ino === fs.fstatSync(l.fd).ino) fs.unlinkSync(file)
+      if (fs.lstatSync(file).isSocket()) fs.unlinkSync(file)
     } catch {}
   }
 }
@@ -275,8 +275,9 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
           log('error', `graceful-reboot: supervisor: ${(err as Error).message}; serving without it`)
         }
       }
-      const serving = supervisor.table().filter((s) => s.state === 'serving').length
-      const given = serving < a.workers ? ` (${a.workers - serving} slots given up)` : ''
+      const gaveUp = supervisor.table().filter((s) => s.state === 'given up').length
+      const serving = a.workers - gaveUp
+      const given = gaveUp > 0 ? ` (${gaveUp} slots given up)` : ''
       notify.send('READY=1', `MAINPID=${process.pid}`, `STATUS=${serving} workers serving${given}`)
       log(given === '' ? 'info' : 'warn', `graceful-reboot: supervisor: ${serving} workers serving${given}: ${supervisor.workers.join(', ')}`)
     }
