@@ -32,12 +32,13 @@ const POLL_MS = 100
 const SIGNALS = { reboot: 'SIGUSR2', shutdown: 'SIGTERM', status: 'SIGCONT' } as const
 
 const HELP = `Usage: graceful-reboot <reboot|shutdown|status> --pid-file FILE [--wait] [--timeout MS] [--signal NAME]
-       graceful-reboot run [--workers N] [--surge K] [--pid-file FILE] [--] <script> [args...]
+       graceful-reboot run [--workers N] [--surge K] [--pid-file FILE] [--node-arg ARG]... [--] <script> [args...]
 
 Signals the process whose pid FILE holds: reboot sends SIGUSR2 (a successor takes over the listening
 sockets), shutdown sends SIGTERM (drain and exit); status prints what the process is doing. The app
 must use the pidFile option (it keeps a status file FILE.<pid>.status beside it). run starts a
-supervisor of N workers of one script (graceful-reboot run --help).
+supervisor of N workers of one script (graceful-reboot run --help); with --pid-file, reboot --wait
+waits for its rolling reboot's verdict and status prints one row per worker.
 
 Options:
   --pid-file FILE  the app's PID file (required)

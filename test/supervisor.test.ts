@@ -12,7 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import test, { type ExecutionContext } from 'ava'
-import { isAlive, type Fixture, type FixtureEvent } from './helpers/fixture'
+import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
 import { CLI, firstWorkers, rollout, says, supervise, type Listening } from './helpers/supervisor'
 import { scriptProblem, stripsTypes } from '../lib/workers/run'
 
@@ -334,4 +334,24 @@ test('--log-format json: every line the supervisor writes is one JSON object wit
     t.is(o.pid, f.pid)
   }
   t.truthy(lines.find((l) => l.includes('exiting with code 0')))
+})
+
+const tini = ['/usr/bin/tini', '/sbin/tini'].find((f) => fs.existsSync(f))
+// CI installs tini (.ci/run); a developer's machine without it skips this one, naming why.
+const withTini = tini !== undefined || process.env.CI === 'true' ? test : test.skip
+if (tini === undefined && process.env.CI !== 'true') console.log('test/supervisor.test.ts: the container recipe test is skipped: tini is not installed (apt-get install tini)')
+
+withTini('the container recipe, tini -- graceful-reboot run: SIGTERM to tini drains every worker, a request in flight gets 200, exit 0', async (t) => {
+  const f = startFixture(t, 'worker-app', { via: (file) => [tini ?? 'tini', ['-s', '--', process.execPath, CLI, 'run', '--workers', '2', file]] })
+  t.teardown(() => {
+    for (const l of f.lines) if (typeof l.pid === 'number') { try { process.kill(l.pid, 'SIGKILL') } catch {} }
+  })
+  const workers = await firstWorkers(f)
+  const slow = attempt({ host: '127.0.0.1', port: workers[0]?.port, path: '/slow?ms=1500' })
+  await f.waitFor('slow-started')
+  process.kill(f.pid, 'SIGTERM')
+  t.like(await slow, { status: 200 })
+  t.is((await f.exited).code, 0)
+  await f.closed
+  for (const w of workers) t.false(isAlive(w.pid))
 })
