@@ -4,13 +4,14 @@
 // slot whose worker keeps dying before it serves), rolls every worker one slot at a time (each worker's
 // own reboot: its replacement inherits the sockets, its connections and its state, passes probation,
 // then the old one drains), stops a rollout at the first failure, and drains every worker on a
-// shutdown. Only its own workers may speak on its control socket. The OS goes through `SupervisorSeam`.
+// shutdown; its exit code is its final drain's. Its control socket is control.ts. The OS goes through
+// `SupervisorSeam`.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
-import { timingSafeEqual } from 'node:crypto'
-import * as net from 'node:net'
+import type * as net from 'node:net'
 import { constants } from 'node:os'
 import { PARENT_ENV } from '../handoff/protocol'
-import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+import { ControlSocket, type Hello } from './control'
+import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 import type { SlotStatus } from '../status-file'
 import { RolloutLog, type RolloutRecord, type SlotOutcome } from './rollouts'
 
@@ -55,8 +56,6 @@ export const MAX_START_CRASHES = 5
 /** The first wait before a dead worker is started again; it doubles per death before serving, up to MAX_RESPAWN_MS. */
 export const RESPAWN_MS = 100
 export const MAX_RESPAWN_MS = 10_000
-/** Ms a connection to the control socket has to say a valid `hello` before it is closed. */
-export const HELLO_TIMEOUT_MS = 5_000
 /** Ms after which the supervisor says what it still waits for at start (then at each doubling, up to a minute). */
 export const WAIT_NOTICE_MS = 5_000
 /** Ms between two checks that a worker the supervisor did not spawn (a replacement) is gone once its connection closed. */
@@ -91,8 +90,6 @@ export class Supervisor {
   private readonly procs = new Map<number, Proc>()
   /** Pids of workers gone (the slot each served), for the replacement of a worker killed during its reboot. */
   private readonly former = new Map<number, number>()
-  /** Connections that have not said a valid `hello` yet. */
-  private readonly strangers = new Set<net.Socket>()
   /** The listening sockets the first worker bound, kept (never accepting) for every later worker. */
   private readonly sockets: Array<{ key: string, fd: number, handle: unknown }> = []
   /** How many the first worker says it handed up (unknown until it announced). */
@@ -100,7 +97,7 @@ export class Supervisor {
   /** The worker started to bind the listening sockets (until one announced). */
   private binder: number | undefined
   private readonly waiting = new Map<number, { pid: number, fn: Pending }>()
-  private server: net.Server | undefined
+  private readonly control: ControlSocket<Proc>
   private rolling = false
   private stopping = false
   private lastId = 0
@@ -122,6 +119,21 @@ export class Supervisor {
     this.seam = seam
     this.startedAt = seam.now()
     this.slots = Array.from({ length: options.workers }, (_, i) => ({ n: i + 1, current: undefined, crashes: 0, gaveUp: false, restarts: 0, waiters: [] }))
+    this.control = new ControlSocket<Proc>({
+      secret: options.secret,
+      slots: options.workers,
+      timer: (ms, fn) => seam.timer(ms, fn),
+      warn: (msg, fields) => { seam.log('warn', msg, fields) },
+      alive: (pid) => seam.alive(pid),
+      environ: (pid) => seam.environ(pid),
+      admit: (m, startedByReboot) => this.admit(m, startedByReboot),
+      joined: (proc, conn) => { this.joined(proc, conn) },
+      message: (proc, m) => { this.message(proc, m) },
+      closed: (proc) => {
+        proc.connClosed = true
+        this.checkProc(proc)
+      }
+    })
     this.ended = new Promise<number>((resolve) => {
       this.allGone = () => { resolve(this.exitCode()) }
     })
@@ -155,9 +167,7 @@ export class Supervisor {
 
   /** Starts the control socket and every worker; resolves once all N serve. */
   async start (): Promise<void> {
-    const server = net.createServer((conn) => { this.accept(conn) })
-    this.server = server
-    await new Promise<void>((resolve, reject) => { server.once('error', reject).listen(this.o.socketPath, resolve) })
+    await this.control.listen(this.o.socketPath)
     const first = this.slots[0] as Slot
     const up = new Promise<void>((resolve) => { this.serving = resolve })
     this.spawn(first, true)
@@ -209,7 +219,7 @@ export class Supervisor {
     if (!this.stopping) {
       this.stopping = true
       this.seam.log('info', `graceful-reboot: supervisor: ${trigger}: draining ${this.procs.size} workers`, { trigger })
-      for (const c of this.strangers) c.destroy()
+      this.control.refuse('the supervisor is shutting down')
       this.broadcast({ type: 'shutdown', timeout: null, trigger })
       // A worker that has not connected yet is told when it does; one that never will is stopped by a signal.
       for (const p of this.procs.values()) if (p.conn === undefined && p.child !== undefined) p.child.kill('SIGTERM')
@@ -295,73 +305,30 @@ export class Supervisor {
     return new Promise((resolve) => { slot.waiters.push(resolve) })
   }
 
-  private accept (conn: net.Socket): void {
-    let proc: Proc | undefined
-    this.strangers.add(conn)
-    const drop = (why: string, fields: Record<string, unknown> = {}): void => {
-      this.seam.log('warn', `graceful-reboot: supervisor: dropped a connection to the control socket: ${why}`, fields)
-      this.strangers.delete(conn)
-      conn.destroy()
-    }
-    if (this.stopping) { drop('the supervisor is shutting down'); return }
-    const cancel = this.seam.timer(HELLO_TIMEOUT_MS, () => { if (proc === undefined && !conn.destroyed) drop(`no valid hello within ${HELLO_TIMEOUT_MS} ms`) })
-    conn.setEncoding('utf8').on('data', jsonLines((raw) => {
-      const m = raw as WorkerToSupervisor
-      if (proc !== undefined) {
-        this.message(proc, m)
-        return
-      }
-      if (m.type !== 'hello') { drop(`"${String(m.type)}" before a hello`); return }
-      const verdict = this.verify(m)
-      if (typeof verdict === 'string') { drop(verdict, { pid: m.pid }); return }
-      cancel()
-      this.strangers.delete(conn)
-      proc = verdict
-      proc.conn = conn
-      this.seam.log('debug', `graceful-reboot: supervisor: worker ${proc.pid} of slot ${proc.slot} connected`, { slot: proc.slot, pid: proc.pid, parent: proc.parent })
-      this.joined(proc)
-    }, undefined, () => { drop('a line longer than the control protocol allows', { pid: proc?.pid }) }))
-    conn.on('error', () => {})
-    conn.on('close', () => {
-      cancel()
-      this.strangers.delete(conn)
-      if (proc === undefined) return
-      proc.connClosed = true
-      this.checkProc(proc)
-    })
-  }
-
-  /** The worker a `hello` names, or why it is not one of this supervisor's. */
-  private verify (m: Extract<WorkerToSupervisor, { type: 'hello' }>): Proc | string {
+  /** The worker a verified `hello` names, or why the supervisor does not know it. */
+  private admit (m: Hello, startedByReboot: (parent: number) => string | undefined): Proc | string {
     const { pid, slot } = m
-    if (typeof m.secret !== 'string' || !sameSecret(m.secret, this.o.secret)) return 'a hello without the supervisor\'s secret'
-    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 2) return `a hello with a bad pid ${JSON.stringify(pid)}`
-    if (typeof slot !== 'number' || !Number.isInteger(slot) || slot < 1 || slot > this.slots.length) return `a hello with a bad slot ${JSON.stringify(slot)}`
     const known = this.procs.get(pid)
     if (known?.conn !== undefined) return `pid ${pid} is already connected`
     if (known !== undefined) return known.slot === slot && !known.gone ? known : `pid ${pid} claims slot ${slot}, not its own`
-    // A replacement a worker's reboot started: its old worker is (or was) a worker of the same slot,
-    // and it was started with this supervisor's secret and that worker as its parent.
+    // A replacement a worker's reboot started: its old worker is (or was) a worker of the same slot.
     const parent = m.parent
     if (typeof parent !== 'number') return `pid ${pid} is not a worker this supervisor started`
     const parentSlot = this.procs.get(parent)?.slot ?? this.former.get(parent)
     if (parentSlot === undefined) return `pid ${pid} names ${parent} as its old worker, which is not a worker`
     if (parentSlot !== slot) return `pid ${pid} claims slot ${slot}, its old worker's is ${parentSlot}`
-    if (!this.seam.alive(pid)) return `pid ${pid} is not running`
-    const environ = this.seam.environ(pid)
-    if (environ !== undefined) {
-      const vars = environ.split('\0')
-      if (!vars.includes(`${SECRET_ENV}=${this.o.secret}`) || !vars.includes(`${PARENT_ENV}=${parent}`)) return `pid ${pid} was not started by the reboot of worker ${parent}`
-    } else if (this.procs.get(parent)?.conn === undefined) {
-      return `pid ${pid} names ${parent} as its old worker, which is not connected`
-    }
-    const proc: Proc = { pid, slot, parent, conn: undefined, child: undefined, childExit: undefined, announced: false, rebooting: false, exitCode: undefined, startedAt: this.seam.now(), connClosed: false, gone: false }
+    const why = startedByReboot(parent)
+    if (why !== undefined) return why
+    if (this.seam.environ(pid) === undefined && this.procs.get(parent)?.conn === undefined) return `pid ${pid} names ${parent} as its old worker, which is not connected`
+    const proc: Proc = { ...this.newProc(pid, slot, undefined), parent }
     this.procs.set(pid, proc)
     return proc
   }
 
   /** A verified worker connected: a replacement whose old worker is gone takes the slot, or drains if the slot has a worker again. */
-  private joined (proc: Proc): void {
+  private joined (proc: Proc, conn: net.Socket): void {
+    proc.conn = conn
+    this.seam.log('debug', `graceful-reboot: supervisor: worker ${proc.pid} of slot ${proc.slot} connected`, { slot: proc.slot, pid: proc.pid, parent: proc.parent })
     if (this.stopping) {
       this.tell(proc, { type: 'shutdown', timeout: null, trigger: 'supervisor' })
       return
@@ -553,7 +520,7 @@ export class Supervisor {
 
   private checkGone (): void {
     if (!this.stopping || this.procs.size > 0) return
-    this.server?.close()
+    this.control.close()
     this.allGone()
   }
 
@@ -588,10 +555,4 @@ function outcomeText (p: Pick<Proc, 'childExit' | 'exitCode'>): string {
 
 function signalNumber (signal: NodeJS.Signals): number {
   return constants.signals[signal] ?? 0
-}
-
-function sameSecret (a: string, b: string): boolean {
-  const x = Buffer.from(a)
-  const y = Buffer.from(b)
-  return x.length === y.length && timingSafeEqual(x, y)
 }
