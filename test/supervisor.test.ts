@@ -146,6 +146,22 @@ test('forged hellos on the control socket are dropped: no secret, an unrelated p
   t.true(isAlive(sleeper), 'the unrelated process was never signalled')
 })
 
+test('the control socket\'s folder of a supervisor killed with SIGKILL is removed by the next supervisor\'s start', async (t) => {
+  const first = supervise(t, {}, ['--workers', '1'])
+  const [worker] = await firstWorkers(first, 1) as [Listening]
+  const folder = path.dirname(controlOf(worker.pid).socket)
+  t.regex(path.basename(folder), new RegExp(`^graceful-supervisor-${first.pid}-`))
+  process.kill(first.pid, 'SIGKILL')
+  await first.waitFor((e) => e.event === 'exiting' && e.pid === worker.pid)
+  await first.closed
+  t.true(fs.existsSync(folder), 'nothing removed it')
+  const second = supervise(t, {}, ['--workers', '1'])
+  await firstWorkers(second, 1)
+  t.false(fs.existsSync(folder), 'the next start removed it')
+  process.kill(second.pid, 'SIGTERM')
+  t.is((await second.exited).code, 0)
+})
+
 test('a first worker that listens on nothing (a queue consumer): the others start anyway, and the supervisor says so', async (t) => {
   const f = supervise(t, { CONSUMER: '1' })
   const workers = await firstWorkers(f)
@@ -295,6 +311,8 @@ test('graceful-reboot reboot --wait against a supervisor: 0 with one line per sl
   t.regex(after.stdout, /rolling reboots: 2 requested, 1 succeeded, 0 refused, 1 failed/)
   process.kill(f.pid, 'SIGTERM')
   t.is((await f.exited).code, 0)
+  // The replacements are not the supervisor's children: it exits only once they are gone.
+  for (const w of next) t.false(isAlive(w.pid), `replacement ${w.pid} is gone when the supervisor exits`)
   t.false(fs.existsSync(pidFile), 'the PID file goes with the supervisor')
   t.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('app.pid')), [], 'and its status file')
 })
