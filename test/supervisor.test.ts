@@ -213,19 +213,26 @@ function startMissing (t: ExecutionContext): Fixture {
   return supervise(t, {}, ['--workers', '2', 'no-such-app.js', '--'], 'worker-app')
 }
 
-test('a Unix socket path lives as long as the supervisor: SIGTERM to the worker that bound it and SIGKILL of its successor keep it; the supervisor removes it when it exits', async (t) => {
+test('a Unix socket path lives as long as the supervisor: a crash of the worker that bound it and SIGTERM to its successor keep it; the supervisor removes it when it exits', async (t) => {
   const dir = tmpDir(t)
   const socketPath = path.join(dir, 'app.sock')
   const f = supervise(t, { SOCKET_PATH: socketPath })
-  const [one] = await firstWorkers(f) as [Listening, Listening]
+  const workers = await firstWorkers(f)
   t.like(await attempt({ socketPath, path: '/' }), { status: 200 })
-  process.kill(one.pid, 'SIGTERM')
-  await f.waitFor((e) => e.event === 'exiting' && e.pid === one.pid)
-  const fresh = await f.waitFor((e) => e.event === 'listening' && e.slot === '1' && e.pid !== one.pid) as Listening
-  t.true(fs.existsSync(socketPath), 'the path survived the drain of the worker that bound it')
+  // The first worker bound the path: an uncaught exception in it runs the crash path (a drain, exit 1).
+  const binder = workers[0] as Listening
+  // A new connection each: the kernel gives it to either worker; the one named crashes.
+  for (let i = 0; i < 100 && !f.lines.some((e) => e.event === 'exiting'); i++) await attempt({ socketPath, path: `/crash?pid=${binder.pid}` })
+  const crashed = await f.waitFor((e) => e.event === 'exiting') as FixtureEvent & { pid: number, code: number, slot: string }
+  t.is(crashed.pid, binder.pid)
+  t.is(crashed.code, 1, 'the crash path ran')
+  const fresh = await f.waitFor((e) => e.event === 'listening' && e.slot === crashed.slot && e.pid !== crashed.pid) as Listening
+  t.true(fs.existsSync(socketPath), 'the path survived the crash of a worker')
   for (let i = 0; i < 10; i++) t.like(await attempt({ socketPath, path: '/' }), { status: 200 })
-  process.kill(fresh.pid, 'SIGKILL')
-  await f.waitFor((e) => e.event === 'listening' && e.slot === '1' && e.pid !== one.pid && e.pid !== fresh.pid)
+  process.kill(fresh.pid, 'SIGTERM')
+  await f.waitFor((e) => e.event === 'exiting' && e.pid === fresh.pid)
+  t.true(fs.existsSync(socketPath), 'and the drain of a worker')
+  await f.waitFor((e) => e.event === 'listening' && e.slot === crashed.slot && e.pid !== crashed.pid && e.pid !== fresh.pid)
   t.like(await attempt({ socketPath, path: '/' }), { status: 200 })
   process.kill(f.pid, 'SIGTERM')
   t.is((await f.exited).code, 0)
