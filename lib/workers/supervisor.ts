@@ -58,6 +58,9 @@ export const RESPAWN_MS = 100
 export const MAX_RESPAWN_MS = 10_000
 /** Ms after which the supervisor says what it still waits for at start (then at each doubling, up to a minute). */
 export const WAIT_NOTICE_MS = 5_000
+/** A worker that answers a rollout's reboot with ERR_GRACEFUL_REBOOT_IN_PROGRESS (its own reboot's probation) is asked again this many times, this many ms apart. */
+const BUSY_RETRIES = 20
+const BUSY_RETRY_MS = 250
 /** Ms between two checks that a worker the supervisor did not spawn (a replacement) is gone once its connection closed. */
 const GONE_POLL_MS = 20
 
@@ -273,13 +276,27 @@ export class Supervisor {
       this.seam.log('info', `graceful-reboot: supervisor: ${message}`, { slot: slot.n, successor: slot.current })
       return done({ ok: true, old: null, successor: slot.current ?? null, message })
     }
-    const id = ++this.lastId
     proc.rebooting = true
     this.seam.changed?.()
-    const outcome = await new Promise<Omit<SlotOutcome, 'slot' | 'ms'>>((resolve) => {
+    let outcome = await this.askReboot(slot, proc)
+    // A worker that a reboot started a moment ago may still be in its own probation: ask again once it is over.
+    for (let i = 0; i < BUSY_RETRIES && !outcome.ok && outcome.code === 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' && !this.stopping && this.procs.has(proc.pid); i++) {
+      this.seam.log('debug', `graceful-reboot: supervisor: slot ${slot.n}: worker ${proc.pid} cannot reboot yet; asking again in ${BUSY_RETRY_MS} ms`, { slot: slot.n, pid: proc.pid })
+      await new Promise<void>((resolve) => { this.seam.timer(BUSY_RETRY_MS, resolve) })
+      outcome = await this.askReboot(slot, proc)
+    }
+    proc.rebooting = false
+    const ms = this.seam.now() - started
+    this.seam.log(outcome.ok ? 'info' : 'error', `graceful-reboot: supervisor: ${outcome.message} (${ms} ms)`, { slot: slot.n, old: proc.pid, successor: outcome.successor, ms })
+    return done(outcome)
+  }
+
+  /** Tells `proc` to reboot; resolves with how it went. */
+  private askReboot (slot: Slot, proc: Proc): Promise<Omit<SlotOutcome, 'slot' | 'ms'>> {
+    const id = ++this.lastId
+    return new Promise((resolve) => {
       this.waiting.set(id, { pid: proc.pid, fn: (m) => {
         this.waiting.delete(id)
-        proc.rebooting = false
         if (m.type === 'rebooted') {
           slot.current = m.successor
           resolve({ ok: true, old: proc.pid, successor: m.successor, message: `slot ${slot.n}: worker ${proc.pid} replaced by ${m.successor}` })
@@ -292,9 +309,6 @@ export class Supervisor {
       } })
       this.tell(proc, { type: 'reboot', id, timeout: null })
     })
-    const ms = this.seam.now() - started
-    this.seam.log(outcome.ok ? 'info' : 'error', `graceful-reboot: supervisor: ${outcome.message} (${ms} ms)`, { slot: slot.n, old: proc.pid, successor: outcome.successor, ms })
-    return done(outcome)
   }
 
   /** Resolves once a worker of `slot` serves (undefined), or with why it will not. */
