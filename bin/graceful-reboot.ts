@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { readStatus, type RebootStatus, type StatusRecord } from '../lib/status-file'
+import { readStatus, type RebootStatus, type SlotOutcome, type StatusRecord } from '../lib/status-file'
 import { RUN_HELP, parseRun, runCommand } from '../lib/workers/run'
 
 /** Exit codes (also in --help and docs/routes-and-cli.md). */
@@ -32,12 +32,13 @@ const POLL_MS = 100
 const SIGNALS = { reboot: 'SIGUSR2', shutdown: 'SIGTERM', status: 'SIGCONT' } as const
 
 const HELP = `Usage: graceful-reboot <reboot|shutdown|status> --pid-file FILE [--wait] [--timeout MS] [--signal NAME]
-       graceful-reboot run [--workers N] [--surge K] [--pid-file FILE] [--] <script> [args...]
+       graceful-reboot run [--workers N] [--surge K] [--pid-file FILE] [--node-arg ARG]... [--] <script> [args...]
 
 Signals the process whose pid FILE holds: reboot sends SIGUSR2 (a successor takes over the listening
 sockets), shutdown sends SIGTERM (drain and exit); status prints what the process is doing. The app
 must use the pidFile option (it keeps a status file FILE.<pid>.status beside it). run starts a
-supervisor of N workers of one script (graceful-reboot run --help).
+supervisor of N workers of one script (graceful-reboot run --help); with --pid-file, reboot --wait
+waits for its rolling reboot's verdict and status prints one row per worker.
 
 Options:
   --pid-file FILE  the app's PID file (required)
@@ -180,15 +181,19 @@ async function awaitVerdict (cmd: Command, pid: number, before: StatusRecord | u
     // The first request after the one last recorded before the signal: the signal's own.
     const last = r?.attempts.find((a) => a.seq > seq)
     if (last !== undefined) {
-      if (last.step !== shown) out(`graceful-reboot: ${stepLine(last, pid)} (${took(start)})`)
+      if (last.step !== shown) out(`graceful-reboot: ${r?.kind === 'supervisor' ? rolloutLine(last, pid) : stepLine(last, pid)} (${took(start)})`)
       shown = last.step
       const why = last.error === undefined ? '' : `: ${last.error.message} (${last.error.code})`
+      if (r?.kind === 'supervisor' && (last.step === 'serving' || last.step === 'failed')) for (const s of last.slots ?? []) out(`graceful-reboot: ${slotLine(s)}`)
       if (last.step === 'serving') {
-        out(`graceful-reboot: rebooted: ${last.successor ?? '?'} serves, ${pid} drains (${took(start)})`)
+        out(r?.kind === 'supervisor'
+          ? `graceful-reboot: rolled: every worker of supervisor ${pid} replaced and past probation (${took(start)})`
+          : `graceful-reboot: rebooted: ${last.successor ?? '?'} serves, ${pid} drains (${took(start)})`)
         return
       }
       if (last.step === 'refused') throw new CliError(EXIT.refused, `process ${pid} refused the reboot${why}; it serves on`)
       if (last.step === 'failed') {
+        if (r?.kind === 'supervisor') throw new CliError(EXIT.rolledBack, `the rolling reboot of supervisor ${pid} failed${why}; every slot serves`)
         throw new CliError(EXIT.rolledBack, last.error?.code === 'ERR_GRACEFUL_REBOOT_ABORTED'
           ? `the reboot was aborted by a shutdown${why}; ${pid} drains`
           : `the reboot was rolled back${why}; ${pid} serves on`)
@@ -227,6 +232,10 @@ function printStatus (pidFile: string, pid: number, out: (line: string) => void)
     out(`graceful-reboot: process ${pid} is running; it keeps no status file (not serving yet, or a version of the package without one)`)
     return
   }
+  if (r.kind === 'supervisor') {
+    printTable(r, out)
+    return
+  }
   const up = Math.round((Date.now() - r.startedAt) / 1000)
   out(`graceful-reboot: process ${pid}: ${r.state}${r.role === null ? '' : ` (${r.role} side of a reboot)`}, up ${up} s`)
   const n = r.reboots
@@ -235,6 +244,53 @@ function printStatus (pidFile: string, pid: number, out: (line: string) => void)
   if (last !== undefined) {
     const why = last.error === undefined ? '' : `: ${last.error.message} (${last.error.code})`
     out(`  last reboot: #${last.seq} by ${last.trigger}, ${stepLine(last, pid)}${why}, at ${new Date(last.at).toISOString()}`)
+  }
+}
+
+/** One line for a supervisor's rolling reboot as its status file records it. */
+function rolloutLine (r: RebootStatus, pid: number): string {
+  switch (r.step) {
+    case 'spawned': return `supervisor ${pid}: rolling reboot #${r.seq} (${r.trigger}) under way, ${r.slots?.length ?? 0} slots done`
+    case 'serving': return `supervisor ${pid}: rolling reboot #${r.seq} done`
+    case 'refused': return `supervisor ${pid} refused the rolling reboot`
+    default: return `supervisor ${pid}: rolling reboot #${r.seq} stopped`
+  }
+}
+
+function slotLine (s: SlotOutcome): string {
+  return `slot ${s.slot}: ${s.ok ? (s.old === null ? `worker ${s.successor ?? '?'} started` : `worker ${s.old} replaced by ${s.successor ?? '?'}`) : `failed: ${s.message}`} (${(s.ms / 1000).toFixed(1)} s)`
+}
+
+/** A worker's resident memory in MB (VmRSS), or '?' where it cannot be read. */
+function rss (pid: number): string {
+  try {
+    const kb = /^VmRSS:\s+([0-9]+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+    return kb === undefined ? '?' : `${Math.round(Number(kb) / 1024)} MB`
+  } catch {
+    return '?'
+  }
+}
+
+const ago = (since: number): string => {
+  const s = Math.max(0, Math.round((Date.now() - since) / 1000))
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`
+}
+
+/** `status` of a supervisor: one row per slot, then its last rolling reboots. */
+function printTable (r: StatusRecord, out: (line: string) => void): void {
+  const slots = r.slots ?? []
+  out(`graceful-reboot: supervisor ${r.pid}: ${r.state}, ${slots.filter((s) => s.state === 'serving').length} of ${slots.length} workers serving, up ${ago(r.startedAt)}`)
+  const rows = [['slot', 'pid', 'state', 'uptime', 'restarts', 'rss', 'started'], ...slots.map((s) => [
+    String(s.slot), s.pid === null ? '-' : String(s.pid), s.state, s.startedAt === null ? '-' : ago(s.startedAt), String(s.restarts),
+    s.pid === null ? '-' : rss(s.pid), s.startedAt === null ? '-' : new Date(s.startedAt).toISOString()
+  ])]
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0))) ?? []
+  for (const row of rows) out('  ' + row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
+  const n = r.reboots
+  out(`  rolling reboots: ${n.requested} requested, ${n.succeeded} succeeded, ${n.refused} refused, ${n.failed} failed`)
+  for (const a of r.attempts.slice(-3)) {
+    const why = a.error === undefined ? '' : `: ${a.error.message} (${a.error.code})`
+    out(`  #${a.seq} by ${a.trigger} at ${new Date(a.at).toISOString()}: ${a.step === 'serving' ? 'done' : a.step === 'spawned' ? 'under way' : a.step}${why}`)
   }
 }
 

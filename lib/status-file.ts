@@ -26,6 +26,34 @@ export interface RebootStatus {
   lost?: string
   /** 'lost': true when the old process serves again for good (a late rollback), false when it serves until its drain is over. */
   back?: boolean
+  /** A supervisor's rolling reboot: how each slot went, in the order they ended. */
+  slots?: SlotOutcome[]
+}
+
+/** How one slot's part of a supervisor's rolling reboot went. */
+export interface SlotOutcome {
+  slot: number
+  ok: boolean
+  /** The worker replaced (null: the slot had none serving, and its new worker started with the code on disk). */
+  old: number | null
+  /** The worker that serves the slot now, when it went well. */
+  successor: number | null
+  message: string
+  /** The RebootError code of a failure. */
+  code?: string | undefined
+  ms: number
+}
+
+/** One slot of a supervisor (`graceful-reboot run`): a row of `graceful-reboot status`. */
+export interface SlotStatus {
+  slot: number
+  /** The worker serving the slot, or null while it is started again (or given up). */
+  pid: number | null
+  state: 'starting' | 'serving' | 'rebooting' | 'draining' | 'restarting' | 'given up'
+  /** When the slot's worker started (ms since the epoch), or null. */
+  startedAt: number | null
+  /** Workers of the slot that died and were started again (a rollout's replacement is not a restart). */
+  restarts: number
 }
 
 /** What a process writes to its status file at every change of state and at every reboot step. */
@@ -40,8 +68,12 @@ export interface StatusRecord {
   updatedAt: number
   /** Counts over this process's life. */
   reboots: { requested: number, refused: number, failed: number, succeeded: number }
-  /** The last reboot requests (up to 8), oldest first; a refusal is one too. */
+  /** The last reboot requests (up to 8), oldest first; a refusal is one too. A supervisor's are its rolling reboots. */
   attempts: RebootStatus[]
+  /** 'supervisor' for `graceful-reboot run` (absent for one process). */
+  kind?: 'supervisor'
+  /** A supervisor's slots. */
+  slots?: SlotStatus[]
 }
 
 /** The status file of process `pid` whose PID file is `pidFile`. */

@@ -172,8 +172,8 @@ systemdTest('Type=notify unit: stop with a 1.5 s request in flight lets it finis
   t.false(/^node$/m.test(ps.stdout), `no node process left in the namespace:\n${ps.stdout}`)
 })
 
-systemdTest('workers unit (example/systemd/app-workers.service): the supervisor is MainPID; two reloads under keep-alive load replace both workers with 0 failed and MainPID unchanged; stop drains them, Result=success', async (t) => {
-  const { sd, lines } = await boot(t, 'app-workers.service')
+systemdTest('workers unit (example/systemd/app-workers.service): the supervisor is MainPID; two reloads under keep-alive load replace both workers with 0 failed and MainPID unchanged; a reload whose new code crashes fails; stop drains them, Result=success', async (t) => {
+  const { sd, lines, modeFile } = await boot(t, 'app-workers.service')
   const start = await sd.ctl('start', 'app.service')
   t.is(start.code, 0, start.stderr)
   const main = Number((await props(sd)).MainPID)
@@ -190,8 +190,15 @@ systemdTest('workers unit (example/systemd/app-workers.service): the supervisor 
     t.is(p.ActiveState, 'active')
     workers = next
   }
+  // New code that crashes in probation: the rollout stops at slot 1, reload fails, the workers serve on.
+  fs.writeFileSync(modeFile, 'crash')
+  const bad = await sd.ctl('reload', 'app.service')
+  t.not(bad.code, 0, 'a failed rolling reboot fails the reload')
+  const after = await props(sd)
+  t.is(Number(after.MainPID), main, 'MainPID is still the supervisor')
+  t.is(after.ActiveState, 'active')
   const { sent, failed } = await traffic.stop()
-  t.log(`${sent} requests over 2 rolling reboots of 2 workers, ${failed.length} failed`)
+  t.log(`${sent} requests over 2 rolling reboots of 2 workers and a failed one, ${failed.length} failed`)
   t.deepEqual(failed, [])
   t.is((await sd.ctl('stop', 'app.service')).code, 0)
   const p = await props(sd)

@@ -7,64 +7,12 @@ import fs from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import { runLoad } from '../tools/load'
-import { isAlive, startFixture, type Fixture, type FixtureEvent } from './helpers/fixture'
+import { isAlive, type FixtureEvent } from './helpers/fixture'
+import { firstWorkers, rollout, says, supervise, type Listening } from './helpers/supervisor'
 import { getJson } from './helpers/servers'
 import { parseRun, runRefusal } from '../lib/workers/run'
-
-const CLI = path.join(__dirname, '..', 'bin', 'graceful-reboot.js')
-
-interface Listening extends FixtureEvent { pid: number, slot: string, parent: number | null, port: number }
-
-/** Starts the supervisor over the worker fixture; kills, in teardown, every worker a line named. */
-function supervise (t: ExecutionContext, env: Record<string, string> = {}, args: string[] = ['--workers', '2'], fixture = 'worker-app'): Fixture {
-  const f = startFixture(t, fixture, { env, via: (file) => [process.execPath, [CLI, 'run', ...args, file]] })
-  t.teardown(() => {
-    for (const l of f.lines) if (typeof l.pid === 'number') { try { process.kill(l.pid, 'SIGKILL') } catch {} }
-  })
-  return f
-}
-
-/** Resolves once the supervisor's stderr, past `from` characters, matches `re`. */
-function says (f: Fixture, re: RegExp, from = 0, timeoutMs = 30_000): Promise<string> {
-  const found = (): string | undefined => re.exec(f.stderr().slice(from))?.[0]
-  const now = found()
-  if (now !== undefined) return Promise.resolve(now)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`the supervisor did not say ${String(re)} within ${timeoutMs} ms; stderr:\n${f.stderr()}`)) }, timeoutMs)
-    const check = (): void => {
-      const m = found()
-      if (m === undefined) return
-      cleanup()
-      resolve(m)
-    }
-    const cleanup = (): void => { clearTimeout(timer); f.child.stderr?.off('data', check) }
-    // The fixture's own listener has appended the chunk by the time this one runs (registered after it).
-    f.child.stderr?.on('data', check)
-  })
-}
-
-/** The two workers serving at first. */
-async function firstWorkers (f: Fixture): Promise<Listening[]> {
-  const a = await f.waitFor((e) => e.event === 'listening' && e.slot === '1') as Listening
-  const b = await f.waitFor((e) => e.event === 'listening' && e.slot === '2') as Listening
-  await says(f, /2 workers serving/)
-  return [a, b]
-}
-
-/** SIGUSR2 to the supervisor; resolves with the replacements once every old worker's drain is over. */
-async function rollout (f: Fixture, current: Listening[]): Promise<Listening[]> {
-  const from = f.stderr().length
-  process.kill(f.pid, 'SIGUSR2')
-  const next: Listening[] = []
-  for (const w of current) {
-    next.push(await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening)
-    await f.waitFor((e) => e.event === 'exiting' && e.pid === w.pid)
-  }
-  await says(f, /every worker replaced/, from)
-  return next
-}
 
 for (const framework of ['fastify', 'express']) {
   // One at a time: each runs 28 clients against two workers on this machine's two cores.
@@ -255,8 +203,11 @@ test('a script that dies at start: the supervisor gives up after 5 attempts with
 })
 
 test('run: arguments are checked, naming the bad one; PM2 and node:cluster are refused with the fix', (t) => {
-  t.deepEqual(parseRun(['--workers', '3', '--surge=2', 'app.js', '--port', '80']), { workers: 3, surge: 2, pidFile: undefined, script: 'app.js', args: ['--port', '80'] })
-  t.deepEqual(parseRun(['--', '--weird.js']), { workers: os.availableParallelism(), surge: 1, pidFile: undefined, script: '--weird.js', args: [] })
+  t.deepEqual(parseRun(['--workers', '3', '--surge=2', 'app.js', '--port', '80']), { workers: 3, surge: 2, pidFile: undefined, nodeArgs: [], logFormat: 'text', logLevel: 'info', script: 'app.js', args: ['--port', '80'] })
+  t.deepEqual(parseRun(['--', '--weird.js']), { workers: os.availableParallelism(), surge: 1, pidFile: undefined, nodeArgs: [], logFormat: 'text', logLevel: 'info', script: '--weird.js', args: [] })
+  t.like(parseRun(['--node-arg=--import=tsx', '--node-arg', '--enable-source-maps', '--log-format', 'json', '--log-level=debug', 'app.ts']), { nodeArgs: ['--import=tsx', '--enable-source-maps'], logFormat: 'json', logLevel: 'debug', script: 'app.ts' })
+  t.throws(() => parseRun(['--node-arg', 'tsx', 'app.ts']), { message: '--node-arg takes a Node flag (--node-arg=--import=tsx), got "tsx"' })
+  t.throws(() => parseRun(['--log-format', 'yaml', 'app.js']), { message: '--log-format takes text, json, got "yaml"' })
   t.throws(() => parseRun(['--workers', '0', 'app.js']), { message: '--workers takes a whole number from 1 to 1024, got "0"' })
   t.throws(() => parseRun(['--worker', '2', 'app.js']), { message: /unknown option "--worker" for run/ })
   t.throws(() => parseRun(['--workers', '2']), { message: /run needs the script to start/ })

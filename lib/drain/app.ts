@@ -41,6 +41,8 @@ export class GracefulUnit {
   readonly options: ResolvedOptions
   readonly log: Logger
   readonly finalizers = new Finalizers()
+  /** The listening Unix socket paths outlive this process's drain (a worker of a supervisor, which removes them when it exits). */
+  keepSocketPaths = false
   /** The services the app starts (`onStartup()`): it announces ready once every required one started. */
   readonly startup = new StartupGraph()
   /** Set by the adapter: the framework's own close, run after the drain (Fastify's onClose hooks). */
@@ -192,7 +194,7 @@ export class GracefulUnit {
     const http = async (): Promise<void> => {
       // Called off while the finalizers before 'http' ran: the listeners stay.
       if (run.off) return
-      for (const d of drains) d.stopAccepting(reason === 'reboot')
+      for (const d of drains) d.stopAccepting(reason === 'reboot' || this.keepSocketPaths)
       const transfer = this.options.transferConnections ? handOver : undefined
       const pending = drains.map((d) => d.drain(deadline, transfer?.(d.server)))
       // Every connection now drains: a response a handler ends on the signal closes (or moves) its connection.

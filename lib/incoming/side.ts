@@ -48,6 +48,8 @@ export class NewSide {
   /** In a process started by a reboot: its side of that reboot, once `start()` ran; undefined otherwise. */
   get incoming (): IncomingReboot | undefined { return this.reboot }
 
+  private parentGone = false
+
   /** Whether this process announced that it serves. */
   get announced (): boolean { return this.announcer?.announced === true }
 
@@ -57,7 +59,7 @@ export class NewSide {
    * process, the old process was gone, or the probation, counted from this side's "ready", is over).
    */
   parentWaits (): { ready: boolean, left: number } | undefined {
-    if (this.reboot === undefined) return undefined
+    if (this.reboot === undefined || this.parentGone) return undefined
     if (!this.announced) return { ready: false, left: this.ctx.probation() }
     if (this.toldAt === undefined) return undefined
     const left = this.toldAt + this.ctx.probation() - this.ctx.seam.now()
@@ -85,6 +87,8 @@ export class NewSide {
     const ctx = this.ctx
     const inherited = ctx.inherited()
     if (inherited.parentPid === undefined) return
+    // An old process that is gone (its channel closed) can roll nothing back.
+    ctx.host.onParentGone?.(() => { this.parentGone = true })
     this.reboot = new IncomingReboot({
       seam: ctx.seam,
       host: ctx.host,

@@ -145,6 +145,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
         unmatched: (key) => { this.newSide.incoming?.unmatched(key) }
       })
     })
+    // A worker's Unix socket paths belong to its supervisor, which removes them when it exits.
+    unit.keepSocketPaths = this.worker !== undefined
     this.units.add(unit)
     warnSignalConflicts(this.units.list(), unit)
     this.refreshSignals()
@@ -267,8 +269,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       // The apps of the drain: a Fastify app has unregistered itself in its own close() by now.
       const pidFile = this.units.pidFile(units)
       if (pidFile !== undefined && !rolledBack) removePidFile(pidFile, this.seam.pid)
-      // The last process of its line: no one accepts on those paths any more (a rollback's old process does).
-      if (reason !== 'reboot' && !rolledBack && trigger !== 'rollback') removeSocketPaths(adoptedPaths)
+      // The last process of its line: no one accepts on those paths any more (a rollback's old process
+      // does; a worker's supervisor keeps them, and removes them when it exits).
+      if (reason !== 'reboot' && !rolledBack && trigger !== 'rollback' && this.worker === undefined) removeSocketPaths(adoptedPaths)
       try { this.emit('shutdown', result) } catch (err) { log.error({ err }, "graceful-reboot: a 'shutdown' listener threw; exiting anyway") }
       this.setState('stopped')
       for (const u of units) this.unregister(u)

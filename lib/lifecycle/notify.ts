@@ -9,6 +9,9 @@ import type { HandoffEvent, LifecycleEvents, LifecycleState } from '../events'
 import type { Logger } from '../log'
 import type { RebootHost } from '../os'
 import type { Cause } from './shutdown'
+import { NotifyChannel } from '../systemd-notify'
+
+export { NOTIFY_BINARY, NOTIFY_TIMEOUT_MS } from '../systemd-notify'
 
 export interface NotifyContext {
   readonly pid: number
@@ -22,48 +25,29 @@ export interface NotifyContext {
   log (): Logger
 }
 
-/** The binary that writes to the notify socket (with a barrier: it returns once systemd took the message, systemd 246 on). */
-export const NOTIFY_BINARY = 'systemd-notify'
-/** Ms a `systemd-notify` may take before it is killed and the next message goes. */
-export const NOTIFY_TIMEOUT_MS = 5000
-
 export class SystemdNotifier {
   private readonly ctx: NotifyContext
-  private readonly socket: string | undefined
-  /** `systemd-notify` could not be run (not installed): no more messages. */
-  private broken = false
-  private warned = false
-  private queue: Promise<void> = Promise.resolve()
-  private pending = 0
+  private readonly channel: NotifyChannel
 
   constructor (events: Pick<EventEmitter<LifecycleEvents>, 'on'>, ctx: NotifyContext) {
     this.ctx = ctx
-    const socket = ctx.host.env.NOTIFY_SOCKET
-    this.socket = socket === undefined || socket === '' ? undefined : socket
-    if (this.socket === undefined) return
+    this.channel = new NotifyChannel({ env: ctx.host.env, spawn: (command, args, options) => ctx.host.spawn(command, args, options), timer: ctx.timer, warn: (fields, msg) => { ctx.log().warn(fields, msg) } })
+    if (!this.channel.enabled) return
     events.on('handoff', (e) => { this.handoff(e) })
     events.on('state', (state) => { if (state === 'draining') this.draining() })
   }
 
   /** systemd gave this process a notify socket and `systemd-notify` has not failed to run: systemd follows MAINPID= messages. */
-  get enabled (): boolean { return this.socket !== undefined && !this.broken }
+  get enabled (): boolean { return this.channel.enabled }
 
   /** No message is on its way: the process may end now. */
-  get idle (): boolean { return this.pending === 0 }
+  get idle (): boolean { return this.channel.idle }
 
   /** Resolves once every message sent so far reached systemd (or failed), at most NOTIFY_TIMEOUT_MS from now. */
-  settled (): Promise<void> {
-    return new Promise((resolve) => {
-      const cancel = this.ctx.timer(NOTIFY_TIMEOUT_MS, resolve)
-      void this.queue.then(() => { cancel(); resolve() })
-    })
-  }
+  settled (): Promise<void> { return this.channel.settled() }
 
   /** Runs `fn` once systemd has taken every message sent so far (at once when none is on its way). */
-  told (fn: () => void): void {
-    if (this.idle) fn()
-    else void this.settled().then(fn)
-  }
+  told (fn: () => void): void { this.channel.told(fn) }
 
   /** The message for a reboot step of this process (the old one, except on a first start's announcement). */
   handoff (e: HandoffEvent): void {
@@ -103,44 +87,5 @@ export class SystemdNotifier {
     this.send('STOPPING=1', `STATUS=draining (${cause.reason}, ${cause.trigger})`)
   }
 
-  private send (...fields: string[]): void {
-    if (!this.enabled) return
-    this.pending++
-    this.queue = this.queue.then(() => this.run(fields)).finally(() => { this.pending-- })
-  }
-
-  /** One `systemd-notify FIELD=VALUE...`, resolved when it ends (never rejects). */
-  private run (fields: string[]): Promise<void> {
-    if (this.broken) return Promise.resolve()
-    return new Promise((resolve) => {
-      let cancel = (): void => {}
-      const done = (problem?: string, err?: unknown): void => {
-        cancel()
-        if (problem !== undefined) this.fail(problem, fields, err)
-        resolve()
-      }
-      const unrunnable = (err: unknown): void => {
-        this.broken = true
-        done(`${NOTIFY_BINARY} could not be run`, err)
-      }
-      try {
-        const child = this.ctx.host.spawn(NOTIFY_BINARY, fields, { stdio: 'ignore', env: this.ctx.host.env })
-        cancel = this.ctx.timer(NOTIFY_TIMEOUT_MS, () => { child.kill('SIGKILL') })
-        child.once('error', unrunnable)
-        child.once('exit', (code, signal) => {
-          if (code === 0) done()
-          else done(signal === null ? `${NOTIFY_BINARY} exited with code ${String(code)}` : `${NOTIFY_BINARY} was killed by ${signal}`)
-        })
-      } catch (err) {
-        unrunnable(err)
-      }
-    })
-  }
-
-  /** One warning per process: systemd's view may be wrong from here on; the PID file stays right. */
-  private fail (problem: string, fields: string[], err: unknown): void {
-    if (this.warned) return
-    this.warned = true
-    this.ctx.log().warn({ err, notifySocket: this.socket, message: fields }, `graceful-reboot: NOTIFY_SOCKET is set but ${problem}: systemd may not learn that the app serves, reboots or stops (install systemd's ${NOTIFY_BINARY}, give the unit NotifyAccess=all, or use the PID-file unit of docs/operations.md)`)
-  }
+  private send (...fields: string[]): void { this.channel.send(...fields) }
 }

@@ -8,6 +8,12 @@ export const WORKER_ENV = 'GRACEFUL_WORKER'
 /** The path of the supervisor's control socket. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR'
 /**
+ * The supervisor's secret (random, one per supervisor): a worker's `hello` carries it, and the
+ * supervisor also finds it in the environment the claimed pid was started with (/proc/PID/environ), so
+ * that a local process that is not one of its workers cannot speak on the control socket.
+ */
+export const SECRET_ENV = 'GRACEFUL_SUPERVISOR_SECRET'
+/**
  * The pid of the worker these variables belong to: the supervisor's spawn sets it to the worker's own
  * pid, and each worker sets it to its own, so that its reboot's successor (whose old process it names)
  * is a worker too, and any other process the app starts is not.
@@ -19,9 +25,15 @@ export const BIND_ENV = 'GRACEFUL_WORKER_BIND'
 /** Worker -> supervisor (IPC, with a listening socket as the handle): a copy of the listener `key` the first worker bound. */
 export const WORKER_LISTENER_MESSAGE = 'graceful-reboot:worker-listener'
 
+/** The longest line either side accepts on the control socket: a longer one closes the connection. */
+export const MAX_LINE_BYTES = 64 * 1024
+
 export type WorkerToSupervisor =
-  /** The first line of every worker: its slot and pid, and the old worker whose reboot started it (a replacement). */
-  | { type: 'hello', slot: number, pid: number, parent: number | null }
+  /**
+   * The first line of every worker: its slot and pid, the old worker whose reboot started it (a
+   * replacement), and the supervisor's secret.
+   */
+  | { type: 'hello', slot: number, pid: number, parent: number | null, secret: string }
   /** The worker serves (its announcement: every inherited socket adopted, every required startup service up); the first worker then has handed up `listeners` sockets. */
   | { type: 'announced', pid: number, listeners: number }
   /** A reboot was asked of this worker by a signal, the admin route or code: the supervisor rolls every worker. */
@@ -37,22 +49,35 @@ export type SupervisorToWorker =
   | { type: 'reboot', id: number, timeout: number | null }
   /** Drain and exit. */
   | { type: 'shutdown', timeout: number | null, trigger: string }
-  /** The rollout a worker asked for is over: how it went. */
-  | { type: 'rollout-done', ok: boolean, message: string }
+  /**
+   * The rollout a worker asked for is over: how it went. `code`: the RebootError code a refusal or a
+   * failure gives the worker's `reboot()` (ERR_GRACEFUL_REBOOT_IN_PROGRESS, ERR_GRACEFUL_SHUTTING_DOWN, ...).
+   */
+  | { type: 'rollout-done', ok: boolean, message: string, code?: string | undefined }
 
-/** Splits a stream of JSON lines; calls `fn` with each parsed object (a malformed line is skipped). */
-export function jsonLines (fn: (m: Record<string, unknown>) => void): (chunk: string) => void {
+/**
+ * Splits a stream of JSON lines; calls `fn` with each parsed object (a malformed line is skipped).
+ * Each chunk is scanned once; a line longer than `max` characters calls `tooLong` (once) and drops
+ * everything after it: the caller closes the stream.
+ */
+export function jsonLines (fn: (m: Record<string, unknown>) => void, max = MAX_LINE_BYTES, tooLong: () => void = () => {}): (chunk: string) => void {
   let buf = ''
+  let broken = false
   return (chunk) => {
-    buf += chunk
-    for (let at = buf.indexOf('\n'); at !== -1; at = buf.indexOf('\n')) {
-      const line = buf.slice(0, at)
-      buf = buf.slice(at + 1)
+    if (broken) return
+    let from = 0
+    for (let at = chunk.indexOf('\n'); at !== -1; at = chunk.indexOf('\n', from)) {
+      const line = buf + chunk.slice(from, at)
+      buf = ''
+      from = at + 1
+      if (line.length > max) { broken = true; tooLong(); return }
       if (line === '') continue
       try {
         const m = JSON.parse(line) as unknown
         if (m !== null && typeof m === 'object') fn(m as Record<string, unknown>)
       } catch {}
     }
+    buf += chunk.slice(from)
+    if (buf.length > max) { broken = true; buf = ''; tooLong() }
   }
 }

@@ -11,7 +11,7 @@ import type { ListenerRegistry } from '../handoff/listeners'
 import type { Logger } from '../log'
 import type { RebootHost } from '../os'
 import { PARENT_ENV } from '../handoff/protocol'
-import { BIND_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 
 export interface WorkerContext {
   readonly pid: number
@@ -31,6 +31,7 @@ export class WorkerLink {
   readonly slot: number
   private readonly path: string
   private readonly bind: boolean
+  private readonly secret: string
   private readonly ctx: WorkerContext
   private socket: net.Socket | undefined
   private closing = false
@@ -44,20 +45,21 @@ export class WorkerLink {
     // Started by the supervisor, or by a worker's reboot (its successor); not a process the app started.
     const mine = owner === String(ctx.pid) || (owner !== undefined && owner === env[PARENT_ENV])
     if (!mine || !Number.isInteger(slot) || slot < 1 || path === undefined || path === '') {
-      for (const key of [WORKER_ENV, SUPERVISOR_ENV, WORKER_PID_ENV, BIND_ENV]) delete env[key]
+      for (const key of [WORKER_ENV, SUPERVISOR_ENV, WORKER_PID_ENV, BIND_ENV, SECRET_ENV]) delete env[key]
       return undefined
     }
     env[WORKER_PID_ENV] = String(ctx.pid)
     const bind = env[BIND_ENV] === '1'
     // A replacement started by this worker's reboot binds nothing: it inherits the sockets.
     delete env[BIND_ENV]
-    return new WorkerLink(slot, path, bind, ctx)
+    return new WorkerLink(slot, path, bind, env[SECRET_ENV] ?? '', ctx)
   }
 
-  private constructor (slot: number, path: string, bind: boolean, ctx: WorkerContext) {
+  private constructor (slot: number, path: string, bind: boolean, secret: string, ctx: WorkerContext) {
     this.slot = slot
     this.path = path
     this.bind = bind
+    this.secret = secret
     this.ctx = ctx
   }
 
@@ -68,14 +70,14 @@ export class WorkerLink {
     this.socket = socket
     // The link never keeps the process alive by itself.
     socket.unref()
-    socket.setEncoding('utf8').on('data', jsonLines((m) => { this.command(m as SupervisorToWorker) }))
+    socket.setEncoding('utf8').on('data', jsonLines((m) => { this.command(m as SupervisorToWorker) }, undefined, () => { socket.destroy(new Error('a line longer than the control protocol allows')) }))
     socket.on('error', (err) => { this.ctx.log().error({ err, supervisor: this.path }, `graceful-reboot: the supervisor's control socket failed: ${err.message}`) })
     socket.on('close', () => {
       if (this.closing) return
       this.ctx.log().error({ slot: this.slot, supervisor: this.path }, 'graceful-reboot: the supervisor is gone; draining (a worker outlives no supervisor)')
       this.ctx.shutdown(undefined, 'supervisor-gone')
     })
-    this.say({ type: 'hello', slot: this.slot, pid: this.ctx.pid, parent: this.ctx.parentPid() ?? null })
+    this.say({ type: 'hello', slot: this.slot, pid: this.ctx.pid, parent: this.ctx.parentPid() ?? null, secret: this.secret })
     events.on('handoff', (e) => {
       if (e.step !== 'announced') return
       let sent = 0
@@ -123,7 +125,7 @@ export class WorkerLink {
     } else if (m.type === 'shutdown') {
       this.ctx.shutdown(m.timeout ?? undefined, m.trigger)
     } else if (m.type === 'rollout-done') {
-      this.settle(m.ok ? this.ctx.pid : new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `the rolling reboot stopped: ${m.message}`))
+      this.settle(m.ok ? this.ctx.pid : rolloutError(m))
     }
   }
 
@@ -141,4 +143,11 @@ export class WorkerLink {
     s.write(JSON.stringify(m) + '\n')
     return true
   }
+}
+
+/** The error a worker's `reboot()` rejects with when the rollout it asked for is refused or stops. */
+function rolloutError (m: Extract<SupervisorToWorker, { type: 'rollout-done' }>): RebootError {
+  const code = (m.code ?? 'ERR_GRACEFUL_SUCCESSOR_EXITED') as ConstructorParameters<typeof RebootError>[0]
+  const refused = code === 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' || code === 'ERR_GRACEFUL_SHUTTING_DOWN' || code === 'ERR_GRACEFUL_REBOOT_UNSUPPORTED'
+  return new RebootError(code, refused ? `the supervisor refused the rolling reboot: ${m.message}` : `the rolling reboot stopped: ${m.message}`)
 }
