@@ -133,6 +133,20 @@ test.serial('rolling update of 3 pods with readinessDelay 0 and a 1 s endpoint l
   t.true(r.pooled.sent > 0 && r.fresh.sent > 0, 'the loss is measured and reported above')
 })
 
+test.serial('a preStop sleep instead of readinessDelay (sleep 1.5 s, readinessDelay 0, 1 s lag): a rolling update of 2 pods fails 0', async (t) => {
+  const spec = { ...manifestSpec(), readinessDelayMs: 0, preStopMs: 1500 }
+  const proxy = new ServiceProxy(1000)
+  const port = await proxy.listen(t)
+  const cluster = new Cluster(t, spec, proxy)
+  const old = await Promise.all([cluster.start(), cluster.start()])
+  const loads = loadsOn(t, port)
+  await cluster.rollingUpdate(old)
+  const r = await stopAll(loads)
+  t.log(report('preStop sleep 1500 ms, readinessDelay 0, lag 1000 ms', r, proxy.counts))
+  t.is(r.pooled.failed + r.fresh.failed, 0)
+  t.like(proxy.counts, { noEndpoint: 0, podRefused: 0, podReset: 0 })
+})
+
 /** What the clients and the proxy had seen when the pod's listener closed, and when it exited. */
 interface LastPod { failedBeforeClose: number, atExit: { pooled: LoadResult, fresh: LoadResult }, proxy: ProxyCounts }
 
