@@ -239,6 +239,19 @@ test('an already aborted signal sends nothing; stop() ends the run after at most
   t.true(r.sent <= 3, `sent ${r.sent}`)
   t.is(srv.requests(), r.sent)
 
-  t.throws(() => runLoad({ url: 'https://127.0.0.1/', connections: 1, mode: 'keep-alive' }), { instanceOf: TypeError })
+  t.throws(() => runLoad({ url: 'ftp://127.0.0.1/', connections: 1, mode: 'keep-alive' }), { instanceOf: TypeError })
   t.throws(() => runLoad({ url: srv.url, connections: 0, mode: 'keep-alive' }), { instanceOf: RangeError })
+})
+
+test('check: request n carries ?id=n; an answer the check refuses is a failure with cause "wrong response"', async t => {
+  // Echoes the id, except every 5th request, which gets the id of another.
+  const srv = await startServer(t, (req, res, n) => {
+    const id = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('id'))
+    res.end(JSON.stringify({ id: n % 5 === 0 ? id + 1 : id }))
+  })
+  const run = runLoad({ url: `${srv.url}?x=1`, connections: 2, mode: 'keep-alive', maxRequests: 100, check: (id, body) => (JSON.parse(body) as { id: number }).id === id })
+  const r = await run.result
+  assertAccounting(t, r)
+  t.is(r.sent, 100)
+  t.deepEqual(r.causes, { 'wrong response': 20 })
 })

@@ -20,13 +20,16 @@
 // is not returned to the agent's pool, so the next request opens a new one.
 
 import http from 'node:http'
+import https from 'node:https'
 import { performance } from 'node:perf_hooks'
 import { urlToHttpOptions } from 'node:url'
 import { parseArgs } from 'node:util'
 
 export interface LoadOptions {
-  /** Target, e.g. `http://127.0.0.1:PORT/path`. Only `http:` is supported. */
+  /** Target, e.g. `http://127.0.0.1:PORT/path`, or `https:` (with `ca` for a self-signed certificate). */
   url: string
+  /** `https:` only: the certificate authority to trust. */
+  ca?: string | Buffer
   /** Connect to this unix socket instead of host:port (the url's path and host are still used). */
   socketPath?: string
   /** Number of concurrent request loops (each has at most one request in flight). */
@@ -59,6 +62,12 @@ export interface LoadOptions {
    * would serve every loop from a few sockets. Default false.
    */
   agentPerLoop?: boolean
+  /**
+   * Request `n` (0, 1, ...) is sent with `?id=n` appended to the url's query, and its answer must say so:
+   * `check(n, body)` (the whole body, read) false counts it as failed with cause `wrong response` (an
+   * answer to another request, a second one, a mangled one). Default: no id, the body is not read.
+   */
+  check?: (id: number, body: string) => boolean
 }
 
 export interface LoadResult {
@@ -179,7 +188,9 @@ class LatencyHistogram {
 }
 
 interface Config {
-  request: http.RequestOptions
+  request: https.RequestOptions
+  secure: boolean
+  check: ((id: number, body: string) => boolean) | undefined
   connections: number
   durationMs: number
   maxRequests: number
@@ -198,7 +209,7 @@ function positive (name: string, value: number, integer: boolean, allowZero: boo
 
 function configure (opts: LoadOptions): Config {
   const url = new URL(opts.url)
-  if (url.protocol !== 'http:') throw new TypeError(`runLoad: only http: urls are supported, got ${url.protocol}`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`runLoad: only http: and https: urls are supported, got ${url.protocol}`)
   if (opts.mode !== 'keep-alive' && opts.mode !== 'new-connection') {
     throw new TypeError(`runLoad: mode must be 'keep-alive' or 'new-connection', got ${String(opts.mode)}`)
   }
@@ -209,8 +220,9 @@ function configure (opts: LoadOptions): Config {
   }
   if (opts.mode === 'new-connection') headers['connection'] = 'close'
 
-  const request: http.RequestOptions = { ...urlToHttpOptions(url), method: 'GET', headers }
+  const request: https.RequestOptions = { ...urlToHttpOptions(url), method: 'GET', headers }
   if (opts.socketPath !== undefined) request.socketPath = opts.socketPath
+  if (opts.ca !== undefined) request.ca = opts.ca
 
   const think = opts.thinkMs ?? 0
   const [thinkMin, thinkMax] = typeof think === 'number' ? [think, think] : think
@@ -220,6 +232,8 @@ function configure (opts: LoadOptions): Config {
 
   return {
     request,
+    secure: url.protocol === 'https:',
+    check: opts.check,
     connections: positive('connections', opts.connections, true, false),
     durationMs: positive('durationMs', opts.durationMs ?? DEFAULT_DURATION_MS, false, true),
     maxRequests: positive('maxRequests', opts.maxRequests ?? DEFAULT_MAX_REQUESTS, true, true),
@@ -333,9 +347,10 @@ export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun 
   // new-connection: no pooling (and `Connection: close` on every request).
   const agents: http.Agent[] = []
   const newAgent = (sockets: number): http.Agent => {
+    const Agent = cfg.secure ? https.Agent : http.Agent
     const agent = opts.mode === 'keep-alive'
-      ? new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets })
-      : new http.Agent({ keepAlive: false })
+      ? new Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets })
+      : new Agent({ keepAlive: false })
     // Every socket the agent opens goes through createConnection: count those that connect.
     const create = agent.createConnection.bind(agent)
     agent.createConnection = ((options: unknown, callback: unknown) => {
@@ -375,8 +390,11 @@ export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun 
   const sendOne = (agent: http.Agent): Promise<Outcome | undefined> => new Promise(resolve => {
     const startedAt = performance.now()
     let req: http.ClientRequest
+    const id = stats.sent
+    const check = cfg.check
+    const path = check === undefined ? cfg.request.path : `${cfg.request.path ?? '/'}${(cfg.request.path ?? '').includes('?') ? '&' : '?'}id=${id}`
     try {
-      req = http.request({ ...cfg.request, agent })
+      req = (cfg.secure ? https : http).request({ ...cfg.request, path, agent })
     } catch (error) {
       // Not a transport failure but a request node refuses to build (e.g. an
       // invalid header): every request would fail the same way, so end the run.
@@ -412,7 +430,11 @@ export function runLoad (opts: LoadOptions, control: LoadControl = {}): LoadRun 
       gotResponse = true
       stats.seePid(res.headers['x-pid'])
       const status = res.statusCode ?? 0
-      const complete = (): void => settle(cfg.okStatus(status) ? { kind: 'answered' } : { kind: 'status', status })
+      let body = ''
+      const complete = (): void => settle(!cfg.okStatus(status)
+        ? { kind: 'status', status }
+        : check !== undefined && !check(id, body) ? { kind: 'transport', cause: 'wrong response' } : { kind: 'answered' })
+      if (check !== undefined) res.setEncoding('utf8').on('data', (chunk: string) => { body += chunk })
       res.on('error', fail)
       res.on('end', complete)
       res.on('close', () => {
