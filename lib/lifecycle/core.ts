@@ -135,8 +135,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** The registered apps (for tests and diagnostics). */
   get apps (): readonly GracefulUnit[] { return this.units.list() }
-  /** Adds an app. After a completed shutdown (with `exit: false`) the lifecycle starts over. */
+  /** Adds an app (refused if its PID file names another live instance). After a completed shutdown (with `exit: false`) the lifecycle starts over. */
   register (unit: GracefulUnit): void {
+    this.units.refuseOtherInstance(unit, [this.seam.pid, this.inherited.parentPid])
     if (this.current === 'stopped') {
       this.stopping = undefined
       this.crashError = undefined
@@ -163,8 +164,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** Removes an app (when it closes); removes the process listeners with the last one. */
   unregister (unit: GracefulUnit): void {
-    if (!this.units.delete(unit)) return
-    this.refreshSignals()
+    if (this.units.delete(unit)) this.refreshSignals()
   }
 
   /** See `Lifecycle.shutdown` (index.ts). */
