@@ -45,6 +45,7 @@ export type RebootErrorCode =
   | 'ERR_GRACEFUL_SUCCESSOR_SPAWN'
   | 'ERR_GRACEFUL_SUCCESSOR_PROBATION'
   | 'ERR_GRACEFUL_REBOOT_VETOED'
+  | 'ERR_GRACEFUL_REBOOT_NO_LISTENER'
 
 /** The state an old process hands over (`handover()` / `inherited()`) could not be taken, sent or read; `name` says which. */
 export type HandoverErrorCode =

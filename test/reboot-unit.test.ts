@@ -18,7 +18,7 @@ import { RebootError } from '../lib/errors'
 import { MAX_MS } from '../lib/limits'
 import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
-import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
+import { FakeSeam, deferred, memoryLogger, pretendListening, settle } from './fixtures/finalizer-fake-seam'
 
 class FakeChild extends EventEmitter {
   readonly pid = 5151
@@ -99,6 +99,7 @@ function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, option
     onParentMessage: () => () => {},
     ...host
   })
+  pretendListening(life)
   const log = memoryLogger()
   const unit = new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000, ...options }), log, seam)
   life.register(unit)

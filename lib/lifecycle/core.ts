@@ -115,7 +115,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** Why `reboot()` would be refused right now (the RebootError it would reject with), or undefined. */
   canReboot (): RebootError | undefined {
     return rebootRefusal({
-      state: this.current, rebooting: this.reboots.inFlight, seam: this.seam, host: this.host,
+      state: this.current, rebooting: this.reboots.inFlight, seam: this.seam, host: this.host, listening: () => this.listening.count(),
       launcher: () => this.launchers.applying(this.units.launcherIgnored),
       blockers: () => this.units.blockers(),
       parentWaits: () => this.newSide.parentWaits(),
