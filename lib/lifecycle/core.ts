@@ -239,7 +239,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     try {
       this.setState('draining')
       // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
-      const rolledBack = this.newSide.failing(reason, trigger)
+      const rolledBack = this.newSide.failing(reason, trigger, this.crashError)
       const units = this.units.list()
       // No app registered: nothing of ours to end the process for; a crash (below) ends it even with exit: false.
       const exit = units.length > 0 && units.every((u) => u.options.exit)
