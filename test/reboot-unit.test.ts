@@ -696,6 +696,41 @@ test('the successor holds a handed-over connection unread until COMMIT; REVOKE c
   t.deepEqual(served.map((s) => s.socket), [a, c], 'the old process died holding no copy: it is served here')
 })
 
+test('the IPC channel closes while both processes live: a held connection stays the old process\'s alone (it revoked or could not commit it); the successor closes its copy unread', async (t) => {
+  // The successor's side: the channel is gone, the old process is alive.
+  let deliver: (m: unknown, handle?: unknown) => void = () => {}
+  let gone: () => void = () => {}
+  const parent = new ParentChannel({ send: () => true, onParentMessage: (fn) => { deliver = fn; return () => {} }, onParentGone: (fn) => { gone = fn } }, 42)
+  const served: unknown[] = []
+  parent.onConnection((_address, socket) => { served.push(socket) }, true, () => true)
+  const calls: string[] = []
+  const held = { write () {}, destroy () { calls.push('destroy') }, _handle: { reading: true, readStop () { calls.push('readStop') }, readStart () { calls.push('readStart') } } }
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 1 }, held)
+  gone()
+  t.deepEqual(served, [], 'not served here')
+  t.deepEqual(calls, ['readStop', 'destroy'], 'closed unread: never read by this process')
+
+  // The old process's side, the successor alive: a connection whose handle was written when the channel
+  // closed stays here (read again by this process alone), and one whose TAKEN came but whose COMMIT
+  // cannot be sent stays here too.
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  const successor = sender(seam, child)
+  const written = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await settle()
+  child.disconnect()
+  t.false(await written, 'the channel closed before TAKEN: it stays here')
+  const child2 = new FakeChild()
+  const successor2 = sender(new FakeSeam(), child2)
+  const confirmed = successor2.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await settle()
+  child2.connected = false
+  child2.emit('message', { type: TAKEN_MESSAGE, id: 1 })
+  t.false(await confirmed, 'TAKEN came, COMMIT could not be sent: it stays here')
+  t.false([...child.sent, ...child2.sent].some((m) => (m as { type: string }).type === COMMIT_MESSAGE), 'never committed')
+  t.is(child.exitCode, null, 'the successor lives on')
+})
+
 test('from an old process of an earlier version (no two-phase hand-over in its environment), a connection is served as soon as it arrives', (t) => {
   let deliver: (m: unknown, handle?: unknown) => void = () => {}
   const said: unknown[] = []

@@ -57,13 +57,22 @@ export class ParentChannel {
    * on, once the old process committed it: until then the connection is held unread (TAKEN told the
    * old process it arrived); a REVOKE closes this copy unread (the old process serves it on). With
    * `twoPhase` false (an old process of an earlier version), it is served at once.
+   *
+   * When the channel closes with a connection still held (no COMMIT or REVOKE came), exactly one
+   * process must own it, and neither can tell the other anymore. The old process keeps every
+   * connection whose COMMIT it could not send (outgoing/handover.ts): so this process serves a held
+   * connection only when `parentAlive()` says the old process is gone (its copy died with it), and
+   * closes its copy unread while the old process lives (the channel closed, not the process).
    */
-  onConnection (fn: (address: string, socket: net.Socket) => void, twoPhase = true): () => void {
+  onConnection (fn: (address: string, socket: net.Socket) => void, twoPhase = true, parentAlive: () => boolean = () => false): () => void {
     const held = new Map<number, { address: string, socket: net.Socket }>()
-    // Every COMMIT or REVOKE comes before the channel closes: a connection still held then was sent by an
-    // old process that died before it could answer, and whose copy died with it: it is this process's.
     this.host.onParentGone?.(() => {
+      const theirs = held.size > 0 && parentAlive()
       for (const h of held.values()) {
+        if (theirs) {
+          h.socket.destroy()
+          continue
+        }
         fn(h.address, h.socket)
         releaseReading(h.socket)
       }
