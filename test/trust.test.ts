@@ -228,6 +228,19 @@ for (const framework of ['fastify', 'express'] as const) {
   })
 }
 
+test('the workers of a node:cluster primary (PM2 cluster mode) share their options, pidFile included: none refuses', async (t) => {
+  const pidFile = path.join(tmpdir(t), 'app.pid')
+  const f = startFixture(t, 'admin-cluster', { env: { WORKERS: '2', PID_FILE: pidFile, ADMIN: '0' } })
+  const pids = new Set<number>()
+  while (pids.size < 2) {
+    const e = await f.waitFor((l) => (l.event === 'listening' || l.event === 'boot-error') && !pids.has(l.pid as number))
+    f.track(e.pid as number)
+    t.is(e.event, 'listening', JSON.stringify(e))
+    pids.add(e.pid as number)
+  }
+  t.false(f.lines.some((l) => l.event === 'boot-error'))
+})
+
 test('a PID file and status file left by a killed instance (SIGKILL) are taken over by the next start', async (t) => {
   const pidFile = path.join(tmpdir(t), 'app.pid')
   const first = startFixture(t, 'admin-app', { env: { FRAMEWORK: 'fastify', PID_FILE: pidFile, ADMIN: '0' } })

@@ -137,7 +137,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   get apps (): readonly GracefulUnit[] { return this.units.list() }
   /** Adds an app (refused if its PID file names another live instance). After a completed shutdown (with `exit: false`) the lifecycle starts over. */
   register (unit: GracefulUnit): void {
-    this.units.refuseOtherInstance(unit, [this.seam.pid, this.inherited.parentPid])
+    this.units.refuseOtherInstance(unit, [this.seam.pid, this.inherited.parentPid], this.host.isClusterWorker)
     if (this.current === 'stopped') {
       this.stopping = undefined
       this.crashError = undefined

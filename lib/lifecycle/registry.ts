@@ -45,10 +45,11 @@ export class AppRegistry {
   /**
    * Throws PidFileError when the PID file of `unit` names another live instance of the app (not one
    * of `mine`: this process, the old process of the reboot that started it); a stale one is taken over.
+   * Not in a `node:cluster` worker (PM2 cluster mode): its siblings share its options, PID file included.
    */
-  refuseOtherInstance (unit: GracefulUnit, mine: ReadonlyArray<number | undefined>): void {
+  refuseOtherInstance (unit: GracefulUnit, mine: ReadonlyArray<number | undefined>, clusterWorker: boolean): void {
     const file = this.pidFile([unit])
-    if (file !== undefined) refuseOtherInstance(file, mine)
+    if (file !== undefined && !clusterWorker) refuseOtherInstance(file, mine)
   }
 
   /** An app set `launcher: 'ignore'`: no launcher's expectations apply. */
