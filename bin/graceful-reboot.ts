@@ -158,9 +158,10 @@ function stepLine (r: RebootStatus, pid: number): string {
 }
 
 /**
- * reboot --wait: the verdict from the process's status file (a reboot numbered above `before`). A
- * process that keeps no status file (a version without it) is judged by its PID file, as before:
- * done once it names a new live process.
+ * reboot --wait: the verdict from the process's status file (a reboot numbered above `before`),
+ * read only when it belongs to `owner` (the PID file's owner). Once the process is gone (its status
+ * file with it, perhaps right after 'serving'), done if the PID file names a new live process that
+ * is the app.
  */
 async function awaitVerdict (cmd: Command, pid: number, owner: number | undefined, before: StatusRecord | undefined, out: (line: string) => void): Promise<void> {
   const start = Date.now()
