@@ -50,8 +50,15 @@ class FakeChild extends EventEmitter {
   answerPings = true
   pings = 0
   private readonly unwritten: Array<(err: Error | null) => void> = []
+  /** true: send() returns false as Node's does over a backlog of unsent messages (it still delivers them). */
+  backlog = false
   send (message: unknown, ...rest: unknown[]): boolean {
     if (!this.connected) return false
+    if (this.backlog) return this.sendNow(message, rest) && false
+    return this.sendNow(message, rest)
+  }
+
+  private sendNow (message: unknown, rest: unknown[]): boolean {
     const m = message as { type?: string, n?: number }
     if (m.type === PING_MESSAGE) {
       this.pings++
@@ -729,6 +736,17 @@ test('the IPC channel closes while both processes live: a held connection stays 
   t.false(await confirmed, 'TAKEN came, COMMIT could not be sent: it stays here')
   t.false([...child.sent, ...child2.sent].some((m) => (m as { type: string }).type === COMMIT_MESSAGE), 'never committed')
   t.is(child.exitCode, null, 'the successor lives on')
+})
+
+test('a COMMIT sent over a backlog (send() returns false, Node delivers it all the same) hands the connection over: the old process closes its copy', async (t) => {
+  const child = new FakeChild()
+  const successor = sender(new FakeSeam(), child)
+  const sent = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await settle()
+  child.backlog = true
+  child.emit('message', { type: TAKEN_MESSAGE, id: 1 })
+  t.true(await sent, 'the successor serves it once the COMMIT arrives: not read here again')
+  t.like(child.sent.at(-1), { type: COMMIT_MESSAGE, id: 1 })
 })
 
 test('from an old process of an earlier version (no two-phase hand-over in its environment), a connection is served as soon as it arrives', (t) => {
