@@ -6,6 +6,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { readStatus, type RebootStatus, type SlotOutcome, type StatusRecord } from '../lib/status-file'
+import { alive } from '../lib/proc'
+import { appProcess } from '../lib/trust'
 import { RUN_HELP, parseRun, runCommand } from '../lib/workers/run'
 
 /** Exit codes (also in --help and docs/routes-and-cli.md). */
@@ -23,8 +25,13 @@ export const EXIT = {
   /** reboot --wait: the process refused to reboot (it serves on): under a launcher, in a terminal, already rebooting... */
   refused: 6,
   /** reboot --wait: the successor failed (crashed, exited or not ready in time, in probation or before): rolled back, the old process serves on. */
-  rolledBack: 7
+  rolledBack: 7,
+  /** The process the PID file names is not the app (lib/trust.ts): nothing was signalled. */
+  notApp: 8
 } as const
+
+/** How long a live process without a status file is given to write it (the app writes it right after the PID file). */
+const STATUS_GRACE_MS = 1000
 
 const DEFAULT_TIMEOUT_MS = 90_000
 const POLL_MS = 100
@@ -51,9 +58,14 @@ Options:
   --version        the package's version
   -h, --help       this text
 
+It signals (and reads the status of) the process only if it is the app: the PID file is a regular
+file; on Linux the process runs Node as the user that owns the PID file; its status file
+FILE.<pid>.status exists, belongs to that user, names the pid and was written by that very process.
+Otherwise it signals nothing, says why and exits 8.
+
 Exit codes: 0 done, 1 signal not permitted or the process ended without a successor, 2 usage,
 3 PID file missing or invalid, 4 stale pid (no such process), 5 --wait timed out,
-6 reboot refused, 7 reboot rolled back.`
+6 reboot refused, 7 reboot rolled back, 8 the process is not the app (nothing signalled).`
 
 class CliError extends Error {
   readonly exitCode: number
@@ -129,23 +141,6 @@ function readPid (file: string): number | undefined {
   return pid
 }
 
-/** Whether `pid` names a live process (a zombie waiting to be reaped counts as gone). */
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    // EPERM: it exists, it just is not ours.
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-  if (process.platform !== 'linux') return true
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
-  } catch {
-    return false
-  }
-}
-
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => { setTimeout(resolve, ms) })
 }
@@ -165,18 +160,20 @@ function stepLine (r: RebootStatus, pid: number): string {
 }
 
 /**
- * reboot --wait: the verdict from the process's status file (a reboot numbered above `before`). A
- * process that keeps no status file (a version without it) is judged by its PID file, as before:
- * done once it names a new live process.
+ * reboot --wait: the verdict from the process's status file (a reboot numbered above `before`),
+ * read only when it belongs to `owner` (the PID file's owner). Once the process is gone (its status
+ * file with it, perhaps right after 'serving'), done if the PID file names a new live process that
+ * is the app.
  */
-async function awaitVerdict (cmd: Command, pid: number, before: StatusRecord | undefined, out: (line: string) => void): Promise<void> {
+async function awaitVerdict (cmd: Command, pid: number, owner: number | undefined, before: StatusRecord | undefined, out: (line: string) => void): Promise<void> {
   const start = Date.now()
   const deadline = start + cmd.timeout
   const seq = before?.attempts.at(-1)?.seq ?? 0
   let seen = before !== undefined
   let shown: string | undefined
   for (;;) {
-    const r = readStatus(cmd.pidFile, pid)
+    // Only a file of the app's user: one planted by another user is no verdict.
+    const r = readStatus(cmd.pidFile, pid, owner)
     seen ||= r !== undefined
     // The first request after the one last recorded before the signal: the signal's own.
     const last = r?.attempts.find((a) => a.seq > seq)
@@ -202,7 +199,7 @@ async function awaitVerdict (cmd: Command, pid: number, before: StatusRecord | u
     if (!seen || !alive(pid)) {
       // No status file to go by, or the process is gone (its status file with it, perhaps right after 'serving').
       const now = readPid(cmd.pidFile)
-      if (now !== undefined && now !== pid && alive(now)) {
+      if (now !== undefined && now !== pid && alive(now) && appProcess(cmd.pidFile, now).app) {
         out(`graceful-reboot: rebooted: ${now} serves, ${pid} ${alive(pid) ? 'drains' : 'has exited'} (${took(start)})`)
         return
       }
@@ -226,12 +223,7 @@ async function awaitExit (cmd: Command, pid: number, out: (line: string) => void
 }
 
 /** `status`: what the process says it is doing, from its status file. */
-function printStatus (pidFile: string, pid: number, out: (line: string) => void): void {
-  const r = readStatus(pidFile, pid)
-  if (r === undefined) {
-    out(`graceful-reboot: process ${pid} is running; it keeps no status file (not serving yet, or a version of the package without one)`)
-    return
-  }
+function printStatus (r: StatusRecord, pid: number, out: (line: string) => void): void {
   if (r.kind === 'supervisor') {
     printTable(r, out)
     return
@@ -294,15 +286,30 @@ function printTable (r: StatusRecord, out: (line: string) => void): void {
   }
 }
 
+/**
+ * Whether `pid` is the app (lib/trust.ts `appProcess`); a live process whose only fault is a missing
+ * status file is given STATUS_GRACE_MS to write it (it writes it just after the PID file).
+ */
+async function theApp (pidFile: string, pid: number): Promise<ReturnType<typeof appProcess>> {
+  const deadline = Date.now() + STATUS_GRACE_MS
+  for (;;) {
+    const check = appProcess(pidFile, pid)
+    if (check.app || check.noStatus !== true || Date.now() >= deadline || !alive(pid)) return check
+    await sleep(POLL_MS)
+  }
+}
+
 async function run (cmd: Command, out: (line: string) => void): Promise<void> {
   const pid = readPid(cmd.pidFile)
   if (pid === undefined) throw new CliError(EXIT.pidFile, `PID file ${cmd.pidFile} not found (is the app running, with the pidFile option?)`)
   if (!alive(pid)) throw new CliError(EXIT.stale, `stale PID file ${cmd.pidFile}: no process ${pid} is running`)
+  const check = await theApp(cmd.pidFile, pid)
+  if (!check.app) throw new CliError(EXIT.notApp, `PID file ${cmd.pidFile} names process ${pid}, which is not the app: ${check.why}; nothing was signalled`)
   if (cmd.action === 'status') {
-    printStatus(cmd.pidFile, pid, out)
+    printStatus(check.record, pid, out)
     return
   }
-  const before = cmd.action === 'reboot' ? readStatus(cmd.pidFile, pid) : undefined
+  const before = cmd.action === 'reboot' ? check.record : undefined
   try {
     process.kill(pid, cmd.signal)
   } catch (err) {
@@ -312,7 +319,7 @@ async function run (cmd: Command, out: (line: string) => void): Promise<void> {
   }
   out(`graceful-reboot: sent ${cmd.signal} to ${pid} (${cmd.action})`)
   if (!cmd.wait) return
-  if (cmd.action === 'reboot') await awaitVerdict(cmd, pid, before, out)
+  if (cmd.action === 'reboot') await awaitVerdict(cmd, pid, check.owner, before, out)
   else await awaitExit(cmd, pid, out)
 }
 

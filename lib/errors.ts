@@ -45,6 +45,7 @@ export type RebootErrorCode =
   | 'ERR_GRACEFUL_SUCCESSOR_SPAWN'
   | 'ERR_GRACEFUL_SUCCESSOR_PROBATION'
   | 'ERR_GRACEFUL_REBOOT_VETOED'
+  | 'ERR_GRACEFUL_REBOOT_NO_LISTENER'
 
 /** The state an old process hands over (`handover()` / `inherited()`) could not be taken, sent or read; `name` says which. */
 export type HandoverErrorCode =
@@ -79,8 +80,9 @@ export class AlreadyRegisteredError extends GracefulError {
 }
 
 /**
- * The PID file cannot be written: its folder is missing, not a folder or not writable (checked when
- * the options are resolved), or the write itself failed. The message names the path and the cause.
+ * The PID file cannot be written: its folder is missing, not a folder, not writable or not the app's
+ * own (checked when the options are resolved), or the write itself failed; or it names another live
+ * instance of the app (checked when the app registers). The message names the path and the cause.
  */
 export class PidFileError extends GracefulError {
   readonly path: string

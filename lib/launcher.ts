@@ -24,6 +24,7 @@ export type LauncherKind =
   | 'npm' | 'npx' | 'yarn' | 'pnpm'
   | 'pm2 fork' | 'pm2 cluster'
   | 'supervisor'
+  | 'wrapper'
 
 export interface Launcher {
   readonly kind: LauncherKind
@@ -125,6 +126,21 @@ function packageManager (p: AncestorInfo): 'npm' | 'npx' | 'yarn' | 'pnpm' | und
   return undefined
 }
 
+/**
+ * Programs that start the app as their child, wait for it and exit when it exits: `timeout 600 node
+ * app.js`, `flock /run/app.lock node app.js`, `sudo -u app node app.js`, `su`/`runuser -c`,
+ * `/usr/bin/time`, and the Node CLIs cross-env, dotenv (dotenv-cli) and env-cmd. (nice, nohup, env,
+ * stdbuf, taskset, setpriv and chpst exec the app instead: they are not its parent.)
+ */
+const WRAPPERS = new Set(['timeout', 'flock', 'sudo', 'su', 'runuser', 'time', 'cross-env', 'dotenv', 'env-cmd'])
+
+/** The wrapper `p` is (its program's name), if it is one of WRAPPERS. */
+function wrapper (p: AncestorInfo): string | undefined {
+  const name = basename(commandOf(p).script).replace(/\.[cm]?js$/, '')
+  if (WRAPPERS.has(name)) return name
+  return WRAPPERS.has(p.comm) && !isNode(p.argv[0]) ? p.comm : undefined
+}
+
 function isNodemon (p: AncestorInfo): boolean {
   const { script } = commandOf(p)
   return basename(script) === 'nodemon' || /nodemon[\\/]bin[\\/]nodemon\.js$/.test(script)
@@ -214,5 +230,15 @@ export function detectLauncher (facts: LauncherFacts): Launcher {
     return { kind: pm, name: pm === 'npx' ? 'npx' : scriptName(pm), evidence, rebootProblem: scriptProblem(pm) }
   }
   if (p.comm === 'systemd' || name === 'systemd') return { kind: 'systemd', name: 'systemd', evidence }
+  const wrapped = wrapper(p)
+  if (wrapped !== undefined) {
+    return {
+      kind: 'wrapper',
+      name: wrapped,
+      evidence,
+      rebootProblem: `${wrapped} waits for this process and exits when it exits, so a reboot's successor would run on as an orphan holding the port (and ${wrapped}'s own limit, lock or user would no longer apply to it), while whatever runs ${wrapped} thinks the app ended; ` +
+        `run node directly, with what ${wrapped} does done another way (under systemd: RuntimeMaxSec= for timeout, User= for sudo or su, a PID file), or use shutdown and let the supervisor start the app again; launcher: 'ignore' reboots anyway (when what runs ${wrapped} follows the PID file)`
+    }
+  }
   return { kind: 'terminal', name: p.comm !== '' ? p.comm : basename(p.argv[0] ?? ''), evidence }
 }

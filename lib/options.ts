@@ -4,6 +4,7 @@ import { InvalidOptionError, describe } from './errors'
 import { isLogger, type Logger } from './log'
 import { atLeast, ms } from './durations'
 import { checkPidFile } from './pidfile'
+import { statusFilePath } from './status-file'
 import { checkToken } from './admin-token'
 import { resolveChecks, type HealthCheck, type ResolvedCheck } from './health-options'
 
@@ -173,7 +174,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     launcher: resolveLauncher(o.launcher)
   }
   // Last, once every value is known to be good: the only check that looks at the file system.
-  if (pidFile !== undefined) checkPidFile(pidFile)
+  if (pidFile !== undefined) checkPidFile(pidFile, statusFilePath(pidFile, process.pid))
   return resolved
 }
 

@@ -74,6 +74,11 @@ export interface StatusRecord {
   kind?: 'supervisor'
   /** A supervisor's slots. */
   slots?: SlotStatus[]
+  /**
+   * When the process started, in clock ticks after boot (field 22 of /proc/<pid>/stat; Linux only):
+   * a reader tells the process that wrote the record from a later one given the same pid.
+   */
+  startTicks?: number
 }
 
 /** The status file of process `pid` whose PID file is `pidFile`. */
@@ -81,16 +86,20 @@ export function statusFilePath (pidFile: string, pid: number): string {
   return `${pidFile}.${pid}.status`
 }
 
-/** Writes the record atomically (a temp file renamed over the status file). */
+/** Writes the record atomically (a temp file renamed over the status file), with mode 0644. */
 export function writeStatus (pidFile: string, record: StatusRecord): void {
   writeAtomically(statusFilePath(pidFile, record.pid), JSON.stringify(record) + '\n')
 }
 
-/** The record of process `pid`, or undefined when it has none (gone, or a version without status files) or it cannot be parsed. */
-export function readStatus (pidFile: string, pid: number): StatusRecord | undefined {
+/**
+ * The record of process `pid`, or undefined when it has none (gone, or a version without status
+ * files) or it cannot be parsed. With `owner` (a uid): only a regular file that belongs to that user
+ * (the app's) is read; a symbolic link or another user's file counts as none.
+ */
+export function readStatus (pidFile: string, pid: number, owner?: number): StatusRecord | undefined {
   let text: string
   try {
-    text = fs.readFileSync(statusFilePath(pidFile, pid), 'utf8')
+    text = readOwned(statusFilePath(pidFile, pid), owner)
   } catch {
     return undefined
   }
@@ -99,6 +108,20 @@ export function readStatus (pidFile: string, pid: number): StatusRecord | undefi
     return typeof r === 'object' && r !== null && r.pid === pid ? r : undefined
   } catch {
     return undefined
+  }
+}
+
+/** The text of `file`, opened without following a symbolic link; with `owner`, it must be a regular file of that uid. Throws otherwise. */
+export function readOwned (file: string, owner?: number): string {
+  if (owner === undefined) return fs.readFileSync(file, 'utf8')
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0))
+  try {
+    const st = fs.fstatSync(fd)
+    if (!st.isFile()) throw new Error(`${file} is not a regular file`)
+    if (st.uid !== owner) throw new Error(`${file} belongs to uid ${st.uid}, not ${owner}`)
+    return fs.readFileSync(fd, 'utf8')
+  } finally {
+    fs.closeSync(fd)
   }
 }
 

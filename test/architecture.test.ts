@@ -92,7 +92,7 @@ test('only the adapters import a framework', (t) => {
 /**
  * The layers, top to bottom: adapters -> lifecycle (and the routes' decisions) -> the two sides of a
  * reboot and the signal and launcher policy -> drain and the start graph (and the shapes they report) -> handoff -> the
- * base (os seam, errors, log, options, health-options and admin-token, limits, PID file and status file,
+ * base (os seam, errors, log, options, health-options and admin-token, limits, PID file, status file and the trust in them,
  * other processes' facts, the systemd notify channel). An import may stay in its layer or go down.
  */
 const LAYERS: Array<[rank: number, pattern: RegExp]> = [
@@ -101,7 +101,7 @@ const LAYERS: Array<[rank: number, pattern: RegExp]> = [
   [4, /^lib\/(outgoing|incoming|workers)\/|^lib\/(signals|launcher)\.ts$/],
   [3, /^lib\/(drain|startup)\/|^lib\/events\.ts$/],
   [2, /^lib\/handoff\//],
-  [1, /^lib\/(os|errors|log|options|health-options|durations|limits|admin-token|cycle|pidfile|status-file|exclusive|exit-codes|proc|systemd-notify)\.ts$/]
+  [1, /^lib\/(os|errors|log|options|health-options|durations|limits|admin-token|cycle|pidfile|status-file|trust|exclusive|exit-codes|proc|systemd-notify)\.ts$/]
 ]
 
 function rank (file: string): number | undefined {

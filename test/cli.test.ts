@@ -85,6 +85,8 @@ test('--wait times out with exit 5 when the process ignores the signal', async (
   const f = startFixture(t, 'admin-stubborn')
   await f.waitFor('ready')
   fs.writeFileSync(pidFile, `${f.pid}\n`)
+  // What the app keeps beside its PID file, without which the CLI takes the process for another program.
+  fs.writeFileSync(`${pidFile}.${f.pid}.status`, JSON.stringify({ pid: f.pid, state: 'running', role: null, startedAt: Date.now(), updatedAt: Date.now(), reboots: { requested: 0, refused: 0, failed: 0, succeeded: 0 }, attempts: [] }))
   const reboot = await runCli(['reboot', '--pid-file', pidFile, '--wait', '--timeout', '300'])
   t.is(reboot.code, 5)
   t.regex(reboot.stderr, new RegExp(`timed out after 300 ms: no verdict from ${f.pid}`))

@@ -54,6 +54,11 @@ const TABLE: Array<{ title: string, facts: LauncherFacts, kind: LauncherKind, na
   { title: 'pm2-runtime', facts: facts([[200, 'node', ['node', '/srv/app/node_modules/.bin/pm2-runtime', 'app.js']]], { pm_id: '0', exec_mode: 'fork_mode' }), kind: 'pm2 fork', refused: true },
   { title: 'PM2 cluster mode (refused as a cluster worker, not here)', facts: facts([[200, 'PM2 v7.0.4: God', ['PM2 v7.0.4: God Daemon (/root/.pm2)']]], { pm_id: '1', exec_mode: 'cluster_mode' }), kind: 'pm2 cluster', refused: false },
   { title: 'pm_id inherited by a child of an app under PM2', facts: facts([[400, 'node', ['/usr/bin/node', '/srv/app/server.js']]], { pm_id: '0', exec_mode: 'fork_mode' }), kind: 'terminal', refused: false },
+  { title: 'timeout 600 node app.js', facts: facts([[200, 'timeout', ['timeout', '600', 'node', 'app.js']], BASH]), kind: 'wrapper', name: 'timeout', refused: true },
+  { title: 'flock through sh -c', facts: facts([[201, 'sh', ['sh', '-c', 'node app.js']], [200, 'flock', ['/usr/bin/flock', '/run/app.lock', 'sh', '-c', 'node app.js']]]), kind: 'wrapper', name: 'flock', refused: true },
+  { title: 'sudo -u app node app.js', facts: facts([[200, 'sudo', ['sudo', '-u', 'app', 'node', 'app.js']]]), kind: 'wrapper', name: 'sudo', refused: true },
+  { title: 'cross-env (a Node CLI)', facts: facts([[200, 'node', ['node', '/srv/app/node_modules/.bin/cross-env', 'NODE_ENV=production', 'node', 'app.js']]]), kind: 'wrapper', name: 'cross-env', refused: true },
+  { title: 'nice, nohup and env exec the app: not its parent (the shell is)', facts: facts([BASH]), kind: 'terminal', refused: false },
   { title: 'no readable parent', facts: facts([]), kind: 'unknown', refused: false }
 ]
 
@@ -296,6 +301,28 @@ test('node --watch: a change drains the app (its request completes) and the next
   process.kill(f.pid, 'SIGTERM')
   await f.closed
   t.false(isAlive(next.pid))
+})
+
+test('under `timeout 120 node app.js` reboot(), SIGUSR2 and /reboot are refused naming timeout and the fix; the app keeps serving, no orphan', async (t) => {
+  const f = start(t, { env: { ADMIN: '1', FIXTURE_LOG: '1' }, via: (file) => ['timeout', ['120', process.execPath, file]] })
+  const l = await f.waitFor('listening') as Listening
+  f.track(l.pid)
+  t.not(l.pid, f.pid, 'timeout is the parent')
+  t.is(l.launcher, 'wrapper')
+  t.is(l.launcherName, 'timeout')
+  const r = await request(l.port, '/reboot', 'POST')
+  t.like(r.body, { ok: false, code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED' })
+  t.regex(r.body.message as string, new RegExp(`^cannot reboot under timeout \\(parent ${f.pid}: timeout 120 .*\\): timeout waits for this process and exits when it exits, so a reboot's successor would run on as an orphan.*RuntimeMaxSec=.*launcher: 'ignore'`))
+  const admin = await request(l.port, '/_admin/reboot?second=1', 'POST')
+  t.is(admin.status, 501)
+  process.kill(l.pid, 'SIGUSR2')
+  const logged = await f.waitFor((e) => typeof e.msg === 'string' && e.msg.includes('reboot failed; still serving'))
+  t.like(logged, { pid: l.pid, err: { code: 'ERR_GRACEFUL_REBOOT_UNSUPPORTED' } })
+  t.like((await request(l.port, '/')).body, { pid: l.pid }, 'still serving, no successor')
+  t.false(f.lines.some((e) => e.event === 'handoff' && e.step === 'spawned'), 'nothing spawned')
+  process.kill(l.pid, 'SIGTERM')
+  await f.exited
+  t.false(isAlive(l.pid))
 })
 
 test('a plain `node app.js` (the parent is this test runner, even under npm test) may reboot', async (t) => {

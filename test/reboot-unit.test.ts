@@ -19,7 +19,7 @@ import { RebootError } from '../lib/errors'
 import { MAX_MS } from '../lib/limits'
 import { resolveOptions, type GracefulOptions } from '../lib/options'
 import { GracefulUnit } from '../lib/drain/app'
-import { FakeSeam, deferred, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
+import { FakeSeam, deferred, memoryLogger, pretendListening, settle } from './fixtures/finalizer-fake-seam'
 
 class FakeChild extends EventEmitter {
   readonly pid = 5151
@@ -51,8 +51,15 @@ class FakeChild extends EventEmitter {
   answerPings = true
   pings = 0
   private readonly unwritten: Array<(err: Error | null) => void> = []
+  /** true: send() returns false as Node's does over a backlog of unsent messages (it still delivers them). */
+  backlog = false
   send (message: unknown, ...rest: unknown[]): boolean {
     if (!this.connected) return false
+    if (this.backlog) return this.sendNow(message, rest) && false
+    return this.sendNow(message, rest)
+  }
+
+  private sendNow (message: unknown, rest: unknown[]): boolean {
     const m = message as { type?: string, n?: number }
     if (m.type === PING_MESSAGE) {
       this.pings++
@@ -100,6 +107,7 @@ function world (seam = new FakeSeam(), host: Partial<LifecycleHost> = {}, option
     onParentMessage: () => () => {},
     ...host
   })
+  pretendListening(life)
   const log = memoryLogger()
   const unit = new GracefulUnit('app', resolveOptions({ rebootTimeout: 2000, timeout: 1000, ...options }), log, seam)
   life.register(unit)
@@ -694,6 +702,52 @@ test('the successor holds a handed-over connection unread until COMMIT; REVOKE c
   deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 3 }, c)
   gone()
   t.deepEqual(served.map((s) => s.socket), [a, c], 'the old process died holding no copy: it is served here')
+})
+
+test('the IPC channel closes while both processes live: a held connection stays the old process\'s alone (it revoked or could not commit it); the successor closes its copy unread', async (t) => {
+  // The successor's side: the channel is gone, the old process is alive.
+  let deliver: (m: unknown, handle?: unknown) => void = () => {}
+  let gone: () => void = () => {}
+  const parent = new ParentChannel({ send: () => true, onParentMessage: (fn) => { deliver = fn; return () => {} }, onParentGone: (fn) => { gone = fn } }, 42)
+  const served: unknown[] = []
+  parent.onConnection((_address, socket) => { served.push(socket) }, true, () => true)
+  const calls: string[] = []
+  const held = { write () {}, destroy () { calls.push('destroy') }, _handle: { reading: true, readStop () { calls.push('readStop') }, readStart () { calls.push('readStart') } } }
+  deliver({ type: CONNECTION_MESSAGE, address: 'tcp:127.0.0.1:3000', id: 1 }, held)
+  gone()
+  t.deepEqual(served, [], 'not served here')
+  t.deepEqual(calls, ['readStop', 'destroy'], 'closed unread: never read by this process')
+
+  // The old process's side, the successor alive: a connection whose handle was written when the channel
+  // closed stays here (read again by this process alone), and one whose TAKEN came but whose COMMIT
+  // cannot be sent stays here too.
+  const seam = new FakeSeam()
+  const child = new FakeChild()
+  const successor = sender(seam, child)
+  const written = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await settle()
+  child.disconnect()
+  t.false(await written, 'the channel closed before TAKEN: it stays here')
+  const child2 = new FakeChild()
+  const successor2 = sender(new FakeSeam(), child2)
+  const confirmed = successor2.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await settle()
+  child2.connected = false
+  child2.emit('message', { type: TAKEN_MESSAGE, id: 1 })
+  t.false(await confirmed, 'TAKEN came, COMMIT could not be sent: it stays here')
+  t.false([...child.sent, ...child2.sent].some((m) => (m as { type: string }).type === COMMIT_MESSAGE), 'never committed')
+  t.is(child.exitCode, null, 'the successor lives on')
+})
+
+test('a COMMIT sent over a backlog (send() returns false, Node delivers it all the same) hands the connection over: the old process closes its copy', async (t) => {
+  const child = new FakeChild()
+  const successor = sender(new FakeSeam(), child)
+  const sent = successor.sendSocket('tcp:127.0.0.1:3000', {} as net.Socket)
+  await settle()
+  child.backlog = true
+  child.emit('message', { type: TAKEN_MESSAGE, id: 1 })
+  t.true(await sent, 'the successor serves it once the COMMIT arrives: not read here again')
+  t.like(child.sent.at(-1), { type: COMMIT_MESSAGE, id: 1 })
 })
 
 test('from an old process of an earlier version (no two-phase hand-over in its environment), a connection is served as soon as it arrives', (t) => {

@@ -11,7 +11,7 @@ import { ListenerRegistry } from '../lib/handoff/listeners'
 import { Inherited } from '../lib/incoming/inherited'
 import { ProcessLifecycle } from '../lib/lifecycle'
 import { resolveOptions } from '../lib/options'
-import { FakeSeam, memoryLogger, settle } from './fixtures/finalizer-fake-seam'
+import { FakeSeam, memoryLogger, pretendListening, settle } from './fixtures/finalizer-fake-seam'
 
 class FakeChild extends EventEmitter {
   readonly pid = 5151
@@ -50,6 +50,7 @@ test('a throw after the hand-over (a \'handoff\' listener on drained) is logged,
     send: () => false,
     onParentMessage: () => () => {}
   })
+  pretendListening(life)
   const log = memoryLogger()
   life.register(new GracefulUnit('app', resolveOptions({ exit: false, timeout: 1000, rebootTimeout: 2000, rebootProbation: 0 }), log, seam))
   life.on('handoff', (e) => { if (e.step === 'drained') throw new Error('listener broke') })

@@ -127,6 +127,21 @@ test('a failing service is retried after 100, 200 and 400 ms, and logged at each
   t.deepEqual(db, { name: 'db', required: true, state: 'started', attempts: 4, ms: 700 }, 'the last error is cleared once started')
 })
 
+test('the process is held alive while a service starts, its waits between attempts included (the timers never hold it), and released once it started or failed', async (t) => {
+  const { seam } = spySeam()
+  let held = 0
+  const clock = { now: () => seam.now(), timer: (ms: number, fn: () => void) => seam.timer(ms, fn), hold: () => { held++; return () => { held-- } } }
+  const g = new StartupGraph()
+  g.add(flaky([new Error('e1')], []), { name: 'db', retries: 1, backoff: 100 })
+  g.add(async () => { throw new Error('down') }, { name: 'cache', required: false })
+  const run = g.run(clock)
+  await settle()
+  t.is(held, 1, 'db waits 100 ms before its second attempt: held (cache failed and let go)')
+  await seam.advance(100)
+  await run
+  t.is(held, 0, 'released once db started')
+})
+
 test('the wait between attempts doubles up to MAX_BACKOFF_MS; a required service failing every attempt rejects run()', async (t) => {
   const { seam, timers, clock } = spySeam()
   const g = new StartupGraph()

@@ -208,19 +208,23 @@ test('hooks: a beforeSpawn veto refuses the reboot naming the hook; otherwise bo
   await f.closed
 })
 
-test('a successor whose required service fails after its retries does not serve: the reboot rolls back, the old process serves on', async (t) => {
-  const { f, modeFile } = start(t)
-  const first = await f.waitFor('listening') as Listening
-  fs.writeFileSync(modeFile, 'db-down')
-  const { res, successor } = await failedReboot(f, first.port)
-  t.is(res.ok, false)
-  t.is(res.code, 'ERR_GRACEFUL_SUCCESSOR_EXITED', String(res.message))
-  const failed = f.lines.find((e) => e.event === 'boot-failed' && e.pid === successor)
-  t.is(failed?.code, 'ERR_GRACEFUL_STARTUP_FAILED')
-  t.regex(String(failed?.message), /required service "db" failed after 3 attempts: connect ECONNREFUSED/)
-  t.false(f.lines.some((e) => e.event === 'listening' && e.pid === successor), 'it never listened')
-  t.is((await getJson<{ pid: number }>(first.port, '/count')).body.pid, first.pid)
-  fs.writeFileSync(modeFile, '')
-  process.kill(first.pid, 'SIGTERM')
-  await f.closed
-})
+for (const framework of ['fastify', 'express']) {
+  test(`${framework}: a successor whose required service fails after its retries does not serve: the reboot rolls back with the service's StartupError, the old process serves on`, async (t) => {
+    const { f, modeFile } = start(t, { FRAMEWORK: framework })
+    const first = await f.waitFor('listening') as Listening
+    fs.writeFileSync(modeFile, 'db-down')
+    const { res, successor } = await failedReboot(f, first.port)
+    t.is(res.ok, false)
+    // The old process's reboot() rejects with the service's error, not "started shutting down (uncaughtException)".
+    t.is(res.code, 'ERR_GRACEFUL_STARTUP_FAILED', String(res.message))
+    t.regex(String(res.message), new RegExp(`^successor ${String(successor)} did not start: required service "db" failed after 3 attempts: connect ECONNREFUSED`))
+    const failed = f.lines.find((e) => e.event === 'boot-failed' && e.pid === successor)
+    t.is(failed?.code, 'ERR_GRACEFUL_STARTUP_FAILED')
+    t.regex(String(failed?.message), /required service "db" failed after 3 attempts: connect ECONNREFUSED/)
+    t.false(f.lines.some((e) => e.event === 'listening' && e.pid === successor), 'it never listened')
+    t.is((await getJson<{ pid: number }>(first.port, '/count')).body.pid, first.pid)
+    fs.writeFileSync(modeFile, '')
+    process.kill(first.pid, 'SIGTERM')
+    await f.closed
+  })
+}

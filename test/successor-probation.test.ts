@@ -12,7 +12,7 @@ import type { LifecycleHost } from '../lib/lifecycle/host'
 import type { LauncherFacts } from '../lib/launcher'
 import { GracefulUnit } from '../lib/drain/app'
 import { resolveOptions, type GracefulOptions } from '../lib/options'
-import { FakeSeam, memoryLogger } from './fixtures/finalizer-fake-seam'
+import { FakeSeam, memoryLogger, pretendListening } from './fixtures/finalizer-fake-seam'
 
 const TERMINAL: LauncherFacts = { ancestors: [{ pid: 1000, comm: 'bash', argv: ['-bash'] }], env: {} }
 const SYSTEMD: LauncherFacts = { ancestors: [{ pid: 1, comm: 'systemd', argv: ['/sbin/init'] }], env: { INVOCATION_ID: 'abc' } }
@@ -40,6 +40,7 @@ function world (t: import('ava').ExecutionContext, o: { parentPid?: number, fact
     onParentMessage: () => () => {}
   }
   w.life = new ProcessLifecycle(seam, host)
+  pretendListening(w.life)
   w.life.register(new GracefulUnit('app', resolveOptions({ exit: false, timeout: 1000, rebootProbation: 2000, pidFile, ...o.options }), memoryLogger(), seam))
   return w
 }

@@ -112,6 +112,27 @@ test('inherited(): an old process that never answers is a timeout error, not a h
   await t.throwsAsync(fresh.inherited(''), { instanceOf: InvalidOptionError })
 })
 
+test('inherited(): a malformed answer (no data, a null error) fails the request with a coded error; the IPC listener does not throw', async (t) => {
+  const seam = new FakeSeam()
+  const listeners: Array<(m: unknown) => void> = []
+  const requests: Array<{ id: number, name: string }> = []
+  const client = new StateClient({
+    host: { send: (m) => { requests.push(m as { id: number, name: string }); return true }, onParentMessage: (fn) => { listeners.push(fn); return () => {} }, onParentGone: () => {} },
+    enabled: true,
+    timer: (ms, fn) => seam.timer(ms, fn),
+    hold: () => () => {},
+    timeout: () => 1000
+  })
+  const deliver = (m: unknown): void => { for (const fn of listeners) fn(m) }
+  const noData = client.inherited('cache')
+  const nullError = client.inherited('jobs')
+  const [a, b] = requests as unknown as [{ id: number }, { id: number }]
+  t.notThrows(() => { deliver({ type: STATE_MESSAGE, id: a.id, kind: 'whole', end: true, last: true }) }, 'a part without data')
+  t.notThrows(() => { deliver({ type: STATE_MESSAGE, id: b.id, error: null }) }, 'an error that is null')
+  await t.throwsAsync(noData, { instanceOf: HandoverError, code: 'ERR_GRACEFUL_HANDOVER_FAILED', message: /^inherited\("cache"\): the old process sent a malformed answer \(a part without data \(undefined\)\)$/ })
+  await t.throwsAsync(nullError, { instanceOf: HandoverError, code: 'ERR_GRACEFUL_HANDOVER_FAILED', message: /^inherited\("jobs"\): the old process sent a malformed answer/ })
+})
+
 test('final(): held by the old process until its drain is over, then answered with the snapshot taken then', async (t) => {
   const c = channel()
   let n = 1
@@ -145,6 +166,10 @@ test('hooks: validation names the bad value; a veto, a throw and a timeout refus
   const vetoed = hanging.veto(ctx, (ms, fn) => seam.timer(ms, fn), log)
   await seam.advance(50)
   t.is(await vetoed, 'the beforeSpawn hook "slow" did not return within 50 ms')
+  // A hook's own value that looks like the timeout's marker is just a value: no veto, no timeout.
+  const objects = new RebootHooks()
+  objects.add('beforeSpawn', () => ({ late: true }) as never, { name: 'odd' })
+  t.is(await objects.veto(ctx, (ms, fn) => seam.timer(ms, fn), log), undefined, '{ late: true } returned by a hook is not a timeout')
   const others = new RebootHooks()
   const calls: string[] = []
   others.add('ready', () => { throw new Error('sync') }, { name: 'a' })

@@ -72,6 +72,9 @@ export class ListenerRegistry {
     return out
   }
 
+  /** How many listening sockets the tracked servers hold (`sockets().length`): a reboot with none is refused. */
+  count (): number { return this.sockets().length }
+
   /** The paths of the adopted Unix sockets that tracked servers listen on. */
   adoptedPaths (): string[] {
     return [...this.listeners.values()].flatMap((l) => l.server.listening && l.path !== undefined ? [l.path] : [])

@@ -75,9 +75,15 @@ export type StateAnswer =
   | { type: typeof STATE_MESSAGE, id: number, error: { code: string, message: string } }
   | { type: typeof STATE_MESSAGE, id: number, kind: SliceKind, data: string, end: boolean, last: boolean, bytes: number }
 
+/**
+ * In FAILING_MESSAGE: a required startup service of the new process failed (its StartupError), so that
+ * the old process's reboot() rejects with that error instead of "started shutting down".
+ */
+export interface StartupFailure { code: string, message: string, service: string }
+
 export type NewToOld =
   | { type: typeof READY_MESSAGE, pid: number }
-  | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string }
+  | { type: typeof FAILING_MESSAGE, pid: number, reason: string, trigger: string, error?: StartupFailure }
   | { type: typeof ADOPTION_MESSAGE, pid: number, asked: string, inherited: string[] }
   | { type: typeof TAKEN_MESSAGE, id: number }
   | { type: typeof PONG_MESSAGE, n: number }

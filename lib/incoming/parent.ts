@@ -3,9 +3,16 @@
 // address it did not inherit; obeys a rollback; takes the connections the old process hands over. The old process may be gone at any moment: an IPC
 // failure is never a crash, and the new process then carries on alone.
 import type * as net from 'node:net'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, COMMIT_MESSAGE, CONNECTION_MESSAGE, PING_MESSAGE, PONG_MESSAGE, REVOKE_MESSAGE, FAILING_MESSAGE, READY_MESSAGE, TAKEN_MESSAGE, messageType, type NewToOld, type OldToNew, type StartupFailure } from '../handoff/protocol'
 import { holdReading, releaseReading } from '../handoff/socket'
 import type { RebootHost } from '../os'
+
+/** The code, message and service of a StartupError (from any copy of the package), else undefined. */
+function startupFailure (err: unknown): StartupFailure | undefined {
+  const e = err as { code?: unknown, message?: unknown, service?: unknown } | null | undefined
+  if (e?.code !== 'ERR_GRACEFUL_STARTUP_FAILED' || typeof e.message !== 'string') return undefined
+  return { code: e.code, message: e.message, service: typeof e.service === 'string' ? e.service : '' }
+}
 
 export class ParentChannel {
   private readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone'>
@@ -19,8 +26,14 @@ export class ParentChannel {
   /** Tells the old process to drain; false when it can no longer be told (it is gone). */
   ready (): boolean { return this.say({ type: READY_MESSAGE, pid: this.pid }) }
 
-  /** This process started shutting down: an old process still in probation rolls back. */
-  failing (reason: string, trigger: string): boolean { return this.say({ type: FAILING_MESSAGE, pid: this.pid, reason, trigger }) }
+  /**
+   * This process started shutting down: an old process still in probation rolls back. `cause`: why
+   * (a crash's error); a required startup service's failure (a StartupError) is passed on with it.
+   */
+  failing (reason: string, trigger: string, cause?: unknown): boolean {
+    const error = startupFailure(cause)
+    return this.say({ type: FAILING_MESSAGE, pid: this.pid, reason, trigger, ...(error === undefined ? {} : { error }) })
+  }
 
   /** A listen() asked for `asked`, which was not passed; `inherited` were. */
   adoptionMismatch (asked: string, inherited: string[]): boolean { return this.say({ type: ADOPTION_MESSAGE, pid: this.pid, asked, inherited }) }
@@ -44,13 +57,22 @@ export class ParentChannel {
    * on, once the old process committed it: until then the connection is held unread (TAKEN told the
    * old process it arrived); a REVOKE closes this copy unread (the old process serves it on). With
    * `twoPhase` false (an old process of an earlier version), it is served at once.
+   *
+   * When the channel closes with a connection still held (no COMMIT or REVOKE came), exactly one
+   * process must own it, and neither can tell the other anymore. The old process keeps every
+   * connection whose COMMIT it could not send (outgoing/handover.ts): so this process serves a held
+   * connection only when `parentAlive()` says the old process is gone (its copy died with it), and
+   * closes its copy unread while the old process lives (the channel closed, not the process).
    */
-  onConnection (fn: (address: string, socket: net.Socket) => void, twoPhase = true): () => void {
+  onConnection (fn: (address: string, socket: net.Socket) => void, twoPhase = true, parentAlive: () => boolean = () => false): () => void {
     const held = new Map<number, { address: string, socket: net.Socket }>()
-    // Every COMMIT or REVOKE comes before the channel closes: a connection still held then was sent by an
-    // old process that died before it could answer, and whose copy died with it: it is this process's.
     this.host.onParentGone?.(() => {
+      const theirs = held.size > 0 && parentAlive()
       for (const h of held.values()) {
+        if (theirs) {
+          h.socket.destroy()
+          continue
+        }
         fn(h.address, h.socket)
         releaseReading(h.socket)
       }

@@ -70,9 +70,9 @@ export class NewSide {
    * This process starts shutting down: tells the old process, and returns whether it rolls the
    * reboot back (it then serves on and takes the PID file back); false once its probation is over.
    */
-  failing (reason: string, trigger: string): boolean {
+  failing (reason: string, trigger: string, cause?: unknown): boolean {
     const waits = this.parentWaits() !== undefined
-    return this.reboot?.parent.failing(reason, trigger) === true && waits
+    return this.reboot?.parent.failing(reason, trigger, cause) === true && waits
   }
 
   /** A start over (registering after a completed shutdown): the next listen() announces again. */

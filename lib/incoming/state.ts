@@ -99,16 +99,18 @@ export class StateClient {
       const a = m as StateAnswer
       const p = this.pending.get(a.id)
       if (p === undefined) return
-      if ('none' in a) return this.settle(a.id, undefined)
-      if ('error' in a) return this.settle(a.id, new HandoverError(a.error.code as HandoverErrorCode, p.name, a.error.message), true)
-      p.parts.push(Buffer.from(a.data, 'base64'))
+      // A malformed answer fails its request (a coded error); it never throws in the IPC listener.
       try {
+        if ('none' in a) return this.settle(a.id, undefined)
+        if ('error' in a) return this.settle(a.id, new HandoverError(String(a.error.code) as HandoverErrorCode, p.name, String(a.error.message)), true)
+        if (typeof a.data !== 'string') throw new TypeError(`a part without data (${describe(a.data)})`)
+        p.parts.push(Buffer.from(a.data, 'base64'))
         if (a.end) {
           p.value = addSlice(a.kind, p.value, deserializeState(p.name, p.parts.splice(0)))
           p.slices++
         }
       } catch (err) {
-        return this.settle(a.id, err, true)
+        return this.settle(a.id, err instanceof HandoverError ? err : new HandoverError('ERR_GRACEFUL_HANDOVER_FAILED', p.name, `inherited("${p.name}"): the old process sent a malformed answer (${(err as Error).message})`, { cause: err }), true)
       }
       if (a.last) return this.settle(a.id, p.value)
       if (!p.final) this.wait(a.id, p, PART_STALL_MS)

@@ -10,6 +10,7 @@ import type { ProcessSeam, RebootHost } from '../os'
 import type { Inherited } from './inherited'
 import { ParentChannel } from './parent'
 import { readyWatchdog } from './watchdog'
+import { alive } from '../proc'
 
 /** What the new process's side of a reboot needs from the lifecycle. */
 export interface IncomingContext {
@@ -48,7 +49,7 @@ export class IncomingReboot {
         return
       }
       server.emit('connection', socket)
-    }, from.twoPhase)
+    }, from.twoPhase, () => from.parentPid !== undefined && alive(from.parentPid))
     const within = from.readyWithin
     if (within === undefined) return
     readyWatchdog(ctx.seam, within, () => ctx.settled(), () => {

@@ -105,7 +105,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   /** Why `reboot()` would be refused right now (the RebootError it would reject with), or undefined. */
   canReboot (): RebootError | undefined {
     return rebootRefusal({
-      state: this.current, rebooting: this.reboots.inFlight, seam: this.seam, host: this.host,
+      state: this.current, rebooting: this.reboots.inFlight, seam: this.seam, host: this.host, listening: () => this.listening.count(),
       launcher: () => this.launchers.applying(this.units.launcherIgnored),
       blockers: () => this.units.blockers(),
       parentWaits: () => this.newSide.parentWaits(),
@@ -125,8 +125,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** The registered apps (for tests and diagnostics). */
   get apps (): readonly GracefulUnit[] { return this.units.list() }
-  /** Adds an app. After a completed shutdown (with `exit: false`) the lifecycle starts over. */
+  /** Adds an app (refused if its PID file names another live instance). After a completed shutdown (with `exit: false`) the lifecycle starts over. */
   register (unit: GracefulUnit): void {
+    this.units.refuseOtherInstance(unit, [this.seam.pid, this.inherited.parentPid], this.host.isClusterWorker)
     if (this.current === 'stopped') {
       this.stopping = undefined
       this.crashError = undefined
@@ -155,8 +156,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
 
   /** Removes an app (when it closes); removes the process listeners with the last one. */
   unregister (unit: GracefulUnit): void {
-    if (!this.units.delete(unit)) return
-    this.refreshSignals()
+    if (this.units.delete(unit)) this.refreshSignals()
   }
 
   /** See `Lifecycle.shutdown` (index.ts). */
@@ -247,7 +247,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     try {
       this.setState('draining')
       // An old process in probation rolls back, serves on and takes the PID file back (do not remove it).
-      const rolledBack = this.newSide.failing(reason, trigger)
+      const rolledBack = this.newSide.failing(reason, trigger, this.crashError)
       const units = this.units.list()
       // No app registered: nothing of ours to end the process for; a crash (below) ends it even with exit: false.
       const exit = units.length > 0 && units.every((u) => u.options.exit)

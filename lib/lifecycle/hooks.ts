@@ -52,6 +52,9 @@ export const VETO_TIMEOUT_MS = 5_000
 
 interface Entry { step: RebootStep, name: string, fn: RebootHook, timeout: number }
 
+/** What a beforeSpawn hook's race resolves with when its timeout passes: no value a hook returns is it. */
+const LATE: unique symbol = Symbol('late')
+
 export class RebootHooks {
   private readonly entries: Entry[] = []
   private count = 0
@@ -80,10 +83,10 @@ export class RebootHooks {
   async veto (context: RebootHookContext, timer: (ms: number, fn: () => void) => () => void, log: Logger): Promise<string | undefined> {
     for (const e of this.entries.filter((h) => h.step === 'beforeSpawn')) {
       let cancel = (): void => {}
-      const late = new Promise<{ late: true }>((resolve) => { cancel = timer(e.timeout, () => { resolve({ late: true }) }) })
+      const late = new Promise<typeof LATE>((resolve) => { cancel = timer(e.timeout, () => { resolve(LATE) }) })
       try {
         const out = await Promise.race([Promise.resolve().then(() => e.fn({ ...context })), late])
-        if (typeof out === 'object' && out !== null && (out as { late?: unknown }).late === true) return `the beforeSpawn hook "${e.name}" did not return within ${e.timeout} ms`
+        if (out === LATE) return `the beforeSpawn hook "${e.name}" did not return within ${e.timeout} ms`
         if (typeof out === 'string' && out !== '') return `the beforeSpawn hook "${e.name}" vetoed it: ${out}`
       } catch (err) {
         log.error({ err, hook: e.name }, `graceful-reboot: the beforeSpawn hook "${e.name}" threw; the reboot is refused`)

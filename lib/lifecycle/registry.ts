@@ -4,6 +4,7 @@
 import type { GracefulUnit } from '../drain/app'
 import { DEFAULTS, ms } from '../options'
 import type { ProcessSeam } from '../os'
+import { refuseOtherInstance } from '../trust'
 
 export class AppRegistry {
   private readonly units = new Set<GracefulUnit>()
@@ -39,6 +40,16 @@ export class AppRegistry {
   pidFile (units: Iterable<GracefulUnit> = this.units): string | undefined {
     if (this.inWorker()) return undefined
     return [...units].find((u) => u.options.pidFile !== undefined)?.options.pidFile
+  }
+
+  /**
+   * Throws PidFileError when the PID file of `unit` names another live instance of the app (not one
+   * of `mine`: this process, the old process of the reboot that started it); a stale one is taken over.
+   * Not in a `node:cluster` worker (PM2 cluster mode): its siblings share its options, PID file included.
+   */
+  refuseOtherInstance (unit: GracefulUnit, mine: ReadonlyArray<number | undefined>, clusterWorker: boolean): void {
+    const file = this.pidFile([unit])
+    if (file !== undefined && !clusterWorker) refuseOtherInstance(file, mine)
   }
 
   /** An app set `launcher: 'ignore'`: no launcher's expectations apply. */

@@ -6,6 +6,7 @@ import type { HandoffEvent, LifecycleEvents, LifecycleState } from '../events'
 import type { LogRole, Logger } from '../log'
 import { StatsRecorder } from './stats'
 import { removeStatus, writeStatus, type RebootStatus, type RebootStep, type StatusRecord } from '../status-file'
+import { startTicks } from '../proc'
 
 export interface StatusContext {
   readonly pid: number
@@ -31,9 +32,12 @@ export class StatusReporter {
   /** The PID file whose status file this process wrote (removed at exit). */
   private wroteBeside: string | undefined
   private warned = false
+  /** This process's start time from /proc (Linux): the CLI tells it from a later process with the same pid. */
+  private readonly ticks: number | undefined
 
   constructor (events: Pick<EventEmitter<LifecycleEvents>, 'on'>, ctx: StatusContext) {
     this.ctx = ctx
+    this.ticks = ctx.pid === process.pid ? startTicks(ctx.pid) : undefined
     // First: the counts are up to date when this reporter writes a step.
     this.stats = new StatsRecorder(events, () => Date.now())
     // Stopped: the process ends (or, with `exit: false`, serves no more): its status file goes.
@@ -89,7 +93,8 @@ export class StatusReporter {
       startedAt: this.startedAt,
       updatedAt: Date.now(),
       reboots: this.counts(),
-      attempts: this.attempts
+      attempts: this.attempts,
+      ...(this.ticks === undefined ? {} : { startTicks: this.ticks })
     }
     try {
       writeStatus(pidFile, record)

@@ -18,11 +18,13 @@ export interface RefusalFacts {
   parentWaits: () => { ready: boolean, left: number } | undefined
   /** The PID file of the first app that has one. */
   pidFile: () => string | undefined
+  /** How many listening sockets the tracked servers hold: what a successor would take over. */
+  listening: () => number
   /** Why an app cannot be handed over (e.g. Fastify bound to two addresses), if it says so. */
   blockers: () => Iterable<string | undefined>
 }
 
-type RefusalCode = 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' | 'ERR_GRACEFUL_SHUTTING_DOWN' | 'ERR_GRACEFUL_REBOOT_UNSUPPORTED'
+type RefusalCode = 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' | 'ERR_GRACEFUL_SHUTTING_DOWN' | 'ERR_GRACEFUL_REBOOT_UNSUPPORTED' | 'ERR_GRACEFUL_REBOOT_NO_LISTENER'
 
 /** Why a reboot cannot start now (the RebootError it would reject with), or undefined. */
 export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
@@ -52,6 +54,11 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   const notifies = (f.host.env.NOTIFY_SOCKET ?? '') !== ''
   if (launcher?.kind === 'systemd' && f.pidFile() === undefined && !notifies) {
     return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot under systemd (${launcher.evidence}) without a PID file or a notify socket: systemd would take the old process's exit for the service's end and stop the successor; use the unit with Type=notify and NotifyAccess=all, or set the option pidFile and PIDFile= to the same path in the unit (see the systemd recipe in docs/operations.md), or launcher: 'ignore' to reboot anyway`)
+  }
+  // Nothing to hand over: a successor would only run the app's start-up again (migrations, consumers) and exit.
+  if (f.listening() === 0) {
+    return no('ERR_GRACEFUL_REBOOT_NO_LISTENER', 'cannot reboot: no server this package tracks is listening, so a successor would have no socket to take over and would only run the app\'s start-up again; ' +
+      'reboot once the app listens (after listen() resolved), and make the package track the server: Fastify\'s and app.listen() of Express are tracked, a server of your own (http.createServer(app)) needs graceful.attach(server) before its listen()')
   }
   for (const why of f.blockers()) {
     if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)

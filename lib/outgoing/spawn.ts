@@ -3,7 +3,7 @@
 // and stops it (asked to drain first, killed at the end of a grace) when the reboot is rolled back.
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
-import { AdoptionError, RebootError } from '../errors'
+import { AdoptionError, RebootError, StartupError } from '../errors'
 import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
@@ -125,7 +125,9 @@ export function startSuccessor (o: SuccessorOptions): Successor {
         fail(new AdoptionError(`successor ${pid} listens on ${a.asked}, which this process did not pass; it inherited ${a.inherited.join(', ')} (listen on the same addresses, or restart instead of rebooting)`))
       } else if (type === FAILING_MESSAGE) {
         const f = m as Extract<NewToOld, { type: typeof FAILING_MESSAGE }>
-        fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `successor ${pid} started shutting down (${f.trigger}) before it was ready`, pid))
+        // A required startup service failed: the reboot fails with that service's error.
+        if (f.error?.code === 'ERR_GRACEFUL_STARTUP_FAILED') fail(new StartupError(f.error.service, `successor ${pid} did not start: ${f.error.message}`))
+        else fail(new RebootError('ERR_GRACEFUL_SUCCESSOR_EXITED', `successor ${pid} started shutting down (${f.trigger}) before it was ready`, pid))
       }
     })
     child.once('error', (err) => {

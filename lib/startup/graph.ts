@@ -74,7 +74,7 @@ export class StartupGraph {
   private count = 0
   private phase: 'idle' | 'starting' | 'started' | 'failed' = 'idle'
   private running: Promise<void> | undefined
-  private seam: Pick<ProcessSeam, 'now' | 'timer'> | undefined
+  private seam: Pick<ProcessSeam, 'now' | 'timer' | 'hold'> | undefined
   private log: StartupLog = SILENT
   private resolveRun: () => void = () => {}
   private rejectRun: (err: unknown) => void = () => {}
@@ -130,7 +130,7 @@ export class StartupGraph {
    * dependencies started. Resolves once every required service started; rejects with the graph error, or a
    * StartupError as soon as a required service failed or was skipped (the others go on in the background).
    */
-  run (seam: Pick<ProcessSeam, 'now' | 'timer'>, log?: StartupLog): Promise<void> {
+  run (seam: Pick<ProcessSeam, 'now' | 'timer' | 'hold'>, log?: StartupLog): Promise<void> {
     if (this.running !== undefined) return this.running
     this.seam = seam
     this.log = log ?? SILENT
@@ -197,7 +197,19 @@ export class StartupGraph {
   }
 
   private async start (e: Entry): Promise<void> {
-    const seam = this.seam as Pick<ProcessSeam, 'now' | 'timer'>
+    const seam = this.seam as Pick<ProcessSeam, 'now' | 'timer' | 'hold'>
+    // The timers of the attempts and of the waits between them never keep the process alive: this does,
+    // until the service started or failed (a process with nothing else to do would exit 0 mid-retry).
+    const release = seam.hold?.() ?? (() => {})
+    try {
+      await this.attempts(e, seam)
+    } finally {
+      release()
+    }
+    this.schedule()
+  }
+
+  private async attempts (e: Entry, seam: Pick<ProcessSeam, 'now' | 'timer'>): Promise<void> {
     e.state = 'starting'
     e.startedAt = seam.now()
     for (let attempt = 1; ; attempt++) {
@@ -227,7 +239,6 @@ export class StartupGraph {
       }
       await new Promise<void>((resolve) => { seam.timer(wait, resolve) })
     }
-    this.schedule()
   }
 
   private skipped (e: Entry, blocker: Entry): void {

@@ -12,8 +12,8 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { PidFileError } from '../errors'
 import { checkPidFile, removePidFile, writePidFile } from '../pidfile'
-import { isRunning, startEnvironment } from '../proc'
-import { removeStatus, writeStatus, type StatusRecord } from '../status-file'
+import { alive, startEnvironment, startTicks } from '../proc'
+import { removeStatus, statusFilePath, writeStatus, type StatusRecord } from '../status-file'
 import { NotifyChannel } from '../systemd-notify'
 import { Supervisor, type SupervisorLogLevel } from './supervisor'
 
@@ -133,7 +133,7 @@ export function scriptProblem (script: string, cwd: string, nodeArgs: readonly s
  */
 export function pidFileProblem (file: string, self: number): string | undefined {
   try {
-    checkPidFile(file)
+    checkPidFile(file, statusFilePath(file, self))
   } catch (err) {
     if (err instanceof PidFileError) return err.message.replace('"pidFile"', '--pid-file')
     throw err
@@ -141,7 +141,7 @@ export function pidFileProblem (file: string, self: number): string | undefined 
   let text = ''
   try { text = fs.readFileSync(file, 'utf8').trim() } catch {}
   const pid = Number(text)
-  if (/^[0-9]+$/.test(text) && pid !== self && isRunning(pid)) {
+  if (/^[0-9]+$/.test(text) && pid !== self && alive(pid)) {
     return `--pid-file ${JSON.stringify(file)} names process ${pid}, which is running: another instance? Stop it first, or give this one a PID file of its own`
   }
   return undefined
@@ -164,7 +164,7 @@ export function removeStaleFolders (tmp: string): void {
   try { names = fs.readdirSync(tmp) } catch {}
   for (const name of names) {
     const pid = /^graceful-supervisor-([0-9]+)-/.exec(name)?.[1]
-    if (pid === undefined || isRunning(Number(pid))) continue
+    if (pid === undefined || alive(Number(pid))) continue
     const dir = path.join(tmp, name)
     try {
       if (fs.lstatSync(dir).uid === process.getuid?.()) fs.rmSync(dir, { recursive: true, force: true })
@@ -217,7 +217,7 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
     timer,
     now: () => Date.now(),
     log,
-    alive: isRunning,
+    alive,
     environ: startEnvironment,
     kill: (pid, signal) => { try { process.kill(pid, signal); return true } catch { return false } },
     changed: () => { notify.told(status) },
@@ -226,6 +226,7 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
       else notify.send('READY=1', `STATUS=${a.workers} workers serving; rolling reboot #${r.seq} ${r.step === 'serving' ? 'done' : `failed: ${r.error?.message ?? ''}`}`)
     }
   })
+  const ticks = startTicks(process.pid)
   let statusWritten = false
   let statusWarned = false
   function status (): void {
@@ -236,6 +237,7 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
       role: null,
       startedAt: supervisor.startedAt,
       updatedAt: Date.now(),
+      ...(ticks === undefined ? {} : { startTicks: ticks }),
       reboots: { ...supervisor.rollouts.counts },
       attempts: [...supervisor.rollouts.records],
       kind: 'supervisor',
