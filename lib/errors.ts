@@ -124,14 +124,23 @@ export function describe (value: unknown): string {
   }
 }
 
+/** The codes of a reboot refused before anything started: the process serves on as it was. */
+const REFUSED = new Set(['ERR_GRACEFUL_REBOOT_IN_PROGRESS', 'ERR_GRACEFUL_SHUTTING_DOWN', 'ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'ERR_GRACEFUL_REBOOT_NO_LISTENER'])
+
 /**
- * The catch of a reboot started in the background (a signal, the admin route): logs why it failed and
- * that this process still serves, unless a shutdown aborted it (the reboot logs that itself: this
- * process is draining, not serving).
+ * The catch of a reboot started in the background (a signal, the admin route): a refusal is one
+ * warning with its reason (no stack: nothing went wrong); a failure after the successor was spawned,
+ * a veto and an abort by a shutdown were logged by the reboot where they happened (once, by the old
+ * process); anything else is an error with its stack.
  */
-export function logRebootFailure (log: Pick<Logger, 'error'>, what: string): (err: unknown) => void {
+export function logRebootFailure (log: Pick<Logger, 'warn' | 'error'>, what: string): (err: unknown) => void {
   return (err) => {
-    if ((err as { code?: unknown } | null)?.code === 'ERR_GRACEFUL_REBOOT_ABORTED') return
+    const code = (err as { code?: unknown } | null)?.code
+    if (typeof code === 'string' && REFUSED.has(code)) {
+      log.warn({ code, reason: (err as Error).message }, `graceful-reboot: ${what} refused: ${(err as Error).message}; still serving`)
+      return
+    }
+    if (err instanceof GracefulError) return
     log.error({ err }, `graceful-reboot: ${what} failed; still serving`)
   }
 }

@@ -52,8 +52,8 @@ test('control: with Fastify\'s logger on, the crash goes through pino only (not 
 interface Rebooted { f: Fixture, oldPid: number, newPid: number }
 
 /** Starts the app, reboots it with SIGUSR2, then shuts the successor down with SIGTERM; resolves once both are gone. */
-async function rebootThenStop (t: ExecutionContext, app: string): Promise<Rebooted> {
-  const f = startFixture(t, 'log-app', { env: { APP: app } })
+async function rebootThenStop (t: ExecutionContext, app: string, env: Record<string, string> = {}): Promise<Rebooted> {
+  const f = startFixture(t, 'log-app', { env: { APP: app, ...env } })
   await f.waitFor('listening')
   f.child.kill('SIGUSR2')
   const spawned = await f.waitFor((e) => e.event === 'handoff' && e.step === 'spawned')
@@ -100,6 +100,44 @@ test('pino (Fastify logger on): during a reboot the package\'s lines carry pid a
   t.true(young.length > 0)
   t.deepEqual(young.map((l) => l.role), Array(young.length).fill('new'))
   t.notRegex(f.stderr(), /"pid":[^\n]*"pid":/, 'pid is not written twice on a line')
+})
+
+test('pino at "warn": a successful reboot writes no line at all; at "info" every line the two processes write is JSON', async (t) => {
+  const quiet = await rebootThenStop(t, 'fastify-pino', { LEVEL: 'warn' })
+  t.is(quiet.f.stderr(), '', 'nothing at warn or above')
+  const { f } = await rebootThenStop(t, 'fastify-pino')
+  const lines = f.stderr().split('\n').filter((l) => l !== '')
+  t.true(lines.length > 5)
+  t.deepEqual(lines.filter((l) => !l.startsWith('{')), [], 'no plain-text line among the JSON')
+  t.is(pinoLines(f).length, lines.length)
+  t.deepEqual(pinoLines(f).filter((l) => (l.level as number) >= 40), [], 'no warning or error in a successful reboot')
+})
+
+test('a refused reboot (a successor asked to reboot within its probation) is one warning with its reason, no error and no stack', async (t) => {
+  const f = startFixture(t, 'log-app', { env: { APP: 'fastify-pino', PROBATION: '8000' } })
+  await f.waitFor('listening')
+  f.child.kill('SIGUSR2')
+  const spawned = await f.waitFor((e) => e.event === 'handoff' && e.step === 'spawned')
+  const successor = spawned.other as number
+  f.track(successor)
+  await f.waitFor((e) => e.event === 'listening' && e.pid === successor)
+  // Its old process can still roll it back for 8 s: it refuses.
+  process.kill(successor, 'SIGUSR2')
+  const refused = await new Promise<Record<string, unknown>>((resolve) => {
+    const look = (): void => {
+      const l = pinoLines(f).find((l) => l.pid === successor && String(l.msg).includes('refused'))
+      if (l !== undefined) { f.child.stderr?.off('data', look); resolve(l) }
+    }
+    f.child.stderr?.on('data', look)
+    look()
+  })
+  t.is(refused.level, 40, String(refused.msg))
+  t.is(refused.err, undefined, 'no error object, no stack')
+  t.is(refused.code, 'ERR_GRACEFUL_REBOOT_IN_PROGRESS')
+  // The old process's shutdown aborts the reboot and stops the successor.
+  process.kill(f.pid, 'SIGTERM')
+  await f.closed
+  t.deepEqual(pinoLines(f).filter((l) => l.pid === successor && (l.level as number) >= 50), [], 'no error line')
 })
 
 /** The JSON (pino) lines on the fixture's stderr. */

@@ -25,9 +25,15 @@ export class ConnectionSender {
   private current: InFlight | undefined
   private lastId = 0
   private stoppedWhy: string | undefined
+  /** A connection was given to `send()`: a stop from now on leaves connections here, and is told. */
+  private started = false
   private readonly onStop: (why: string) => void
 
-  /** `onStop` is told once why the transfer stopped (no TAKEN in time, the channel closed, `stop()`). */
+  /**
+   * `onStop` is told once why the transfer stopped (no TAKEN in time, the channel closed, `stop()`),
+   * when it had begun: a rollback before any connection was sent, or the end of a drain (`close()`), is
+   * no news.
+   */
   constructor (child: ChildProcess, timer: (ms: number, fn: () => void) => () => void, onStop: (why: string) => void = () => {}) {
     this.child = child
     this.timer = timer
@@ -48,6 +54,7 @@ export class ConnectionSender {
    */
   send (address: string, socket: net.Socket): Promise<boolean> {
     if (this.stoppedWhy !== undefined || !this.child.connected) return Promise.resolve(false)
+    this.started = true
     return new Promise<boolean>((resolve) => {
       this.queue.push({ address, socket, resolve })
       this.pump()
@@ -65,7 +72,13 @@ export class ConnectionSender {
     const c = this.current
     // A closed channel sends nothing more: the successor can never be told the connection is its own.
     if (c !== undefined && (c.written || !this.child.connected)) this.revoke(c)
-    this.onStop(why)
+    if (this.started) this.onStop(why)
+  }
+
+  /** The drain is over: nothing is left to move; the channel closing from now on is no news. */
+  close (): void {
+    this.started = false
+    this.stop('the drain is over')
   }
 
   private pump (): void {

@@ -221,6 +221,7 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     finalState: () => state?.final() ?? Promise.resolve(),
     release () {
       heartbeat.stop()
+      sender.close()
       if (o.stateful !== false) {
         (child.channel as { unref?: () => void } | null | undefined)?.unref?.()
       } else if (child.connected) {
