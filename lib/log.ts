@@ -15,6 +15,11 @@ export type LogRole = 'old' | 'new'
 export interface LogTags {
   pid: number
   role: LogRole | undefined
+  /**
+   * The process's info lines are details (a worker of `graceful-reboot run`, whose supervisor writes
+   * one line per worker and rollout): they go to the logger's `debug` (dropped without one, and on stderr).
+   */
+  detail?: boolean
 }
 
 type Level = keyof Logger
@@ -24,11 +29,17 @@ type Level = keyof Logger
  * `role` while it has one, and `pid` unless `base` is pino (whose lines carry `pid` already); where
  * `base` drops error lines (Fastify's default `logger: false`, pino at level 'silent'), error lines
  * go to stderr too. Without `base`: one line per event on stderr, `[level] pid=N role=R message
- * {fields}`, an error's stack (as Node prints it) on the lines after it.
+ * {fields}`, an error's stack (as Node prints it) on the lines after it. With `detail` (a worker of a
+ * supervisor), info lines go to `base.debug`, and are dropped where there is none.
  */
 export function taggedLogger (base: Logger | undefined, tags: () => LogTags): Logger {
   const log = (level: Level) => (obj: object, msg: string): void => {
     const t = tags()
+    if (level === 'info' && t.detail === true) {
+      const debug = (base as { debug?: unknown } | undefined)?.debug
+      if (typeof debug === 'function') (debug as Logger['info']).call(base, { ...(isPino(base as Logger) ? {} : { pid: t.pid }), ...(t.role === undefined ? {} : { role: t.role }), ...obj }, msg)
+      return
+    }
     if (base === undefined) {
       writeStderr(level, t, obj, msg)
       return

@@ -380,3 +380,16 @@ withTini('the container recipe, tini -- graceful-reboot run: SIGTERM to tini dra
   await f.closed
   for (const w of workers) t.false(isAlive(w.pid))
 })
+
+test('logs a person can read: an Express rollout of 2 workers writes one line per slot at info, and the workers\' own steps go to debug', async (t) => {
+  const f = supervise(t, { FRAMEWORK: 'express' })
+  const workers = await firstWorkers(f)
+  const from = f.stderr().length
+  await rollout(f, workers)
+  const lines = f.stderr().slice(from).trim().split('\n')
+  t.deepEqual(lines.filter((l) => !l.includes('graceful-reboot: supervisor: ')), [], 'no worker line at info')
+  t.is(lines.filter((l) => /supervisor: slot \d: worker \d+ replaced by \d+/.test(l)).length, 2, lines.join('\n'))
+  t.true(lines.length <= 4, `${lines.length} lines: the rollout's start, a line per slot, its outcome`)
+  process.kill(f.pid, 'SIGTERM')
+  t.is((await f.exited).code, 0)
+})

@@ -51,7 +51,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
   private readonly launchers = new LauncherRules(() => detectLauncher(this.host.launcherFacts(readsPast)), () => this.host)
   private fromEnv: Inherited | undefined
   private readySwitch = true
-  private readonly loggers = new ProcessLoggers(() => ({ pid: this.seam.pid, role: this.role }), () => this.units.list()[0]?.log)
+  // In a worker of a supervisor, the package's info lines are details: the supervisor says what happened, per worker.
+  private readonly loggers = new ProcessLoggers(() => ({ pid: this.seam.pid, role: this.role, detail: this.worker !== undefined }), () => this.units.list()[0]?.log)
 
   constructor (seam: ProcessSeam = realProcess, host: LifecycleHost = realLifecycleHost) {
     super()
