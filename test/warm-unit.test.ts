@@ -3,10 +3,11 @@
 // successor's requests against a fake old process (answers, silence, a parent gone, a fresh start),
 // the old process's answers over a fake channel, the reboot hooks, and the options.
 import { EventEmitter } from 'node:events'
+import { isDeepStrictEqual } from 'node:util'
 import test from 'ava'
 import { HandoverError, InvalidOptionError } from '../lib/errors'
 import { STATE_MESSAGE, STATE_REQUEST_MESSAGE, type OldToNew } from '../lib/handoff/protocol'
-import { SLICE_ITEMS, addSlice, deserializeState, findUncloneable, serializeState, slicesOf } from '../lib/handoff/state'
+import { FIRST_SLICE_ITEMS, SLICE_BYTES, SLICE_ITEMS, addSlice, deserializeState, findUncloneable, serializeState, sliceItems, slicesOf } from '../lib/handoff/state'
 import { ANSWER_MARGIN_MS, StateClient } from '../lib/incoming/state'
 import { RebootHooks } from '../lib/lifecycle/hooks'
 import { resolveOptions } from '../lib/options'
@@ -36,20 +37,67 @@ test('serializeState: a coded error naming the name, the bad part and the limit'
   t.regex(later?.message ?? '', /is at least \d+ bytes serialized/)
 })
 
-test('a Map, Set or array of more than SLICE_ITEMS items is cut in slices that add up to an equal value, in order; smaller ones and other values travel whole', (t) => {
-  const map = new Map(Array.from({ length: SLICE_ITEMS * 2 + 5 }, (_, i) => [`k${i}`, { i }]))
-  const set = new Set(Array.from({ length: SLICE_ITEMS + 1 }, (_, i) => i))
-  const array = Array.from({ length: SLICE_ITEMS * 3 }, (_, i) => i)
-  for (const [value, kind, count] of [[map, 'map', 3], [set, 'set', 2], [array, 'array', 3]] as const) {
-    const cut = slicesOf(value)
-    t.is(cut.kind, kind)
-    t.is(cut.count, count)
-    let so: unknown
-    for (let i = 0; i < cut.count; i++) so = addSlice(cut.kind, so, deserializeState('x', [serializeState('x', cut.at(i), Infinity)]))
-    t.deepEqual(so, value)
+/** Serializes every slice of `value`; returns what they add up to and the size of each. */
+function travel (value: unknown, between?: (slice: number) => void): { so: unknown, sizes: number[], kind: string } {
+  const cut = slicesOf(value)
+  let so: unknown
+  const sizes: number[] = []
+  let bytes = 0
+  while (!cut.done) {
+    const slice = cut.next('x', Infinity, bytes)
+    bytes += slice.length
+    sizes.push(slice.length)
+    so = addSlice(cut.kind, so, deserializeState('x', [slice]))
+    between?.(sizes.length)
   }
-  t.is(slicesOf(new Map([[1, 2]])).kind, 'whole')
-  t.is(slicesOf({ map }).kind, 'whole', 'wrapped: one piece')
+  return { so, sizes, kind: cut.kind }
+}
+
+test('a Map, Set or array is cut in slices of about SLICE_BYTES that add up to an equal value, in order; other values travel whole', (t) => {
+  const record = (i: number): object => ({ id: i, name: `name-${i}-${'x'.repeat(300)}`, tags: ['a', 'b'] })
+  const map = new Map(Array.from({ length: 12_000 }, (_, i) => [`k${i}`, record(i)]))
+  const set = new Set(Array.from({ length: 12_000 }, (_, i) => `item-${i}-${'y'.repeat(400)}`))
+  const array = Array.from({ length: 12_000 }, (_, i) => `item-${i}-${'z'.repeat(400)}`)
+  for (const [value, kind] of [[map, 'map'], [set, 'set'], [array, 'array']] as const) {
+    const { so, sizes, kind: k } = travel(value)
+    t.is(k, kind)
+    t.true(isDeepStrictEqual(so, value), kind)
+    const total = sizes.reduce((a, b) => a + b, 0)
+    t.true(total > 3 * SLICE_BYTES, `${kind}: ${total} bytes`)
+    t.true(sizes.length >= 4, `${kind}: ${sizes.length} slices`)
+    t.true(Math.max(...sizes) <= 1.5 * SLICE_BYTES, `${kind}: the largest slice is ${Math.max(...sizes)} bytes`)
+    t.is(sizes[0], serializeState('x', [...(value as Iterable<unknown>)].slice(0, FIRST_SLICE_ITEMS), Infinity).length, `${kind}: the first slice has FIRST_SLICE_ITEMS items`)
+  }
+  t.deepEqual(travel(new Map([[1, 2]])), { so: new Map([[1, 2]]), sizes: [travel(new Map([[1, 2]])).sizes[0] as number], kind: 'map' })
+  t.deepEqual(travel(new Map()).so, new Map(), 'an empty Map: one slice')
+  t.deepEqual(travel([]).so, [])
+  const wrapped = travel({ map })
+  t.is(wrapped.kind, 'whole', 'wrapped: one piece')
+  t.is(wrapped.sizes.length, 1)
+  t.true(isDeepStrictEqual(wrapped.so, { map }))
+  t.is(travel(5).so, 5)
+})
+
+test('slices follow the size of the items: a few small items first, then large ones, never make one huge slice; a value of many items is never listed all at once', (t) => {
+  const big = Buffer.alloc(256 * 1024, 1)
+  const map = new Map<string, unknown>(Array.from({ length: 100 }, (_, i) => [`small${i}`, i]))
+  for (let i = 0; i < 40; i++) map.set(`big${i}`, big)
+  const { so, sizes } = travel(map)
+  t.true(isDeepStrictEqual(so, map))
+  t.true(Math.max(...sizes) <= 4 * big.length + 1024, `largest slice ${Math.max(...sizes)} bytes`)
+  // Items are read as each slice is made: a key added behind the slices sent arrives, one deleted first does not.
+  const live = new Map(Array.from({ length: 50_000 }, (_, i) => [i, i]))
+  const { so: arrived } = travel(live, (slice) => {
+    if (slice !== 1) return
+    live.delete(49_999)
+    live.set(-1, -1)
+  })
+  t.is((arrived as Map<number, number>).get(-1), -1)
+  t.false((arrived as Map<number, number>).has(49_999))
+  t.is((arrived as Map<number, number>).size, 50_000)
+  t.is(sliceItems(100), Math.floor(SLICE_BYTES / 100))
+  t.is(sliceItems(10 * SLICE_BYTES), 1)
+  t.is(sliceItems(0), SLICE_ITEMS)
 })
 
 /** A fake IPC channel between a StateServer (old) and a StateClient (new). */

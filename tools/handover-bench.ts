@@ -1,7 +1,8 @@
-// Runs in a measuring process (`node dist/tools/handover-bench.js [MB...]`, after `npm run build`): what
-// a state hand-over costs at a reboot. For each size (default 1, 10 and 50 MB serialized) and each
-// kind of state (one Buffer; a Map of small records, the costly case for structured clone, which
-// travels in slices; the same Map wrapped in an object, serialized in one piece) it starts
+// Runs in a measuring process (`node dist/tools/handover-bench.js [MB...] [--kinds=blob,objects,wrapped]`,
+// after `npm run build`): what a state hand-over costs at a reboot. For each size (default 1, 10 and
+// 50 MB serialized; 150 MB is a Map of 1.5 M records) and each kind of state (one Buffer; a Map of
+// small records, the costly case for structured clone, which travels in slices; the same Map wrapped
+// in an object, serialized in one piece) it starts
 // tools/handover-app.ts, runs 4 keep-alive clients back to back, reboots it with SIGUSR2 and
 // prints, side by side with a reboot that hands nothing over: the serialization time in the old
 // process, the time the successor's `inherited()` took, the successor's ready time (and its ratio to
@@ -60,10 +61,12 @@ async function one (kind: string, mb: number): Promise<Row> {
 }
 
 async function main (): Promise<void> {
-  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0)
+  const args = process.argv.slice(2)
+  const sizes = args.filter((a) => !a.startsWith('--')).map(Number).filter((n) => n > 0)
   const mbs = sizes.length > 0 ? sizes : [1, 10, 50]
+  const kinds = args.find((a) => a.startsWith('--kinds='))?.slice('--kinds='.length).split(',') ?? ['blob', 'objects', 'wrapped']
   const rows: Row[] = [await one('blob', 0)]
-  for (const kind of ['blob', 'objects', 'wrapped']) for (const mb of mbs) rows.push(await one(kind, mb))
+  for (const kind of kinds) for (const mb of mbs) rows.push(await one(kind, mb))
   const base = rows[0] as Row
   const f = (n: number): string => n.toFixed(1)
   console.log('| state | serialized bytes | serialize (old) ms | inherited() ms | successor ready ms | ready vs none | old loop max stall ms | client p99 ms | client max ms | failed / sent |')

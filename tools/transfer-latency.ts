@@ -89,17 +89,27 @@ function quantile (xs: number[], q: number): number {
 
 interface Phase { p99: number, max: number, answered: number, failed: number }
 
-interface Moved { transferred: number, kept: Record<string, number>, reconnects: number }
+interface Moved { transferred: number, kept: Record<string, number>, forced: number, drainMs: number, reconnects: number }
 
-async function run (n: number): Promise<{ steady: Phase, reboot: Phase, moved: Moved }> {
-  const app = spawn(process.execPath, [path.join(__dirname, '..', 'test', 'fixtures', 'transfer-app.js')], { stdio: ['ignore', 'pipe', 'inherit'] })
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function run (n: number, reboots: number): Promise<{ steady: Phase, reboot: Phase, moved: Moved, later: Moved[] }> {
+  const app = spawn(process.execPath, [...(process.env.APP_NODE_ARGS ?? '').split(' ').filter(Boolean), path.join(__dirname, '..', 'test', 'fixtures', 'transfer-app.js')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CONNECTION_EVENTS: 'false' } })
   const pids = new Set<number>([app.pid ?? 0])
   const lines: Line[] = []
   const waiters: Array<{ match: (e: Line) => boolean, resolve: (e: Line) => void }> = []
   readline.createInterface({ input: app.stdout }).on('line', (text) => {
-    if (!text.startsWith('{"event":"handoff"') && !text.startsWith('{"event":"listening"') && !text.startsWith('{"event":"state"')) return
+    if (!/^{"event":"(handoff|listening|state)"/.test(text)) return
     let e: Line
     try { e = JSON.parse(text) as Line } catch { return }
+    e.seen = Date.now()
     lines.push(e)
     for (const p of [e.pid, e.other]) if (typeof p === 'number') pids.add(p)
     for (const w of [...waiters]) if (w.match(e)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(e) }
@@ -140,23 +150,45 @@ async function run (n: number): Promise<{ steady: Phase, reboot: Phase, moved: M
     const failedSteady = clients.reduce((s, c) => s + c.failed, 0) - failedBefore
     const rebootFrom = performance.now()
     await sleep(1000)
-    process.kill(old, 'SIGUSR2')
-    const drained = waitFor((e) => e.event === 'handoff' && e.step === 'drained' && e.pid === old)
+    const reconnects = (): number => clients.reduce((s, c) => s + c.reconnects, 0)
+    const moved = async (from: number, counts: Promise<Line | undefined>): Promise<Moved> => {
+      const draining = await waitFor((e) => e.event === 'state' && e.state === 'draining' && e.pid === from)
+      const drained = await counts
+      const apps = (drained?.apps ?? []) as Array<{ name: string, transferred: number, kept: Record<string, number>, forced: number }>
+      const fastify = apps.find((a) => a.name === 'fastify')
+      return { transferred: fastify?.transferred ?? -1, kept: fastify?.kept ?? {}, forced: fastify?.forced ?? -1, drainMs: Number(drained?.seen) - Number(draining.seen), reconnects: reconnects() }
+    }
+    const reboot = (from: number): Promise<Line | undefined> => {
+      process.kill(from, 'SIGUSR2')
+      return Promise.race([waitFor((e) => e.event === 'handoff' && e.step === 'drained' && e.pid === from), sleep(40_000).then(() => undefined)])
+    }
+    const drained = reboot(old)
     await sleep(WINDOW_MS - 1000)
     const rebootTo = performance.now()
-    const counts = await Promise.race([drained, sleep(20_000).then(() => undefined)])
+    const first = await moved(old, drained)
+    // Further reboots, each from the successor of the one before once its old process exited (no latency window).
+    const later: Moved[] = []
+    let from = old
+    for (let r = 2; r <= reboots; r++) {
+      const next = (await waitFor((e) => e.event === 'handoff' && e.step === 'ready' && e.pid === from)).other as number
+      while (alive(from)) await sleep(50)
+      from = next
+      await sleep(2000)
+      const before = reconnects()
+      const m = await moved(from, reboot(from))
+      later.push({ ...m, reconnects: m.reconnects - before })
+    }
     clearTimeout(timer)
     const failedAll = clients.reduce((s, c) => s + c.failed, 0)
     const phase = (from: number, to: number, failed: number): Phase => {
       const xs = samples.filter(([, at]) => at >= from && at < to).map(([ms]) => ms)
       return { p99: quantile(xs, 0.99), max: Math.max(...xs), answered: xs.length, failed }
     }
-    const apps = (counts?.apps ?? []) as Array<{ name: string, transferred: number, kept: Record<string, number> }>
-    const fastify = apps.find((a) => a.name === 'fastify')
     return {
       steady: phase(steadyFrom, steadyTo, failedSteady),
       reboot: phase(rebootFrom, rebootTo, failedAll - failedBefore - failedSteady),
-      moved: { transferred: fastify?.transferred ?? -1, kept: fastify?.kept ?? {}, reconnects: clients.reduce((s, c) => s + c.reconnects, 0) }
+      moved: first,
+      later
     }
   } finally {
     clearTimeout(timer)
@@ -166,10 +198,15 @@ async function run (n: number): Promise<{ steady: Phase, reboot: Phase, moved: M
 }
 
 async function main (): Promise<void> {
-  const ns = process.argv.slice(2).map(Number)
+  const args = process.argv.slice(2)
+  const reboots = Number(args.find((a) => a.startsWith('--reboots='))?.slice('--reboots='.length) ?? 1)
+  const ns = args.filter((a) => !a.startsWith('--')).map(Number)
   const rows: string[] = []
+  const more: string[] = []
   for (const n of ns.length > 0 ? ns : [3000, 10000]) {
-    const { steady, reboot, moved } = await run(n)
+    const { steady, reboot, moved, later } = await run(n, reboots)
+    const row = (r: number, m: Moved): string => `| ${n} | ${r} | ${m.transferred} | ${JSON.stringify(m.kept)} | ${m.forced} | ${m.drainMs} | ${m.reconnects} |`
+    more.push(row(1, moved), ...later.map((m, i) => row(i + 2, m)))
     const p99Target = 2 * steady.p99 + 20
     const maxTarget = steady.max + 250
     const f = (x: number): string => x.toFixed(1)
@@ -178,6 +215,10 @@ async function main (): Promise<void> {
   console.log('| connections | steady p99 (ms) | reboot p99 (ms) | p99 target (2 x steady + 20) | steady max (ms) | reboot max (ms) | max target (steady + 250) | moved | kept | reconnects | answered | failed |')
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) console.log(r)
+  console.log('')
+  console.log('| connections | reboot | moved | kept | forced | drain (ms) | reconnects |')
+  console.log('|---|---|---|---|---|---|---|')
+  for (const r of more) console.log(r)
 }
 
 main().then(() => { process.exit(0) }, (err: unknown) => { console.error(err); process.exit(1) })

@@ -252,8 +252,9 @@ export class Http1Connections implements ConnectionSet {
         return
       }
       if (outcome === 'busy') return // a request came in while it waited: moveAfter tries again
-      this.kept[outcome] = (this.kept[outcome] ?? 0) + 1
+      // Closed by its client while it waited for its turn: neither moved nor kept.
       if (this.conns.get(c.raw) !== c) return
+      this.kept[outcome] = (this.kept[outcome] ?? 0) + 1
       const next = headOf(c)
       if (next !== undefined) this.follow(next, c)
       else this.reaper.schedule(c)

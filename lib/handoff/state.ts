@@ -1,26 +1,138 @@
 // Runs in both processes: how a handed-over state travels: serialized with v8.serialize (structured
 // clone: Map, Set, Date, Buffer, typed arrays, nested objects), bounded in bytes, cut into parts small
 // enough that the IPC channel's other messages (pings, connections) are not held up, and read back. A
-// large top-level Map, Set or array is serialized SLICE_ITEMS items at a time, the old process's event
-// loop running between slices, so that a big cache does not stall it for the whole serialization.
+// top-level Map, Set or array is serialized in slices of about SLICE_BYTES, its items read as each
+// slice is made (never listed all at once), the old process's event loop running between slices, so
+// that a big cache does not stall it for the whole serialization.
 import * as v8 from 'node:v8'
 import { HandoverError } from '../errors'
 
 /** Bytes of serialized state per IPC message (sent as base64 inside Node's JSON channel). */
 export const STATE_PART_BYTES = 1024 * 1024
 
-/** Items of a top-level Map, Set or array serialized at a time (beyond this many, the value travels in slices). */
-export const SLICE_ITEMS = 10_000
+/**
+ * Serialized bytes a slice aims at: 1 MiB of small records takes v8.serialize about 10 ms, so the old
+ * process's event loop is never held long by one slice.
+ */
+export const SLICE_BYTES = 1024 * 1024
+
+/** Items in the first slice of a Map, Set or array: the bytes they take size the next one. */
+export const FIRST_SLICE_ITEMS = 16
+
+/** A slice has at most this many times the items of the one before it (items may grow). */
+const SLICE_GROWTH = 4
+
+/** Items in a slice at most, however small they are. */
+export const SLICE_ITEMS = 100_000
 
 /** How a value travels: whole, or as the items of a top-level Map, Set or array, in slices. */
 export type SliceKind = 'whole' | 'map' | 'set' | 'array'
 
-/** The slices of `value`: `count` of them, `at(i)` the value to serialize for slice i (an array of items, or the value itself). */
-export function slicesOf (value: unknown): { kind: SliceKind, count: number, at: (i: number) => unknown } {
-  const items = value instanceof Map ? [...value] : value instanceof Set ? [...value] : Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype ? value : undefined
-  if (items === undefined || items.length <= SLICE_ITEMS) return { kind: 'whole', count: 1, at: () => value }
-  const kind: SliceKind = value instanceof Map ? 'map' : value instanceof Set ? 'set' : 'array'
-  return { kind, count: Math.ceil(items.length / SLICE_ITEMS), at: (i) => items.slice(i * SLICE_ITEMS, (i + 1) * SLICE_ITEMS) }
+/**
+ * The slices of a value, serialized one at a time (`next`), each sized from the bytes per item of
+ * the slice before it, so that each is about SLICE_BYTES (at least one item, at most SLICE_ITEMS, and
+ * at most SLICE_GROWTH times the items of the one before: a few small items first do not make a
+ * huge slice of the large ones behind them).
+ */
+export interface Slices {
+  readonly kind: SliceKind
+  /** Slices serialized so far. */
+  readonly count: number
+  /** No slice is left. */
+  readonly done: boolean
+  /**
+   * The next slice serialized (an array of items, or the whole value), `soFar` bytes sent already: a
+   * HandoverError as serializeState's when it cannot travel. Call it only while `done` is false.
+   */
+  next (name: string, maxBytes: number, soFar: number): Buffer
+}
+
+/**
+ * The slices of `value`: a top-level Map, Set or plain array travels as its items, read in order as
+ * each slice is made (an item added while it travels arrives if its place is not passed yet, one
+ * deleted before its slice does not); any other value travels whole.
+ */
+export function slicesOf (value: unknown): Slices {
+  const kind: SliceKind = value instanceof Map ? 'map' : value instanceof Set ? 'set' : Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype ? 'array' : 'whole'
+  if (kind === 'whole') return new WholeValue(value)
+  const arr = value as unknown[]
+  let index = 0
+  const take = kind === 'array'
+    ? (n: number): unknown[] => {
+        const items = arr.slice(index, index + n)
+        index += items.length
+        return items
+      }
+    : iteratorTake((value as Map<unknown, unknown> | Set<unknown>)[kind === 'map' ? 'entries' : 'values']())
+  const more = kind === 'array' ? () => index < arr.length : undefined
+  return new ItemSlices(kind, value, take, more)
+}
+
+class WholeValue implements Slices {
+  readonly kind = 'whole'
+  count = 0
+  private readonly value: unknown
+  constructor (value: unknown) { this.value = value }
+  get done (): boolean { return this.count > 0 }
+  next (name: string, maxBytes: number, soFar: number): Buffer {
+    this.count++
+    return serializeState(name, this.value, maxBytes, soFar)
+  }
+}
+
+/** Items taken `n` at a time; `ended` once none is left. */
+type Take = ((n: number) => unknown[]) & { ended: boolean }
+
+/** Takes up to `n` items of an iterator at a time (one item read ahead, to know when it is exhausted). */
+function iteratorTake (it: Iterator<unknown>): Take {
+  let ahead = it.next()
+  const take: Take = Object.assign((n: number): unknown[] => {
+    const items: unknown[] = []
+    while (items.length < n && ahead.done !== true) {
+      items.push(ahead.value)
+      ahead = it.next()
+    }
+    take.ended = ahead.done === true
+    return items
+  }, { ended: ahead.done === true })
+  return take
+}
+
+class ItemSlices implements Slices {
+  readonly kind: SliceKind
+  count = 0
+  private readonly whole: unknown
+  private readonly take: Take | ((n: number) => unknown[])
+  private readonly more: (() => boolean) | undefined
+  /** Items and bytes of the last slice. */
+  private items = 0
+  private bytes = 0
+  constructor (kind: SliceKind, whole: unknown, take: Take | ((n: number) => unknown[]), more: (() => boolean) | undefined) {
+    this.kind = kind
+    this.whole = whole
+    this.take = take
+    this.more = more
+  }
+
+  get done (): boolean {
+    if (this.count === 0) return false
+    return this.more === undefined ? (this.take as Take).ended : !this.more()
+  }
+
+  next (name: string, maxBytes: number, soFar: number): Buffer {
+    const n = this.count === 0 ? FIRST_SLICE_ITEMS : Math.min(this.items * SLICE_GROWTH, sliceItems(this.bytes / Math.max(1, this.items)))
+    const items = this.take(Math.max(1, n))
+    const bytes = serializeState(name, items, maxBytes, soFar, this.whole)
+    this.count++
+    this.items = items.length
+    this.bytes = bytes.length
+    return bytes
+  }
+}
+
+/** Items per slice for items of `perItem` serialized bytes on average: about SLICE_BYTES, at least 1, at most SLICE_ITEMS. */
+export function sliceItems (perItem: number): number {
+  return Math.max(1, Math.min(SLICE_ITEMS, Math.floor(SLICE_BYTES / Math.max(1, perItem))))
 }
 
 /** Adds one deserialized slice to what arrived so far (undefined before the first). */

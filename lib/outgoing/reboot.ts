@@ -14,7 +14,7 @@ import { CUTOVER_MESSAGE, DRAINED_MESSAGE } from '../handoff/protocol'
 import { startSuccessor, type Successor } from './spawn'
 import type { Standby } from './standby'
 import type { StateSource } from './state'
-import { handOverWith } from './transfer'
+import { handOverWith, transferWindow } from './transfer'
 
 /** A stateful successor starts accepting at the latest this long after the old process's drain deadline. */
 const STATEFUL_MARGIN_MS = 5_000
@@ -164,12 +164,20 @@ export class OutgoingReboot {
     }
     // A stateful successor accepts only once this process is gone: nothing moves to it before.
     let handOver: HandOverFor | undefined
+    let endTransfer = (): void => {}
     if (!stateful) {
       const toListener = handOverWith((address, socket) => successor.sendSocket(address, socket))
       handOver = (server) => {
         const key = this.ctx.keyOf(server)
         return key === undefined ? undefined : toListener(key)
       }
+      // What has not moved when the window closes drains here, before the deadline.
+      const window = transferWindow(timeout)
+      endTransfer = seam.timer(window, () => {
+        if (toListener.stopped) return
+        toListener.stop()
+        log.warn({ successor: successor.pid, ms: window, timeout }, `graceful-reboot: connection transfer stopped after ${window} ms of the drain's ${timeout} ms; the connections left drain here`)
+      })
     }
     // Until the drain is over, a successor lost is noticed: this process listens again and serves on.
     let tookBack = false
@@ -180,6 +188,7 @@ export class OutgoingReboot {
       if (back) {
         // A late rollback: this process is the service again; nothing of this reboot is left to do.
         tookBack = true
+        endTransfer()
         this.servedBy = undefined
         standby.end()
         successor.release()
@@ -191,11 +200,13 @@ export class OutgoingReboot {
     })
     // The IPC channel carries the connections and the watch: it is released once the drain is over.
     void this.ctx.drain(timeout, trigger, handOver).then((result) => {
+      endTransfer()
       if (tookBack) return
       successor.standby?.end()
       successor.release()
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })
     }).catch((err: unknown) => {
+      endTransfer()
       // Nobody awaits this chain: a throw in the drain or in a 'handoff' listener is logged, never an unhandled rejection.
       log.error({ err, successor: successor.pid }, 'graceful-reboot: the drain after the hand-over failed')
     })

@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { HandoverError } from '../errors'
 import { STATE_MESSAGE, STATE_REQUEST_MESSAGE, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
-import { partCount, serializeState, slicesOf, statePart } from '../handoff/state'
+import { partCount, slicesOf, statePart } from '../handoff/state'
 import type { Logger } from '../log'
 
 /** A snapshot function registered with `handover(name, snapshot)`: a value, or a promise of one. */
@@ -70,22 +70,23 @@ export class StateServer {
     const cut = slicesOf(value)
     let bytes = 0
     let serializedMs = 0
-    for (let s = 0; s < cut.count; s++) {
+    while (!cut.done) {
       const from = this.now()
       let slice: Buffer
       try {
-        slice = serializeState(name, cut.at(s), source.maxBytes, bytes, value)
+        slice = cut.next(name, source.maxBytes, bytes)
       } catch (err) {
         await this.fail(id, name, err)
         return
       }
       serializedMs += this.now() - from
       bytes += slice.length
+      const last = cut.done
       // Each part waits for Node's write of the one before: the event loop serves requests in between.
       const parts = partCount(slice)
       for (let i = 0; i < parts; i++) {
         const end = i === parts - 1
-        if (!await this.send({ type: STATE_MESSAGE, id, kind: cut.kind, data: statePart(slice, i), end, last: end && s === cut.count - 1, bytes })) return
+        if (!await this.send({ type: STATE_MESSAGE, id, kind: cut.kind, data: statePart(slice, i), end, last: end && last, bytes })) return
       }
     }
     this.log.info({ handover: name, bytes, slices: cut.count, final: r.final, serializedMs, ms: this.now() - start }, `graceful-reboot: handed "${name}" over${r.final ? ' (final)' : ''}: ${bytes} bytes in ${this.now() - start} ms`)

@@ -6,7 +6,7 @@
 import type * as net from 'node:net'
 import { betweenRequests, resumeReading, stopReading, transferable, type HandOver, type HttpSocket, type KeptReason } from '../handoff/socket'
 
-/** Sends a socket accepted on the listener `address` to the successor; resolves with whether it was written. */
+/** Sends a socket accepted on the listener `address` to the successor; resolves with whether it is the successor's now (false: the successor takes no more). */
 export type SendSocket = (address: string, socket: net.Socket) => Promise<boolean>
 
 /**
@@ -17,6 +17,32 @@ export type SendSocket = (address: string, socket: net.Socket) => Promise<boolea
  */
 const TRANSFER_BATCH = 4
 
+/** At most this many ms of the drain's timeout are kept for the connections a transfer leaves here (see transferWindow). */
+export const TRANSFER_RESERVE_MAX_MS = 5_000
+
+/**
+ * Ms from the drain's start during which connections move (the rest of `timeout` is the reserve: a
+ * quarter of it, at most TRANSFER_RESERVE_MAX_MS). A transfer still running then stops: the
+ * connections still waiting for their turn drain here within the deadline (a request answered with
+ * `Connection: close`, an idle connection closed after `idleGrace`) instead of waiting until the
+ * deadline destroys them.
+ */
+export function transferWindow (timeout: number): number {
+  return timeout - Math.min(TRANSFER_RESERVE_MAX_MS, Math.floor(timeout / 4))
+}
+
+/**
+ * The transfer of one reboot: `(address)` is the hand-over for the connections of the listener
+ * `address`; `stop()` ends it (see handOverWith).
+ */
+export interface Transfer {
+  (address: string): HandOver
+  /** Stops the transfer: every connection still waiting for its turn stays here at once. Idempotent. */
+  stop: () => void
+  /** Whether the transfer stopped (`stop()`, or a send that failed). */
+  readonly stopped: boolean
+}
+
 /**
  * The hand-over of one connection: wait for a place in the batch (the connection reads and is served
  * here meanwhile, so its requests do not wait), stop reading, let Node finish its own bookkeeping of
@@ -24,14 +50,22 @@ const TRANSFER_BATCH = 4
  * fd (the successor holds its own: the client sees no FIN). A connection whose request came in while
  * it waited is 'busy': it reads on and waits for a turn again once its response is done. A connection
  * that stopped reading after a response (`stopped`) goes ahead of those waiting while they read. Sends
- * run through `send`, at most `batch` at a time over every listener. Returns the hand-over for the connections of the listener `address`.
+ * run through `send`, at most `batch` at a time over every listener.
+ *
+ * A send that fails means the successor takes no more (SendSocket's contract: ConnectionSender stops
+ * for good), and `stop()` ends the transfer from here: then every connection waiting for its turn is
+ * let go at once, in the same turn of the event loop, reading again if it had stopped ('send-failed':
+ * it drains here, its next request answered with `Connection: close`). Let go one batch at a time
+ * instead, as the sends would have gone, thousands of connections would wait thousands of turns of a
+ * loaded event loop, some past the drain's deadline.
  */
-export function handOverWith (send: SendSocket, batch = TRANSFER_BATCH): (address: string) => HandOver {
+export function handOverWith (send: SendSocket, batch = TRANSFER_BATCH): Transfer {
   let active = 0
+  let stopped = false
   const waiting: Array<() => void> = []
   const turn = (first: boolean): Promise<void> => new Promise<void>((resolve) => {
     const go = (): void => { active++; resolve() }
-    if (active < batch) go()
+    if (active < batch || stopped) go()
     else if (first) waiting.unshift(go)
     else waiting.push(go)
   })
@@ -39,21 +73,40 @@ export function handOverWith (send: SendSocket, batch = TRANSFER_BATCH): (addres
     active--
     waiting.shift()?.()
   }
-  return (address) => async (socket, stopped = false) => {
-    if (!transferable(socket)) return 'unsupported'
-    await turn(stopped)
+  const stop = (): void => {
+    if (stopped) return
+    stopped = true
+    for (const go of waiting.splice(0)) go()
+  }
+  /** The transfer is over: the connection stays here, reading again (a response in flight: 'busy', it comes back once done). */
+  const stays = (socket: net.Socket): 'busy' | 'send-failed' => {
+    if (busy(socket)) return 'busy'
+    resumeReading(socket)
+    return 'send-failed'
+  }
+  const transfer = (address: string): HandOver => async (socket, wasStopped = false) => {
+    if (!transferable(socket)) {
+      resumeReading(socket)
+      return 'unsupported'
+    }
+    if (stopped) return stays(socket)
+    await turn(wasStopped)
     try {
+      if (stopped) return stays(socket)
       if (busy(socket) || !stopReading(socket)) return busy(socket) ? 'busy' : 'unsupported'
       await new Promise<void>((resolve) => { setImmediate(resolve) })
       if (busy(socket)) {
         resumeReading(socket)
         return 'busy'
       }
-      return await moveOne(socket, (s) => send(address, s))
+      const outcome = await moveOne(socket, (s) => send(address, s))
+      if (outcome === 'send-failed') stop()
+      return outcome
     } finally {
       done()
     }
   }
+  return Object.defineProperties(transfer, { stop: { value: stop }, stopped: { get: () => stopped } }) as Transfer
 }
 
 /** A response is in flight on the connection (a request came in while it waited for its turn). */
