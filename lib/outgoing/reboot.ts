@@ -175,8 +175,10 @@ export class OutgoingReboot {
       const window = transferWindow(timeout)
       endTransfer = seam.timer(window, () => {
         if (toListener.stopped) return
+        const left = toListener.pending
         toListener.stop()
-        log.warn({ successor: successor.pid, ms: window, timeout }, `graceful-reboot: connection transfer stopped after ${window} ms of the drain's ${timeout} ms; the connections left drain here`)
+        // Nothing waiting (a long request keeps the drain going): no news.
+        if (left > 0) log.warn({ successor: successor.pid, ms: window, timeout, left }, `graceful-reboot: connection transfer stopped after ${window} ms of the drain's ${timeout} ms; the ${left} connections left drain here`)
       })
     }
     // Until the drain is over, a successor lost is noticed: this process listens again and serves on.

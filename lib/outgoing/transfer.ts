@@ -41,6 +41,8 @@ export interface Transfer {
   stop: () => void
   /** Whether the transfer stopped (`stop()`, or a send that failed). */
   readonly stopped: boolean
+  /** Connections on their way or waiting for their turn now. */
+  readonly pending: number
 }
 
 /**
@@ -106,7 +108,7 @@ export function handOverWith (send: SendSocket, batch = TRANSFER_BATCH): Transfe
       done()
     }
   }
-  return Object.defineProperties(transfer, { stop: { value: stop }, stopped: { get: () => stopped } }) as Transfer
+  return Object.defineProperties(transfer, { stop: { value: stop }, stopped: { get: () => stopped }, pending: { get: () => active + waiting.length } }) as Transfer
 }
 
 /** A response is in flight on the connection (a request came in while it waited for its turn). */
