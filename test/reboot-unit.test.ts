@@ -208,7 +208,8 @@ test('under npm, SIGUSR2 is refused like reboot(): logged, nothing spawned, stil
   await settle()
   t.is(spawned.length, 0)
   t.is(life.state, 'running')
-  t.true(log.lines.some((l) => l.level === 'error' && /reboot failed; still serving/.test(l.msg) && /under npm run start/.test(String((l.obj as { err?: Error }).err?.message))))
+  t.true(log.lines.some((l) => l.level === 'warn' && /reboot refused: cannot reboot under npm run start/.test(l.msg) && (l.obj as { code?: string }).code === 'ERR_GRACEFUL_REBOOT_UNSUPPORTED'), 'one warning with its code')
+  t.false(log.lines.some((l) => l.level === 'error'), 'no error: nothing went wrong')
 })
 
 test('launcher: \'ignore\' reboots under npm (the user opted in), and SIGUSR2 reboots under nodemon', async (t) => {

@@ -121,6 +121,7 @@ export class OutgoingReboot {
       spawn: host.spawn,
       timer: (t, fn) => seam.timer(t, fn),
       transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) },
+      unresponsive: (ms) => { log.warn({ successor: successor.pid, ms }, `graceful-reboot: successor ${successor.pid} did not answer a ping for ${ms} ms: a pause until it answers, lost at ${this.ctx.successorLostAfter} ms`) },
       state: state === undefined ? undefined : { source: () => state, now: () => seam.now(), log }
     })
     this.successor = successor

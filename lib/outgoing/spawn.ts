@@ -37,6 +37,8 @@ export interface SuccessorOptions {
   timer: (ms: number, fn: () => void) => () => void
   /** Told why the connection transfer stopped (the successor unresponsive, gone, or too slow to confirm). */
   transferStopped?: (why: string) => void
+  /** Told each time the successor's event loop stops answering pings (a pause, or the start of a freeze). */
+  unresponsive?: (ms: number) => void
   /** The state registered with `handover()`, which the successor may ask for; absent: it gets none. */
   state?: { source: () => StateSource, now: () => number, log: Logger } | undefined
 }
@@ -144,7 +146,10 @@ export function startSuccessor (o: SuccessorOptions): Successor {
   child.once('exit', () => { heartbeat.stop() })
   child.once('disconnect', () => { heartbeat.stop() })
   // A successor whose loop stops answering (a pause) gets no more connections: they drain here.
-  heartbeat.onUnresponsive((ms) => { sender.stop(`the successor's event loop did not answer for ${ms} ms`) })
+  heartbeat.onUnresponsive((ms) => {
+    o.unresponsive?.(ms)
+    sender.stop(`the successor's event loop did not answer for ${ms} ms`)
+  })
   const standby = new Standby(child, heartbeat, o.timer)
   const state = o.state === undefined ? undefined : new StateServer(child, o.state.source, { timer: o.timer, now: o.state.now }, o.state.log)
   return {
