@@ -61,7 +61,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.reboots = new RebootController({
       seam, host, log: () => this.log, listening: this.listening, units: this.units,
       takeBack: (copies, passed) => this.takeBack(copies, passed), resume: () => { this.resume() }, emit: (e) => { this.emit('handoff', e) },
-      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }), state: () => this.warm.source(), veto: (trigger) => this.warm.veto(trigger)
+      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }), state: () => this.warm.source(), veto: (trigger) => this.warm.veto(trigger),
+      counts: (result) => this.status.stats.carried(result), generation: () => this.inherited.generation
     })
     this.newSide = new NewSide({
       seam, host, inherited: () => this.inherited, log: () => this.log,
@@ -140,6 +141,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     }
     this.newSide.start()
     this.warm.watchParent()
+    if (this.inherited.parentPid !== undefined) this.status.stats.followParent(this.inherited.generation, this.host)
     this.worker?.connect(this)
     unit.watchServers((server) => {
       this.listening.wrap(server, this.inherited, {
