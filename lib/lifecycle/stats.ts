@@ -78,11 +78,27 @@ export class StatsRecorder {
   private generation = 0
   private reporting = true
   private following = false
+  private readonly watchers: Array<() => void> = []
 
   constructor (events: Pick<EventEmitter<LifecycleEvents>, 'on'>, now: () => number) {
     this.now = now
-    events.on('handoff', (e) => { this.handoff(e) })
-    events.on('shutdown', (result) => { this.drained(result) })
+    events.on('handoff', (e) => {
+      this.handoff(e)
+      this.changed()
+    })
+    events.on('shutdown', (result) => {
+      this.drained(result)
+      this.changed()
+    })
+  }
+
+  /** Calls `fn` after every change of the counts or of `reporting` (a worker tells its supervisor). */
+  watch (fn: () => void): void {
+    this.watchers.push(fn)
+  }
+
+  private changed (): void {
+    for (const fn of this.watchers) fn()
   }
 
   /**
@@ -111,11 +127,14 @@ export class StatsRecorder {
   inherit (counts: LineCounts): void {
     if (sum(counts) >= sum(this.base)) this.base = counts
     this.reporting = true
+    this.changed()
   }
 
   /** The old process is gone before it handed the line over: this process reports what it has. */
   orphaned (): void {
+    if (this.reporting) return
     this.reporting = true
+    this.changed()
   }
 
   /** The line's counts for a successor; with `result`, this process's drain (not counted yet) folded in. */
