@@ -28,6 +28,7 @@ export class AppController {
   async slow (@Query('ms') ms?: string): Promise<{ slow: true, pid: number }> {
     shutdownHooks.on('slow-started')
     await new Promise((resolve) => setTimeout(resolve, Number(ms ?? 1000)))
+    shutdownHooks.on('slow-done')
     return { slow: true, pid: process.pid }
   }
 
