@@ -75,7 +75,7 @@ export interface StatusRecord {
   /** Ms since the epoch: when this process started, and when it wrote this record. */
   startedAt: number
   updatedAt: number
-  /** Counts over this process's life. */
+  /** Reboot counts of this process's reboot line (a successor's include its old process's); a supervisor's: its rolling reboots. */
   reboots: { requested: number, refused: number, failed: number, succeeded: number }
   /** The last reboot requests (up to 8), oldest first; a refusal is one too. A supervisor's are its rolling reboots. */
   attempts: RebootStatus[]

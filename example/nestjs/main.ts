@@ -13,7 +13,7 @@ async function main (): Promise<void> {
     : await NestFactory.create(AppModule)
   // After create, before listen. No app.enableShutdownHooks(): graceful-reboot handles the signals,
   // drains, then runs Nest's shutdown hooks.
-  const graceful = await nestGraceful(app, { timeout: 30_000, health: {} })
+  const graceful = await nestGraceful(app, { timeout: 30_000, health: true })
   graceful.onShutdown(() => { console.log('flushing what the requests left') }, { name: 'flush', after: ['http'], before: ['nest'] })
   // After a reboot, listen() adopts the socket the old process passed on (same port, no gap).
   await app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1')
