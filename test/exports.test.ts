@@ -151,13 +151,14 @@ test('the declaration file declares the default and named exports', (t) => {
 
 test('an ESM consumer: named imports work and the default import is the plugin itself, registered in Fastify', async (t) => {
   const script = `
-    import graceful, { fastifyGraceful, expressGraceful, exitCodes, lifecycle } from 'graceful-reboot'
+    import graceful, { fastifyGraceful, expressGraceful, nestGraceful, exitCodes, lifecycle } from 'graceful-reboot'
+    import { gracefulMetrics } from 'graceful-reboot/prometheus'
     import Fastify from 'fastify'
     const app = Fastify()
     await app.register(graceful, { signals: false, exit: false })
     await app.ready()
     const out = {
-      named: typeof fastifyGraceful, express: typeof expressGraceful, forced: exitCodes.forced,
+      named: typeof fastifyGraceful, express: typeof expressGraceful, nest: typeof nestGraceful, metrics: typeof gracefulMetrics, forced: exitCodes.forced,
       lifecycle: typeof lifecycle, decorated: typeof app.shutdown, defaultIsPlugin: graceful === fastifyGraceful
     }
     await app.close()
@@ -174,5 +175,5 @@ test('an ESM consumer: named imports work and the default import is the plugin i
   const r = JSON.parse(out) as Record<string, unknown>
   // The ES module entry (dist/index.mjs) exports the plugin as its default, so the default import is
   // the plugin itself, not the CommonJS module.exports object that Node would give otherwise.
-  t.like(r, { named: 'function', express: 'function', forced: 75, lifecycle: 'function', decorated: 'function', defaultIsPlugin: true })
+  t.like(r, { named: 'function', express: 'function', nest: 'function', metrics: 'function', forced: 75, lifecycle: 'function', decorated: 'function', defaultIsPlugin: true })
 })

@@ -100,57 +100,59 @@ for (const platform of PLATFORMS) {
   })
 }
 
-test.serial('NestJS on express under graceful-reboot run --workers 2: the workers roll; a scrape loop never sees a counter go back; the supervisor\'s totals equal the sum of each worker\'s counts', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-nest-workers-'))
-  t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
-  const pidFile = path.join(dir, 'app.pid')
-  const f = supervise(t, { PLATFORM: 'express' }, ['--workers', '2', '--pid-file', pidFile], 'nest-app')
-  const workers = await firstWorkers(f)
-  const port = workers[0]?.port as number
-  t.true(workers.every((w) => w.port === port), 'every worker serves the same port')
-  const pooled = runLoad({ url: `http://127.0.0.1:${port}/`, connections: 6, mode: 'keep-alive', durationMs: 60_000 })
-  const scrapes = scrapeLoop(port)
-  const next = await rollout(f, workers)
-  pooled.stop()
-  scrapes.stop()
-  const [load, s] = await Promise.all([pooled.result, scrapes.done])
-  t.is(load.failed, 0, JSON.stringify(load.causes))
-  t.true(load.answered > 0)
-  t.deepEqual(s.back, [], 'no counter went back')
-  t.deepEqual(s.failed, [])
-  const series = [...s.watch.highest.keys()]
-  t.true(series.length > 0 && series.every((k) => /worker="[12]"/.test(k)), `each series names its worker's slot: ${series.join(' ')}`)
-  // Each replacement, once its old worker's final counts arrived: one reboot, one drain.
-  const own = await Promise.all(next.map((w) => statsOf(f, w.pid, (x) => x.drains === 1)))
-  for (const x of own) t.like(x, { generation: 1, reporting: true, reboots: { requested: 1, started: 1, succeeded: 1 }, drains: 1 })
-  const expected = {
-    reboots: { requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0, lost: 0 },
-    drains: 0,
-    connections: { transferred: 0, kept: 0, forced: 0 }
-  }
-  for (const x of own) {
-    for (const k of Object.keys(expected.reboots) as Array<keyof typeof expected.reboots>) expected.reboots[k] += x.reboots[k]
-    for (const k of Object.keys(expected.connections) as Array<keyof typeof expected.connections>) expected.connections[k] += x.connections[k]
-    expected.drains += x.drains
-  }
-  // The supervisor rewrites its status file (a rename in `dir`) at each worker's message: read it until it has them.
-  const watcher = fs.watch(dir)
-  t.teardown(() => { watcher.close() })
-  const changed = (): Promise<void> => new Promise((resolve) => {
-    const done = (): void => { watcher.off('change', done); clearTimeout(timer); resolve() }
-    const timer = setTimeout(done, 500)
-    watcher.on('change', done)
+for (const platform of PLATFORMS) {
+  test.serial(`NestJS on ${platform} under graceful-reboot run --workers 2: the workers roll; a scrape loop never sees a counter go back; the supervisor's totals equal the sum of each worker's counts`, async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-nest-workers-'))
+    t.teardown(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+    const pidFile = path.join(dir, 'app.pid')
+    const f = supervise(t, { PLATFORM: platform }, ['--workers', '2', '--pid-file', pidFile], 'nest-app')
+    const workers = await firstWorkers(f)
+    const port = workers[0]?.port as number
+    t.true(workers.every((w) => w.port === port), 'every worker serves the same port')
+    const pooled = runLoad({ url: `http://127.0.0.1:${port}/`, connections: 6, mode: 'keep-alive', durationMs: 60_000 })
+    const scrapes = scrapeLoop(port)
+    const next = await rollout(f, workers)
+    pooled.stop()
+    scrapes.stop()
+    const [load, s] = await Promise.all([pooled.result, scrapes.done])
+    t.is(load.failed, 0, JSON.stringify(load.causes))
+    t.true(load.answered > 0)
+    t.deepEqual(s.back, [], 'no counter went back')
+    t.deepEqual(s.failed, [])
+    const series = [...s.watch.highest.keys()]
+    t.true(series.length > 0 && series.every((k) => /worker="[12]"/.test(k)), `each series names its worker's slot: ${series.join(' ')}`)
+    // Each replacement, once its old worker's final counts arrived: one reboot, one drain.
+    const own = await Promise.all(next.map((w) => statsOf(f, w.pid, (x) => x.drains === 1)))
+    for (const x of own) t.like(x, { generation: 1, reporting: true, reboots: { requested: 1, started: 1, succeeded: 1 }, drains: 1 })
+    const expected = {
+      reboots: { requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0, lost: 0 },
+      drains: 0,
+      connections: { transferred: 0, kept: 0, forced: 0 }
+    }
+    for (const x of own) {
+      for (const k of Object.keys(expected.reboots) as Array<keyof typeof expected.reboots>) expected.reboots[k] += x.reboots[k]
+      for (const k of Object.keys(expected.connections) as Array<keyof typeof expected.connections>) expected.connections[k] += x.connections[k]
+      expected.drains += x.drains
+    }
+    // The supervisor rewrites its status file (a rename in `dir`) at each worker's message: read it until it has them.
+    const watcher = fs.watch(dir)
+    t.teardown(() => { watcher.close() })
+    const changed = (): Promise<void> => new Promise((resolve) => {
+      const done = (): void => { watcher.off('change', done); clearTimeout(timer); resolve() }
+      const timer = setTimeout(done, 500)
+      watcher.on('change', done)
+    })
+    const until = Date.now() + 15_000
+    let totals: unknown
+    for (;;) {
+      totals = readStatus(pidFile, f.pid)?.totals
+      if (JSON.stringify(totals) === JSON.stringify(expected) || Date.now() > until) break
+      await changed()
+    }
+    t.deepEqual(totals, expected)
+    const slots = readStatus(pidFile, f.pid)?.slots ?? []
+    t.deepEqual(slots.map((x) => x.stats?.generation), [1, 1])
+    process.kill(f.pid, 'SIGTERM')
+    await f.exited
   })
-  const until = Date.now() + 15_000
-  let totals: unknown
-  for (;;) {
-    totals = readStatus(pidFile, f.pid)?.totals
-    if (JSON.stringify(totals) === JSON.stringify(expected) || Date.now() > until) break
-    await changed()
-  }
-  t.deepEqual(totals, expected)
-  const slots = readStatus(pidFile, f.pid)?.slots ?? []
-  t.deepEqual(slots.map((x) => x.stats?.generation), [1, 1])
-  process.kill(f.pid, 'SIGTERM')
-  await f.exited
-})
+}
