@@ -39,7 +39,7 @@ test('old process: it reports until its successor passes probation; the counts i
   t.is(withDrain.drains, 1)
   t.deepEqual(withDrain.connections, { transferred: 3, kept: 1, forced: 0 })
   t.is(s.snapshot().drains, 0, 'carried(result) does not count the drain twice')
-  events.emit('handoff', { step: 'lost', pid: 2, reason: 'the successor exited', listening: [] })
+  events.emit('handoff', { step: 'lost', pid: 2, reason: 'the successor exited', listening: [], back: true })
   t.true(s.snapshot().reporting)
   events.emit('shutdown', drainResult(3))
   t.like(s.snapshot(), { drains: 1, connections: { transferred: 3, kept: 1 }, reboots: { succeeded: 1, lost: 1 } })
