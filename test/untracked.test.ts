@@ -1,13 +1,14 @@
 // Runs in the test process: expressGraceful() on an app whose server it does not track (a server made
 // with http.createServer(app) and never attached, as Nest's own server is without nestGraceful()): a
-// reboot is refused, naming the fix, and the first request it serves logs a warning naming it too.
+// reboot is refused, naming the fix (alone: nothing listens; beside an app that listens: that app's
+// socket would leave this one's behind), and the first request it serves logs a warning naming it too.
 import http from 'node:http'
 import test from 'ava'
 import express from 'express'
 import { expressGraceful, lifecycle, type RebootError } from '../index'
 import { getJson } from './helpers/servers'
 
-test('an Express app whose server is not tracked: reboot() is refused and the first request warns, both naming attach() and nestGraceful()', async (t) => {
+test.serial('an Express app whose server is not tracked: reboot() is refused, alone and beside an app that listens, and the first request warns, each naming attach() and nestGraceful()', async (t) => {
   const warnings: string[] = []
   const logger = { info () {}, warn (_o: unknown, msg?: string) { warnings.push(String(msg)) }, error () {} }
   const app = expressGraceful(express(), { exit: false, signals: false, launcher: 'ignore', logger })
@@ -15,6 +16,14 @@ test('an Express app whose server is not tracked: reboot() is refused and the fi
   const server = http.createServer(app)
   await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
   t.teardown(() => { server.close() })
+  const alone = await t.throwsAsync(app.reboot()) as RebootError
+  t.is(alone.code, 'ERR_GRACEFUL_REBOOT_NO_LISTENER')
+  t.regex(alone.message, /graceful\.attach\(server\) before its listen\(\).*nestGraceful\(app, options\) before app\.listen\(\)/)
+  // Another app of the process listens: its socket would move, this app's server would be left behind.
+  const other = expressGraceful(express(), { exit: false, signals: false, launcher: 'ignore', logger })
+  const otherServer = other.listen(0, '127.0.0.1')
+  await new Promise((resolve) => otherServer.once('listening', resolve))
+  t.teardown(() => { otherServer.close() })
   const err = await t.throwsAsync(app.reboot()) as RebootError
   t.is(err.code, 'ERR_GRACEFUL_REBOOT_UNSUPPORTED')
   t.regex(err.message, /expressGraceful\(\) tracks no server.*app\.graceful\.attach\(server\) before server\.listen\(\).*nestGraceful\(app, options\)/)
@@ -27,7 +36,7 @@ test('an Express app whose server is not tracked: reboot() is refused and the fi
   t.is(lifecycle().canReboot()?.code, 'ERR_GRACEFUL_REBOOT_UNSUPPORTED')
 })
 
-test('an Express app whose server is tracked (app.listen()) serves without that warning and is not refused for it', async (t) => {
+test.serial('an Express app whose server is tracked (app.listen()) serves without that warning', async (t) => {
   const warnings: string[] = []
   const logger = { info () {}, warn (_o: unknown, msg?: string) { warnings.push(String(msg)) }, error () {} }
   const app = expressGraceful(express(), { exit: false, signals: false, launcher: 'ignore', logger })
