@@ -5,6 +5,7 @@ export default fastifyGraceful
 export { fastifyGraceful, GOING_AWAY, type FastifyGracefulPlugin } from './lib/adapters/fastify'
 export { expressGraceful, type GracefulExpressApp, type ExpressLike, type GracefulRequest } from './lib/adapters/express'
 export { createGraceful, type GracefulHandle } from './lib/adapters/http'
+export { nestGraceful, type NestGracefulHandle, type NestAppLike } from './lib/adapters/nest'
 export { lifecycle, rebootedFrom, type Lifecycle } from './lib/lifecycle'
 export { exitCodes } from './lib/exit-codes'
 export type { LifecycleState, LifecycleEvents, ShutdownResult, ShutdownOptions, RebootOptions, HandoffEvent } from './lib/events'

@@ -280,6 +280,11 @@ function printTable (r: StatusRecord, out: (line: string) => void): void {
   for (const row of rows) out('  ' + row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
   const n = r.reboots
   out(`  rolling reboots: ${n.requested} requested, ${n.succeeded} succeeded, ${n.refused} refused, ${n.failed} failed`)
+  const w = r.totals
+  if (w !== undefined) {
+    out(`  workers' reboots (every slot's line): ${w.reboots.requested} requested, ${w.reboots.succeeded} succeeded, ${w.reboots.refused} refused, ${w.reboots.failed} failed, ${w.reboots.lost} lost; ` +
+      `${w.drains} drains; connections ${w.connections.transferred} transferred, ${w.connections.kept} kept, ${w.connections.forced} forced`)
+  }
   for (const a of r.attempts.slice(-3)) {
     const why = a.error === undefined ? '' : `: ${a.error.message} (${a.error.code})`
     out(`  #${a.seq} by ${a.trigger} at ${new Date(a.at).toISOString()}: ${a.step === 'serving' ? 'done' : a.step === 'spawned' ? 'under way' : a.step}${why}`)

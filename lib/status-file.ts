@@ -54,6 +54,15 @@ export interface SlotStatus {
   startedAt: number | null
   /** Workers of the slot that died and were started again (a rollout's replacement is not a restart). */
   restarts: number
+  /** The counts of the slot's reboot lines (`lifecycle().stats()` of the worker that reports it), null before its first report. */
+  stats?: (LineCountsRecord & { generation: number }) | null
+}
+
+/** The counts of a reboot line, or of a supervisor's workers added up (`lifecycle().stats()` without its per-process fields). */
+export interface LineCountsRecord {
+  reboots: { requested: number, refused: number, started: number, succeeded: number, failed: number, lost: number }
+  drains: number
+  connections: { transferred: number, kept: number, forced: number }
 }
 
 /** What a process writes to its status file at every change of state and at every reboot step. */
@@ -66,7 +75,7 @@ export interface StatusRecord {
   /** Ms since the epoch: when this process started, and when it wrote this record. */
   startedAt: number
   updatedAt: number
-  /** Counts over this process's life. */
+  /** Reboot counts of this process's reboot line (a successor's include its old process's); a supervisor's: its rolling reboots. */
   reboots: { requested: number, refused: number, failed: number, succeeded: number }
   /** The last reboot requests (up to 8), oldest first; a refusal is one too. A supervisor's are its rolling reboots. */
   attempts: RebootStatus[]
@@ -79,6 +88,8 @@ export interface StatusRecord {
    * a reader tells the process that wrote the record from a later one given the same pid.
    */
   startTicks?: number
+  /** A supervisor's: its workers' counts added up (every slot's lines). */
+  totals?: LineCountsRecord
 }
 
 /** The status file of process `pid` whose PID file is `pidFile`. */

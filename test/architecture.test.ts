@@ -81,11 +81,13 @@ test('files under incoming/ say the new process, under outgoing/ the old one', (
   }
 })
 
-test('only the adapters import a framework', (t) => {
+test('only the adapters import a framework; only the Prometheus helper prom-client; nothing imports NestJS', (t) => {
   for (const f of files) {
     const frameworks = specifiers(f).filter((s) => /^(fastify|fastify-plugin|express)(\/|$)/.test(s))
-    if (frameworks.length === 0) continue
-    t.regex(rel(f), /^lib\/adapters\/fastify(-routes)?\.ts$/, `${rel(f)} imports ${frameworks.join(', ')}`)
+    if (frameworks.length > 0) t.regex(rel(f), /^lib\/adapters\/fastify(-routes)?\.ts$/, `${rel(f)} imports ${frameworks.join(', ')}`)
+    const prom = specifiers(f).filter((s) => /^prom-client(\/|$)/.test(s))
+    if (prom.length > 0) t.is(rel(f), 'lib/adapters/prometheus.ts', `${rel(f)} imports prom-client`)
+    t.deepEqual(specifiers(f).filter((s) => s.startsWith('@nestjs/')), [], `${rel(f)} imports NestJS (the adapter duck-types the app)`)
   }
 })
 

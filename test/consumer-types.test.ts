@@ -214,3 +214,37 @@ test('control: in that project fastify is really missing (an import of it fails)
   t.not(r.code, 0)
   t.regex(r.out, /TS2307: Cannot find module 'fastify'/)
 })
+
+const NEST_APP = `
+import { NestFactory } from '@nestjs/core'
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify'
+import { nestGraceful, type NestGracefulHandle, type ShutdownResult } from 'graceful-reboot'
+
+class AppModule {}
+
+export async function main (): Promise<void> {
+  const app = await NestFactory.create(AppModule)
+  const g: NestGracefulHandle = await nestGraceful(app, { timeout: 10_000, health: true })
+  g.onShutdown(async () => {}, { name: 'db', after: ['nest'] }).onStartup(async () => {}, { name: 'cache' })
+  const done: Promise<ShutdownResult> = g.shutdown(5_000)
+  void done
+  await app.listen(3000)
+  const f = await NestFactory.create<NestFastifyApplication>(AppModule, new FastifyAdapter())
+  const platform: 'express' | 'fastify' = (await nestGraceful(f)).platform
+  void platform
+  // @ts-expect-error not a Nest application
+  await nestGraceful({ listen: 3000 })
+  // @ts-expect-error timeout is a number of ms
+  await nestGraceful(app, { timeout: '10' })
+}
+`
+
+test.serial('a NestJS 12 TypeScript project (nodenext): nestGraceful() takes the Express and the Fastify Nest apps; a wrong argument does not compile', async (t) => {
+  const dir = project(t, ['@types', '@nestjs', '@fastify', 'fastify', 'fastify-plugin', 'rxjs', 'reflect-metadata', 'express', 'tslib', 'light-my-request', 'find-my-way', 'path-to-regexp', 'iterare', 'uid', 'pino', 'avvio', 'fast-querystring'], {
+    'package.json': JSON.stringify({ type: 'module' }),
+    'tsconfig.json': tsconfig({ module: 'nodenext', experimentalDecorators: true, ...QUICK }),
+    'app.ts': NEST_APP
+  })
+  const r = await tsc(dir)
+  t.is(r.code, 0, r.out)
+})

@@ -29,7 +29,7 @@ test('the default export is the Fastify plugin, wrapped by fastify-plugin', (t) 
 
 test('named exports: fastifyGraceful is the default; the other functions and constants', (t) => {
   t.is(pkg.fastifyGraceful, pkg.default)
-  for (const name of ['expressGraceful', 'createGraceful', 'lifecycle'] as const) {
+  for (const name of ['expressGraceful', 'createGraceful', 'nestGraceful', 'lifecycle'] as const) {
     t.is(typeof pkg[name], 'function', name)
   }
   t.is(pkg.GOING_AWAY, 1001)
@@ -103,6 +103,26 @@ test('package.json main, types, exports and files point at files that exist afte
   const packed = manifest.files.filter((f) => !f.startsWith('!'))
   for (const entry of packed) t.true(existsSync(path.join(ROOT, entry)), `files entry ${entry} exists`)
   for (const target of targets) t.true(packed.some((f) => path.join(ROOT, target).startsWith(path.join(ROOT, f))), `${target} is packed`)
+  // The Prometheus helper: a subpath export of its own, packed.
+  const prom = manifest.exports['./prometheus'] as Record<string, string>
+  t.deepEqual(Object.keys(prom), ['types', 'default'])
+  for (const target of Object.values(prom)) {
+    t.true(existsSync(path.join(ROOT, target)), `${target} exists`)
+    t.true(packed.some((f) => path.join(ROOT, target) === path.join(ROOT, f)), `${target} is packed`)
+  }
+})
+
+test('graceful-reboot/prometheus resolves to the helper; it registers the line\'s counters on a prom-client registry', async (t) => {
+  const fromRoot = createRequire(path.join(ROOT, 'package.json'))
+  t.is(fromRoot.resolve('graceful-reboot/prometheus'), path.join(ROOT, 'dist', 'prometheus.js'))
+  const { gracefulMetrics } = fromRoot('graceful-reboot/prometheus') as typeof import('../prometheus')
+  const { Registry } = await import('prom-client')
+  const registry = new Registry()
+  gracefulMetrics(registry, { worker: '2' })
+  const text = await registry.metrics()
+  for (const line of ['graceful_reboot_reboots_total{worker="2",outcome="succeeded"} 0', 'graceful_reboot_drains_total{worker="2"} 0', 'graceful_reboot_generation{worker="2"} 0']) {
+    t.true(text.split('\n').includes(line), `${line} in:\n${text}`)
+  }
 })
 
 test('the package name resolves (self-reference through "exports") to the built entry; internals are not exported', (t) => {
@@ -120,7 +140,7 @@ test('the declaration file declares the default and named exports', (t) => {
   const dmts = readFileSync(path.join(ROOT, 'dist', 'index.d.mts'), 'utf8')
   t.regex(dmts, /^export \* from '\.\/index\.js'$/m, 'the ES module entry declares the named exports of the CommonJS one')
   t.regex(dmts, /^export default fastifyGraceful$/m, 'and the plugin as its default')
-  for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'lifecycle', 'exitCodes', 'GracefulError',
+  for (const name of ['fastifyGraceful', 'expressGraceful', 'createGraceful', 'nestGraceful', 'NestGracefulHandle', 'lifecycle', 'exitCodes', 'GracefulError',
     'InvalidOptionError', 'FinalizerGraphError', 'FinalizerTimeoutError', 'RebootError', 'AdoptionError', 'AlreadyRegisteredError', 'PidFileError', 'DrainStartedError',
     'ShutdownResult', 'GracefulOptions', 'FinalizerContext']) {
     t.true(dts.includes(name), name)
@@ -131,13 +151,14 @@ test('the declaration file declares the default and named exports', (t) => {
 
 test('an ESM consumer: named imports work and the default import is the plugin itself, registered in Fastify', async (t) => {
   const script = `
-    import graceful, { fastifyGraceful, expressGraceful, exitCodes, lifecycle } from 'graceful-reboot'
+    import graceful, { fastifyGraceful, expressGraceful, nestGraceful, exitCodes, lifecycle } from 'graceful-reboot'
+    import { gracefulMetrics } from 'graceful-reboot/prometheus'
     import Fastify from 'fastify'
     const app = Fastify()
     await app.register(graceful, { signals: false, exit: false })
     await app.ready()
     const out = {
-      named: typeof fastifyGraceful, express: typeof expressGraceful, forced: exitCodes.forced,
+      named: typeof fastifyGraceful, express: typeof expressGraceful, nest: typeof nestGraceful, metrics: typeof gracefulMetrics, forced: exitCodes.forced,
       lifecycle: typeof lifecycle, decorated: typeof app.shutdown, defaultIsPlugin: graceful === fastifyGraceful
     }
     await app.close()
@@ -154,5 +175,5 @@ test('an ESM consumer: named imports work and the default import is the plugin i
   const r = JSON.parse(out) as Record<string, unknown>
   // The ES module entry (dist/index.mjs) exports the plugin as its default, so the default import is
   // the plugin itself, not the CommonJS module.exports object that Node would give otherwise.
-  t.like(r, { named: 'function', express: 'function', forced: 75, lifecycle: 'function', decorated: 'function', defaultIsPlugin: true })
+  t.like(r, { named: 'function', express: 'function', nest: 'function', metrics: 'function', forced: 75, lifecycle: 'function', decorated: 'function', defaultIsPlugin: true })
 })

@@ -100,6 +100,9 @@ async function checkLoads (t: ExecutionContext, dir: string): Promise<void> {
   t.deepEqual(JSON.parse(cjs.stdout), { fastify: 'function', express: 'function', isDefault: true, file: path.join(installed, 'dist', 'index.js') })
   const esm = must(await run(t, process.execPath, ['--input-type=module', '-e', LOAD_ESM], dir), 'import')
   t.deepEqual(JSON.parse(esm.stdout), { fastify: 'function', express: 'function', isDefault: true, file: `file://${path.join(installed, 'dist', 'index.mjs')}` })
+  // The Prometheus helper is a subpath of its own (prom-client, its optional peer, is the app's to install).
+  const prom = must(await run(t, process.execPath, ['-e', "console.log(require.resolve('graceful-reboot/prometheus'))"], dir), 'resolve graceful-reboot/prometheus')
+  t.is(prom.stdout.trim(), path.join(installed, 'dist', 'prometheus.js'))
   const cli = await run(t, path.join(dir, 'node_modules', '.bin', 'graceful-reboot'), ['--help'], dir)
   t.is(cli.code, 0, cli.stderr)
   t.regex(cli.stdout, /^Usage: graceful-reboot <reboot\|shutdown\|status> --pid-file FILE/)
@@ -141,10 +144,11 @@ test.serial('npm pack on a fresh clone builds the package (prepare) and packs di
   const { clone, files, note } = await pack()
   if (note !== undefined) t.log(note)
   for (const f of ['package.json', 'LICENSE', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/index.mjs', 'dist/index.d.mts',
-    'dist/bin/graceful-reboot.js', 'dist/lib/options.js', 'dist/lib/adapters/fastify.js', 'dist/lib/adapters/fastify.d.ts']) {
+    'dist/bin/graceful-reboot.js', 'dist/lib/options.js', 'dist/lib/adapters/fastify.js', 'dist/lib/adapters/fastify.d.ts',
+    'dist/prometheus.js', 'dist/prometheus.d.ts', 'dist/lib/adapters/prometheus.js', 'dist/lib/adapters/nest.js']) {
     t.true(files.includes(f), `${f} is packed`)
   }
-  t.deepEqual(files.filter((f) => !/^dist\/(index\.|lib\/|bin\/)/.test(f) && !['package.json', 'LICENSE', 'README.md'].includes(f)), [], 'nothing else')
+  t.deepEqual(files.filter((f) => !/^dist\/(index\.|prometheus\.|lib\/|bin\/)/.test(f) && !['package.json', 'LICENSE', 'README.md'].includes(f)), [], 'nothing else')
   for (const map of files.filter((f) => f.endsWith('.map'))) {
     const { sources } = JSON.parse(readFileSync(path.join(clone, map), 'utf8')) as { sources: string[] }
     for (const s of sources) t.true(files.includes(path.posix.join(path.posix.dirname(map), s)), `${map}: its source ${s} is packed`)

@@ -3,11 +3,15 @@ import * as http from 'node:http'
 import type * as net from 'node:net'
 import { mountExpressRoutes } from './express-routes'
 import { gracefulHandle, type GracefulHandle } from './http'
+import { core } from '../lifecycle'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../errors'
 import { resolveOptions, type GracefulOptions } from '../options'
 
 /** Marks an app that has graceful-reboot. */
 const REGISTERED = Symbol.for('graceful-reboot.registered')
+
+/** How to make expressGraceful() track the server (said when it tracks none). */
+const UNTRACKED_FIX = "start it with the app's own app.listen(), or call app.graceful.attach(server) before server.listen() for http.createServer(app); for NestJS, call await nestGraceful(app, options) before app.listen()"
 
 /** What graceful-reboot adds to Express's `req` (declared on `Express.Request` too). */
 export interface GracefulRequest {
@@ -72,7 +76,21 @@ export function expressGraceful<T extends ExpressLike> (app: T, options?: Gracef
   const resolved = resolveOptions(options)
   // Routes first: an app they cannot be mounted on is refused before anything is registered.
   mountExpressRoutes(app, resolved)
-  const handle = gracefulHandle(resolved, 'express')
+  let tracksNothing = (): boolean => false
+  const handle = gracefulHandle(resolved, 'express', (unit) => {
+    tracksNothing = () => unit.servers.length === 0
+    // A successor would inherit no socket and fail to bind (EADDRINUSE): refused, with the fix.
+    unit.rebootBlocker = () => tracksNothing() ? `expressGraceful() tracks no server: ${UNTRACKED_FIX}` : undefined
+  })
+  // A request served by a server nobody attached: a shutdown would not drain it, a reboot is refused.
+  let checked = false
+  ;(app as unknown as { use: (fn: (req: unknown, res: unknown, next: () => void) => void) => void }).use?.((_req, _res, next) => {
+    if (!checked) {
+      checked = true
+      if (tracksNothing()) core().log.warn({ app: 'express' }, `graceful-reboot: the Express app serves a request, but expressGraceful() tracks no server, so a shutdown cannot drain it and a reboot is refused: ${UNTRACKED_FIX}`)
+    }
+    next()
+  })
   const out = app as GracefulExpressApp<T>
   ;(app as unknown as Record<symbol, unknown>)[REGISTERED] = true
   out.graceful = handle

@@ -133,8 +133,10 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
     return closing
   }
   unit.closeApp = closeOnce
+  // From a finalizer after 'http' (NestJS's close), no connection is left: close at once, not after the drain that runs it.
+  const drained = (): Promise<unknown> => unit.httpDrained ? Promise.resolve() : unit.drain(life.seam.now() + options.timeout, 'close', 'close')
   const gracefulClose = (cb?: (err?: Error) => void): unknown => {
-    const p = unit.drain(life.seam.now() + options.timeout, 'close', 'close').then(closeOnce)
+    const p = drained().then(closeOnce)
     if (typeof cb !== 'function') return p
     p.then(() => { cb() }, (err: Error) => { cb(err) })
     return fastify
@@ -142,7 +144,7 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
   fastify.close = gracefulClose as FastifyInstance['close']
   // Any other path into Fastify's close still drains before the server closes.
   fastify.addHook('preClose', async () => {
-    await unit.drain(life.seam.now() + options.timeout, 'close', 'close')
+    await drained()
   })
   // The start graph runs before Fastify binds: a required service that fails makes ready()/listen() reject.
   fastify.addHook('onReady', (next) => {

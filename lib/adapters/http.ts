@@ -90,10 +90,11 @@ export function createGraceful (options?: GracefulOptions): GracefulHandle {
   return gracefulHandle(resolved, 'http')
 }
 
-/** A handle for options already resolved (the Express adapter resolves them once for its routes too). */
-export function gracefulHandle (resolved: ResolvedOptions, name: string): GracefulHandle {
+/** A handle for options already resolved (the Express adapter resolves them once for its routes too); `setUp` sees the app's unit before it registers. */
+export function gracefulHandle (resolved: ResolvedOptions, name: string, setUp?: (unit: GracefulUnit) => void): GracefulHandle {
   const life = core()
   const unit = new GracefulUnit(name, resolved, life.logger(resolved.logger), life.seam)
+  setUp?.(unit)
   life.register(unit)
   const handle: GracefulHandle = {
     attach (server) {

@@ -47,6 +47,8 @@ export class GracefulUnit {
   readonly startup = new StartupGraph()
   /** Set by the adapter: the framework's own close, run after the drain (Fastify's onClose hooks). */
   closeApp: (() => Promise<void>) | undefined
+  /** Set once the HTTP drain of the drain under way is over (no connection left): a framework close from a finalizer need not wait for the rest. */
+  httpDrained = false
   /** Set by the adapter: why this app cannot be rebooted now (e.g. sockets not handed over), if so. */
   rebootBlocker: (() => string | undefined) | undefined
   /** Set by the lifecycle when the app registers: watches a server's listen() (adoption, hand-over keys). */
@@ -208,6 +210,7 @@ export class GracefulUnit {
         transferred += r.transferred
         for (const [why, n] of Object.entries(r.kept) as Array<[KeptReason, number]>) kept[why] = (kept[why] ?? 0) + n
       }
+      this.httpDrained = true
     }
     // Upgraded sockets are destroyed at the deadline whatever the finalizers are doing.
     const upgraded = this.closeUpgraded(drains, deadline, run)

@@ -18,6 +18,18 @@ export const READY_WITHIN_ENV = 'GRACEFUL_REBOOT_READY_WITHIN'
 export const HANDOVER_ENV = 'GRACEFUL_REBOOT_HANDOVER'
 /** Set (to '1') by an old process that answers STATE_REQUEST_MESSAGE: without it, `inherited()` resolves undefined at once. */
 export const STATE_ENV = 'GRACEFUL_REBOOT_STATE'
+/** The successor's generation in its reboot line: the old process's plus one (a first start is 0). */
+export const GENERATION_ENV = 'GRACEFUL_REBOOT_GENERATION'
+
+/**
+ * The counts of a reboot line (every process of it so far): what `lifecycle().stats()` counts, handed
+ * from the old process to its successor with CUTOVER_MESSAGE and, final, with DRAINED_MESSAGE.
+ */
+export interface LineCounts {
+  reboots: { requested: number, refused: number, started: number, succeeded: number, failed: number, lost: number }
+  drains: number
+  connections: { transferred: number, kept: number, forced: number }
+}
 
 /** New -> old: this process serves (every inherited socket adopted, or `declareReady()`). */
 export const READY_MESSAGE = 'graceful-reboot:ready'
@@ -65,9 +77,9 @@ export const STATE_REQUEST_MESSAGE = 'graceful-reboot:state-request'
  * message would hold up the others.
  */
 export const STATE_MESSAGE = 'graceful-reboot:state'
-/** Old -> new: probation passed; the old process drains now and hands its connections over. */
+/** Old -> new: probation passed; the old process drains now and hands its connections over. `counts`: its line's counts now (the successor reports them from now on). */
 export const CUTOVER_MESSAGE = 'graceful-reboot:cutover'
-/** Old -> new: the old process's drain is over: `transferred` connections are the successor's, `kept` drained there. */
+/** Old -> new: the old process's drain is over: `transferred` connections are the successor's, `kept` drained there; `counts`: its line's final counts. */
 export const DRAINED_MESSAGE = 'graceful-reboot:drained'
 
 export type StateAnswer =
@@ -97,8 +109,8 @@ export type OldToNew =
   | { type: typeof REVOKE_MESSAGE, id: number }
   | { type: typeof PING_MESSAGE, n: number }
   | StateAnswer
-  | { type: typeof CUTOVER_MESSAGE }
-  | { type: typeof DRAINED_MESSAGE, transferred: number, kept: number }
+  | { type: typeof CUTOVER_MESSAGE, counts?: LineCounts | undefined }
+  | { type: typeof DRAINED_MESSAGE, transferred: number, kept: number, counts?: LineCounts | undefined }
 
 /** The `type` of an IPC message, if it is one of ours. */
 export function messageType (m: unknown): string | undefined {

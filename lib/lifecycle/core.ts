@@ -61,7 +61,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     this.reboots = new RebootController({
       seam, host, log: () => this.log, listening: this.listening, units: this.units,
       takeBack: (copies, passed) => this.takeBack(copies, passed), resume: () => { this.resume() }, emit: (e) => { this.emit('handoff', e) },
-      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }), state: () => this.warm.source(), veto: (trigger) => this.warm.veto(trigger)
+      drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }), state: () => this.warm.source(), veto: (trigger) => this.warm.veto(trigger),
+      counts: (result) => this.status.stats.carried(result), generation: () => this.inherited.generation
     })
     this.newSide = new NewSide({
       seam, host, inherited: () => this.inherited, log: () => this.log,
@@ -74,7 +75,12 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     })
     const options = (): GracefulUnit['options'] | undefined => this.units.list()[0]?.options
     this.warm = new WarmStart({ seam, host, inherited: () => this.inherited, log: () => this.log, options, registered: (u) => this.units.list().includes(u as GracefulUnit), handingOver: () => this.reboots.handingOver }, this)
-    this.worker = WorkerLink.fromEnv(host.env, { pid: seam.pid, parentPid: () => this.inherited.parentPid, log: () => this.log, reboot: (t) => this.reboot(t, { trigger: 'supervisor' }), shutdown: (t, trigger) => { void this.shutdown(t, { trigger }) }, listening: this.listening, host })
+    this.worker = WorkerLink.fromEnv(host.env, { pid: seam.pid, parentPid: () => this.inherited.parentPid, log: () => this.log, reboot: (t) => this.reboot(t, { trigger: 'supervisor' }), shutdown: (t, trigger) => { void this.shutdown(t, { trigger }) }, listening: this.listening, host,
+      stats: () => {
+        const { generation, reporting, reboots, drains, connections } = this.stats()
+        return { generation, reporting, counts: { reboots, drains, connections } }
+      },
+      watchStats: (fn) => { this.status.stats.watch(fn) } })
     this.on('handoff', (e) => { if (e.step === 'announced') this.launchers.announced(this.units.launcherIgnored) })
     this.systemd = new SystemdNotifier(this, { pid: seam.pid, host, cause: () => this.cause, parentMayRollBack: () => this.newSide.parentWaits() !== undefined, state: () => this.current, timer: (ms, fn) => seam.timer(ms, fn), log: () => this.log })
     this.status = new StatusReporter(this, { pid: seam.pid, pidFile: () => this.units.pidFile(), state: () => this.current, role: () => this.role, log: () => this.log, told: (fn) => { this.systemd.told(fn) } })
@@ -140,6 +146,7 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     }
     this.newSide.start()
     this.warm.watchParent()
+    if (this.inherited.parentPid !== undefined) this.status.stats.followParent(this.inherited.generation, this.host)
     this.worker?.connect(this)
     unit.watchServers((server) => {
       this.listening.wrap(server, this.inherited, {

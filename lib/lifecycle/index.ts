@@ -54,9 +54,10 @@ export interface Lifecycle extends Pick<EventEmitter<LifecycleEvents>, 'on' | 'o
    */
   announceReady (): void
   /**
-   * Counts over this process's life (a successor starts from zero): reboot requests and their
-   * outcomes, drains, connections handed over, kept and forced, and the last reboot's step and
-   * timings. A copy, safe to keep.
+   * Counts over this process's reboot line (a successor starts from its old process's counts): reboot
+   * requests and their outcomes, drains, connections handed over, kept and forced; this process's
+   * `generation` in the line and whether it is the one that reports the line now (`reporting`); this
+   * process's last reboot's step and timings. A copy, safe to keep.
    */
   stats (): LifecycleStats
 }

@@ -11,6 +11,7 @@ import type { Standby } from '../outgoing/standby'
 import type { StateSource } from '../outgoing/state'
 import type { AppRegistry } from './registry'
 import type { KeptCopies } from './takeback'
+import type { LineCounts } from '../handoff/protocol'
 import { writePidFile } from '../pidfile'
 
 /** What the controller needs from the lifecycle. */
@@ -35,6 +36,9 @@ export interface RebootContext {
   /** The state a successor may ask for, and the 'beforeSpawn' hooks' veto. */
   state (): StateSource
   veto (trigger: string): Promise<string | undefined> | undefined
+  /** This process's line counts, handed to the successor (with a drain's result folded in), and its generation. */
+  counts? (result?: ShutdownResult): LineCounts
+  generation? (): number
 }
 
 export class RebootController {
@@ -85,7 +89,9 @@ export class RebootController {
         return ctx.drain(t, trigger)
       },
       state: () => ctx.state(),
-      veto: (trigger) => ctx.veto(trigger)
+      veto: (trigger) => ctx.veto(trigger),
+      ...(ctx.counts === undefined ? {} : { counts: ctx.counts }),
+      ...(ctx.generation === undefined ? {} : { generation: ctx.generation() })
     })
     this.outgoing = outgoing
     const running = outgoing.run(timeout, options.trigger ?? 'code', options.stateful === true)

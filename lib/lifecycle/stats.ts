@@ -1,8 +1,13 @@
-// Runs in both processes: counts what this process's lifecycle did (reboot requests and their
-// outcomes, drains, connections moved, kept and forced) and the last reboot's steps and timings, from
-// the lifecycle's own events; `lifecycle().stats()` returns a copy.
+// Runs in both processes: counts what the lifecycle of this process's reboot line did (reboot requests
+// and their outcomes, drains, connections moved, kept and forced) and the last reboot's steps and
+// timings, from the lifecycle's own events; a successor starts from the counts its old process hands
+// it at the end of probation and again, final, once that process's drain is over. Exactly one process
+// of a line reports at a time (`reporting`); `lifecycle().stats()` returns a copy.
 import type { EventEmitter } from 'node:events'
 import type { HandoffEvent, LifecycleEvents, ShutdownResult } from '../events'
+import { CUTOVER_MESSAGE, DRAINED_MESSAGE, messageType, type LineCounts } from '../handoff/protocol'
+import { addCounts, isCounts, zeroCounts } from '../handoff/counts'
+import type { RebootHost } from '../os'
 
 /** The last reboot this process was asked for, and how far it got. */
 export interface LastReboot {
@@ -23,8 +28,21 @@ export interface LastReboot {
   lost?: string
 }
 
-/** What `lifecycle().stats()` returns: counts over this process's life (a successor starts from zero). */
+/**
+ * What `lifecycle().stats()` returns: counts over this process's reboot line (a successor starts from
+ * its old process's counts), this process's generation in the line, and whether it is the process of
+ * the line that reports them.
+ */
 export interface LifecycleStats {
+  /** 0 for a first start; a successor's is its old process's plus one. */
+  generation: number
+  /**
+   * Whether this process reports its line's counts now: a first start does; a successor from the end
+   * of its probation on (when its old process hands it the counts); an old process until then, and
+   * again if its successor is lost. Read the counters only from a reporting process: the two processes
+   * of a reboot both answer requests for a while, and only this one's counts never go back.
+   */
+  reporting: boolean
   reboots: {
     /** Reboot requests: refused ones and started ones. */
     requested: number
@@ -54,22 +72,81 @@ export interface LifecycleStats {
 
 export class StatsRecorder {
   private readonly now: () => number
-  private readonly s: LifecycleStats = {
-    reboots: { requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0, lost: 0 },
-    drains: 0,
-    connections: { transferred: 0, kept: 0, forced: 0 },
-    lastReboot: null
-  }
+  /** This process's own counts; `base` is its line's before it (the old process's last counts). */
+  private readonly s: LineCounts & { lastReboot: LastReboot | null } = { ...zeroCounts(), lastReboot: null }
+  private base: LineCounts = zeroCounts()
+  private generation = 0
+  private reporting = true
+  private following = false
+  private readonly watchers: Array<() => void> = []
 
   constructor (events: Pick<EventEmitter<LifecycleEvents>, 'on'>, now: () => number) {
     this.now = now
-    events.on('handoff', (e) => { this.handoff(e) })
-    events.on('shutdown', (result) => { this.drained(result) })
+    events.on('handoff', (e) => {
+      this.handoff(e)
+      this.changed()
+    })
+    events.on('shutdown', (result) => {
+      this.drained(result)
+      this.changed()
+    })
+  }
+
+  /** Calls `fn` after every change of the counts or of `reporting` (a worker tells its supervisor). */
+  watch (fn: () => void): void {
+    this.watchers.push(fn)
+  }
+
+  private changed (): void {
+    for (const fn of this.watchers) fn()
+  }
+
+  /**
+   * In a successor (of generation `generation`): follows the old process's messages; it reports once
+   * the old process hands it the line's counts, or once that process is gone.
+   */
+  followParent (generation: number, host: Pick<RebootHost, 'onParentMessage' | 'onParentGone'>): void {
+    if (this.following) return
+    this.following = true
+    this.generation = generation
+    this.reporting = false
+    host.onParentMessage((m) => {
+      const type = messageType(m)
+      if (type !== CUTOVER_MESSAGE && type !== DRAINED_MESSAGE) return
+      const counts = (m as { counts?: unknown }).counts
+      if (isCounts(counts)) this.inherit(counts)
+      else this.orphaned()
+    })
+    host.onParentGone?.(() => { this.orphaned() })
+  }
+
+  /**
+   * The old process's counts of the line (at the end of probation, then final once its drain is over):
+   * this process reports from now on. Counts that would go back (a message out of order) are ignored.
+   */
+  inherit (counts: LineCounts): void {
+    if (sum(counts) >= sum(this.base)) this.base = counts
+    this.reporting = true
+    this.changed()
+  }
+
+  /** The old process is gone before it handed the line over: this process reports what it has. */
+  orphaned (): void {
+    if (this.reporting) return
+    this.reporting = true
+    this.changed()
+  }
+
+  /** The line's counts for a successor; with `result`, this process's drain (not counted yet) folded in. */
+  carried (result?: ShutdownResult): LineCounts {
+    const own: LineCounts = structuredClone({ reboots: this.s.reboots, drains: this.s.drains, connections: this.s.connections })
+    if (result !== undefined) addDrain(own, result)
+    return addCounts(this.base, own)
   }
 
   /** A copy: later steps do not change it. */
   snapshot (): LifecycleStats {
-    return structuredClone(this.s)
+    return { generation: this.generation, reporting: this.reporting, ...this.carried(), lastReboot: structuredClone(this.s.lastReboot) }
   }
 
   private handoff (e: HandoffEvent): void {
@@ -92,6 +169,8 @@ export class StatsRecorder {
       case 'serving':
         r.succeeded++
         if (last?.successor === e.pid) Object.assign(last, { step: 'serving', servingMs: e.ms })
+        // The successor reports the line from its cutover on (it gets these counts with it).
+        this.reporting = false
         break
       case 'failed':
         r.failed++
@@ -100,20 +179,30 @@ export class StatsRecorder {
       case 'lost':
         r.lost++
         if (last?.successor === e.pid) Object.assign(last, { step: 'lost', lost: e.reason })
+        // This process took the service back: it reports again.
+        this.reporting = true
         break
       default:
     }
   }
 
   private drained (result: ShutdownResult): void {
-    this.s.drains++
-    const c = this.s.connections
-    c.forced += result.forced
-    for (const app of result.apps) {
-      c.transferred += app.transferred
-      for (const n of Object.values(app.kept)) c.kept += n ?? 0
-    }
+    addDrain(this.s, result)
   }
+}
+
+function addDrain (counts: LineCounts, result: ShutdownResult): void {
+  counts.drains++
+  const c = counts.connections
+  c.forced += result.forced
+  for (const app of result.apps) {
+    c.transferred += app.transferred
+    for (const n of Object.values(app.kept)) c.kept += n ?? 0
+  }
+}
+
+function sum (c: LineCounts): number {
+  return Object.values(c.reboots).reduce((a, b) => a + b, 0) + c.drains + Object.values(c.connections).reduce((a, b) => a + b, 0)
 }
 
 function brief (error: { code: string, message: string }): { code: string, message: string } {

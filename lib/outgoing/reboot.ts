@@ -10,7 +10,7 @@ import { MAX_MS } from '../limits'
 import { exitCodes } from '../exit-codes'
 import type { ProcessSeam, RebootHost } from '../os'
 import type { HandOverFor } from '../drain/app'
-import { CUTOVER_MESSAGE, DRAINED_MESSAGE } from '../handoff/protocol'
+import { CUTOVER_MESSAGE, DRAINED_MESSAGE, type LineCounts } from '../handoff/protocol'
 import { startSuccessor, type Successor } from './spawn'
 import type { Standby } from './standby'
 import type { StateSource } from './state'
@@ -61,6 +61,9 @@ export interface OutgoingContext {
   state? (): StateSource
   /** The reason a 'beforeSpawn' hook vetoes the reboot, or undefined; no promise at all without such hooks (the spawn is not deferred). */
   veto? (trigger: string): Promise<string | undefined> | undefined
+  /** This process's line counts for the successor (with `result`, this process's drain, folded in), and its generation. */
+  counts? (result?: ShutdownResult): LineCounts
+  readonly generation?: number
 }
 
 export class OutgoingReboot {
@@ -118,6 +121,7 @@ export class OutgoingReboot {
       stateful: stateful ? Math.min(timeout + STATEFUL_MARGIN_MS, MAX_MS) : false,
       timeout: this.ctx.successorTimeout,
       lostAfter: this.ctx.successorLostAfter,
+      generation: this.ctx.generation === undefined ? undefined : this.ctx.generation + 1,
       spawn: host.spawn,
       timer: (t, fn) => seam.timer(t, fn),
       transferStopped: (why) => { log.warn({ successor: successor.pid, why }, `graceful-reboot: connection transfer stopped: ${why}; the connections left drain here`) },
@@ -144,7 +148,8 @@ export class OutgoingReboot {
       if (!stateful) await Promise.race([successor.probation(probation), aborted])
       log.info({ successor: successor.pid, ms: seam.now() - start }, 'graceful-reboot: successor serves; draining')
       this.ctx.emit({ step: 'serving', pid: successor.pid, ms: seam.now() - start })
-      successor.tell({ type: CUTOVER_MESSAGE })
+      // The counts after 'serving' (this reboot succeeded): the successor reports the line's from now on.
+      successor.tell({ type: CUTOVER_MESSAGE, counts: this.ctx.counts?.() })
       this.servedBy = successor
     } catch (err) {
       successor.stop()
@@ -228,6 +233,6 @@ export class OutgoingReboot {
     const cap = (this.stateSource?.timeout ?? 0) + FINAL_STATE_MARGIN_MS
     await Promise.race([s.finalState(), new Promise<void>((resolve) => { cancel = this.ctx.seam.timer(cap, resolve) })])
     cancel()
-    s.tell({ type: DRAINED_MESSAGE, ...handedOver(result) })
+    s.tell({ type: DRAINED_MESSAGE, ...handedOver(result), counts: this.ctx.counts?.(result) })
   }
 }

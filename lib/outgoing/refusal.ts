@@ -58,7 +58,7 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   // Nothing to hand over: a successor would only run the app's start-up again (migrations, consumers) and exit.
   if (f.listening() === 0) {
     return no('ERR_GRACEFUL_REBOOT_NO_LISTENER', 'cannot reboot: no server this package tracks is listening, so a successor would have no socket to take over and would only run the app\'s start-up again; ' +
-      'reboot once the app listens (after listen() resolved), and make the package track the server: Fastify\'s and app.listen() of Express are tracked, a server of your own (http.createServer(app)) needs graceful.attach(server) before its listen()')
+      'reboot once the app listens (after listen() resolved), and make the package track the server: Fastify\'s and app.listen() of Express are tracked, a server of your own (http.createServer(app)) needs graceful.attach(server) before its listen(), a NestJS app await nestGraceful(app, options) before app.listen()')
   }
   for (const why of f.blockers()) {
     if (why !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', why)

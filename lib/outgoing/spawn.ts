@@ -4,7 +4,7 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError, StartupError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, GENERATION_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
 import { Heartbeat } from './heartbeat'
@@ -39,6 +39,8 @@ export interface SuccessorOptions {
   transferStopped?: (why: string) => void
   /** Told each time the successor's event loop stops answering pings (a pause, or the start of a freeze). */
   unresponsive?: (ms: number) => void
+  /** The successor's generation in its reboot line (this process's plus one). */
+  generation?: number | undefined
   /** The state registered with `handover()`, which the successor may ask for; absent: it gets none. */
   state?: { source: () => StateSource, now: () => number, log: Logger } | undefined
 }
@@ -94,6 +96,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
   delete env.LISTEN_PID
   if (o.stateful !== false) env[STATEFUL_ENV] = String(o.stateful)
   else delete env[STATEFUL_ENV]
+  if (o.generation !== undefined) env[GENERATION_ENV] = String(o.generation)
+  else delete env[GENERATION_ENV]
   let child: ChildProcess
   try {
     child = o.spawn('/bin/sh', ['-c', 'export LISTEN_PID=$$; exec "$0" "$@"', o.execPath, ...o.execArgv, ...o.argv], { cwd: o.cwd, env, stdio })

@@ -2,6 +2,7 @@
 // each other: the environment a worker gets, and the JSON lines on the supervisor's control socket (a
 // Unix socket every worker connects to, the replacements a worker's reboot starts too), so that the
 // supervisor knows every worker of every slot, whoever spawned it.
+import type { LineCounts } from '../handoff/protocol'
 
 /** The worker's slot, 1..N (a replacement keeps its slot). Set by the supervisor; the contract of DESIGN.md section 9. */
 export const WORKER_ENV = 'GRACEFUL_WORKER'
@@ -43,6 +44,11 @@ export type WorkerToSupervisor =
   | { type: 'reboot-failed', pid: number, id: number, code: string, message: string }
   /** The worker's drain is over: it exits with `code`. */
   | { type: 'exiting', pid: number, code: number }
+  /**
+   * The counts of the worker's reboot line (`lifecycle().stats()`), its generation and whether it
+   * reports the line: sent when it announces and after every change. The supervisor adds them up.
+   */
+  | { type: 'stats', pid: number, generation: number, reporting: boolean, counts: LineCounts }
 
 export type SupervisorToWorker =
   /** Reboot this worker (its replacement takes its slot, its connections and its state). */

@@ -241,7 +241,8 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
       reboots: { ...supervisor.rollouts.counts },
       attempts: [...supervisor.rollouts.records],
       kind: 'supervisor',
-      slots: supervisor.table()
+      slots: supervisor.table(),
+      totals: supervisor.totals.sum()
     }
     try {
       writeStatus(pidFile, record)

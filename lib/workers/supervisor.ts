@@ -14,6 +14,8 @@ import { ControlSocket, type Hello } from './control'
 import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 import type { SlotStatus } from '../status-file'
 import { RolloutLog, type RolloutRecord, type SlotOutcome } from './rollouts'
+import { WorkerTotals } from './totals'
+import { isCounts } from '../handoff/counts'
 
 export type SupervisorLogLevel = 'debug' | 'info' | 'warn' | 'error'
 
@@ -101,6 +103,8 @@ export class Supervisor {
   private binder: number | undefined
   private readonly waiting = new Map<number, { pid: number, fn: Pending }>()
   private readonly control: ControlSocket<Proc>
+  /** The counts of the workers' reboot lines, added up. */
+  readonly totals = new WorkerTotals()
   private rolling = false
   private stopping = false
   private lastId = 0
@@ -161,7 +165,7 @@ export class Supervisor {
     return this.slots.map((s) => {
       const p = s.current === undefined ? undefined : this.procs.get(s.current)
       const state: SlotStatus['state'] = p === undefined ? (s.gaveUp ? 'given up' : 'restarting') : this.stopping ? 'draining' : p.rebooting ? 'rebooting' : p.announced ? 'serving' : 'starting'
-      return { slot: s.n, pid: p?.pid ?? null, state, startedAt: p?.startedAt ?? null, restarts: s.restarts }
+      return { slot: s.n, pid: p?.pid ?? null, state, startedAt: p?.startedAt ?? null, restarts: s.restarts, stats: this.totals.slot(s.n) ?? null }
     })
   }
 
@@ -379,7 +383,16 @@ export class Supervisor {
       if (w?.pid === proc.pid) w.fn(m)
     } else if (m.type === 'exiting') {
       proc.exitCode = typeof m.code === 'number' ? m.code : 1
+    } else if (m.type === 'stats') {
+      this.stats(proc, m)
     }
+  }
+
+  /** A worker's counts: added up per slot (`totals`), shown in the status file. */
+  private stats (proc: Proc, m: Extract<WorkerToSupervisor, { type: 'stats' }>): void {
+    if (!isCounts(m.counts) || typeof m.reporting !== 'boolean' || !Number.isInteger(m.generation)) return
+    this.totals.update(proc.slot, proc.pid, { generation: m.generation, reporting: m.reporting, counts: m.counts, parent: proc.parent })
+    this.seam.changed?.()
   }
 
   /** A worker announced: once the first has handed its sockets up, the others start; once all serve, the supervisor does. */

@@ -10,7 +10,7 @@ import type { LifecycleEvents } from '../events'
 import type { ListenerRegistry } from '../handoff/listeners'
 import type { Logger } from '../log'
 import type { RebootHost } from '../os'
-import { PARENT_ENV } from '../handoff/protocol'
+import { PARENT_ENV, type LineCounts } from '../handoff/protocol'
 import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 
 export interface WorkerContext {
@@ -25,6 +25,9 @@ export interface WorkerContext {
   readonly listening: Pick<ListenerRegistry, 'sockets' | 'serverFor'>
   /** Its `sendHandle`: the IPC channel to the supervisor (only the first worker has one). */
   readonly host: Pick<RebootHost, 'sendHandle'>
+  /** The counts of this worker's reboot line, and `fn` called after each change: the supervisor adds them up. */
+  stats?: () => { generation: number, reporting: boolean, counts: LineCounts }
+  watchStats?: (fn: () => void) => void
 }
 
 export class WorkerLink {
@@ -87,7 +90,10 @@ export class WorkerLink {
         if (handle != null && this.ctx.host.sendHandle?.({ type: WORKER_LISTENER_MESSAGE, key }, handle) === true) sent++
       }
       this.say({ type: 'announced', pid: this.ctx.pid, listeners: sent })
+      this.sendStats()
     })
+    // Sent at once (not batched): the last counts go out before the link closes at the end of the drain.
+    this.ctx.watchStats?.(() => { this.sendStats() })
     events.on('shutdown', (result) => {
       this.closing = true
       this.say({ type: 'exiting', pid: this.ctx.pid, code: result.code })
@@ -127,6 +133,11 @@ export class WorkerLink {
     } else if (m.type === 'rollout-done') {
       this.settle(m.ok ? this.ctx.pid : rolloutError(m))
     }
+  }
+
+  private sendStats (): void {
+    const s = this.ctx.stats?.()
+    if (s !== undefined) this.say({ type: 'stats', pid: this.ctx.pid, generation: s.generation, reporting: s.reporting, counts: s.counts })
   }
 
   private settle (outcome: number | Error): void {
