@@ -24,6 +24,9 @@ export interface RefusalFacts {
   blockers: () => Iterable<string | undefined>
 }
 
+/** What works in a container: the supervisor under the init, whose pid never changes; or a new container. */
+const CONTAINER_FIX = 'in a container, run the app under the supervisor, which stays while its workers are replaced (tini -- graceful-reboot run --workers N app.js, then SIGUSR2 to it: docs/workers.md), or replace the container (rolling update)'
+
 type RefusalCode = 'ERR_GRACEFUL_REBOOT_IN_PROGRESS' | 'ERR_GRACEFUL_SHUTTING_DOWN' | 'ERR_GRACEFUL_REBOOT_UNSUPPORTED' | 'ERR_GRACEFUL_REBOOT_NO_LISTENER'
 
 /** Why a reboot cannot start now (the RebootError it would reject with), or undefined. */
@@ -39,10 +42,10 @@ export function rebootRefusal (f: RefusalFacts): RebootError | undefined {
   }
   if (f.seam.platform === 'win32') return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'reboot needs socket inheritance, which Windows does not offer; use shutdown and a supervisor')
   if (f.host.isClusterWorker) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot a cluster worker: its listening sockets belong to the cluster primary; for every core with zero-downtime rolling reboots, run the app with `graceful-reboot run --workers N app.js` instead of node:cluster (docs/workers.md)')
-  if (f.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', 'cannot reboot as PID 1: its exit would end the container; run with an init (docker run --init, tini)')
+  if (f.seam.pid === 1) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as PID 1: its exit would end the container; ${CONTAINER_FIX}`)
   const init = f.host.exitingInit()
   if (init !== undefined) {
-    return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as the direct child of ${init}: ${init} exits when this process exits, which ends the container and the successor; in a container, replace the container instead (rolling update)`)
+    return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', `cannot reboot as the direct child of ${init}: ${init} exits when this process exits, which ends the container and the successor; ${CONTAINER_FIX}`)
   }
   const terminal = terminalProblem(f.host.terminalSession())
   if (terminal !== undefined) return no('ERR_GRACEFUL_REBOOT_UNSUPPORTED', terminal)
