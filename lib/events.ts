@@ -1,6 +1,7 @@
 // Runs in both processes: the shapes the process-wide lifecycle reports: its states, what a shutdown
 // did, and the steps of a reboot.
 import type { RebootError } from './errors'
+import type { RebootStep } from './steps'
 import type { UnitResult } from './drain/app'
 import type { ShutdownReason } from './drain/finalizers'
 
@@ -31,7 +32,7 @@ export interface RebootOptions {
   stateful?: boolean
 }
 
-/** A step of a reboot, as `lifecycle().on('handoff', ...)` reports it. */
+/** A step of a reboot, as `lifecycle().on('handoff', ...)` reports it; `step` is a RebootStep (lib/steps.ts), the name the hooks, the status file and stats use too. */
 export type HandoffEvent =
   /** In the process asked to reboot (`pid`): the reboot did not start (`error` says why); it serves on. */
   | { step: 'refused', pid: number, error: RebootError, trigger: string }
@@ -73,3 +74,6 @@ export function handedOver (result: ShutdownResult): { transferred: number, kept
   }
   return { transferred, kept }
 }
+
+/** Every step the 'handoff' event reports is a RebootStep: one vocabulary (checked by the compiler). */
+export type HandoffStep = HandoffEvent['step'] extends RebootStep ? HandoffEvent['step'] : never

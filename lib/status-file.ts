@@ -2,20 +2,22 @@
 // one per process (`<pidFile>.<pid>.status`, JSON), so that the CLI learns a reboot's verdict
 // (refused, rolled back, serving after probation) instead of guessing it from the PID file.
 import * as fs from 'node:fs'
+import type { RecordedStep } from './steps'
 import { writeAtomically } from './pidfile'
 
 /**
- * A reboot's steps as the status file records them; 'refused', 'failed' and 'serving' are verdicts;
- * 'lost' comes after 'serving': the successor died or stopped answering while this process drained.
+ * A reboot's steps as the status file records them (lib/steps.ts, the one vocabulary); 'refused',
+ * 'failed' and 'serving' are verdicts; 'lost' comes after 'serving': the successor died or stopped
+ * answering while this process drained.
  */
-export type RebootStep = 'refused' | 'spawned' | 'ready' | 'serving' | 'failed' | 'lost'
+export type { RecordedStep } from './steps'
 
 /** The last reboot this process was asked for. */
 export interface RebootStatus {
   /** 1 for this process's first reboot request, then 2, ...: the CLI waits for one above what it read before signalling. */
   seq: number
   trigger: string
-  step: RebootStep
+  step: RecordedStep
   /** When the step was reached (ms since the epoch). */
   at: number
   /** The successor's pid, from 'spawned' on. */

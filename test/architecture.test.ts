@@ -103,7 +103,7 @@ const LAYERS: Array<[rank: number, pattern: RegExp]> = [
   [4, /^lib\/(outgoing|incoming|workers)\/|^lib\/(signals|launcher)\.ts$/],
   [3, /^lib\/(drain|startup)\/|^lib\/events\.ts$/],
   [2, /^lib\/handoff\//],
-  [1, /^lib\/(os|errors|log|options|health-options|durations|limits|admin-token|cycle|pidfile|status-file|trust|exclusive|exit-codes|proc|systemd-notify)\.ts$/]
+  [1, /^lib\/(os|errors|log|options|health-options|durations|limits|admin-token|cycle|pidfile|status-file|trust|exclusive|exit-codes|proc|systemd-notify|steps)\.ts$/]
 ]
 
 function rank (file: string): number | undefined {

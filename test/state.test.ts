@@ -173,7 +173,7 @@ test('a successor that dies after reading the state is rolled back and changes n
   const count = await getJson<{ served: number, pid: number }>(first.port, '/count')
   t.deepEqual(count.body, { served: 8, pid: first.pid, cache: ['greeting', 'when'] })
   const hooks = f.lines.filter((e) => e.event === 'hook' && e.pid === first.pid).map((e) => e.step)
-  t.deepEqual(hooks, ['beforeSpawn', 'rolledBack'])
+  t.deepEqual(hooks, ['beforeSpawn', 'failed'])
   const next = await reboot(f, first.pid)
   t.is(next.served, 8, 'a later reboot hands over the count as it is')
   process.kill(next.pid, 'SIGTERM')
@@ -194,14 +194,14 @@ test('hooks: a beforeSpawn veto refuses the reboot naming the hook; otherwise bo
   t.teardown(() => { agent.destroy() })
   await getJson(first.port, '/', agent)
   const next = await reboot(f, first.pid)
-  await f.waitFor((e) => e.event === 'hook' && e.pid === next.pid && e.step === 'handedOver')
+  await f.waitFor((e) => e.event === 'hook' && e.pid === next.pid && e.step === 'drained')
   const steps = (pid: number): unknown[] => f.lines.filter((e) => e.event === 'hook' && e.pid === pid).map((e) => e.step)
-  t.deepEqual(steps(first.pid), ['beforeSpawn', 'beforeSpawn', 'ready', 'serving', 'draining', 'handedOver'])
-  t.deepEqual(steps(next.pid), ['ready', 'serving', 'handedOver'])
-  const old = f.lines.find((e) => e.event === 'hook' && e.pid === first.pid && e.step === 'handedOver') as FixtureEvent & { successor: number, transferred: number }
+  t.deepEqual(steps(first.pid), ['beforeSpawn', 'beforeSpawn', 'ready', 'serving', 'draining', 'drained'])
+  t.deepEqual(steps(next.pid), ['ready', 'serving', 'drained'])
+  const old = f.lines.find((e) => e.event === 'hook' && e.pid === first.pid && e.step === 'drained') as FixtureEvent & { successor: number, transferred: number }
   t.is(old.successor, next.pid)
   t.is(old.transferred, 1)
-  const mine = f.lines.find((e) => e.event === 'hook' && e.pid === next.pid && e.step === 'handedOver') as FixtureEvent & { parentPid: number, transferred: number }
+  const mine = f.lines.find((e) => e.event === 'hook' && e.pid === next.pid && e.step === 'drained') as FixtureEvent & { parentPid: number, transferred: number }
   t.is(mine.parentPid, first.pid)
   t.is(mine.transferred, 1)
   process.kill(next.pid, 'SIGTERM')

@@ -239,3 +239,23 @@ test('options: handoverTimeout and handoverMaxBytes default as documented and na
   t.throws(() => resolveOptions({ handoverTimeout: 'x' }), { message: /"handoverTimeout" must be a finite number of milliseconds >= 0, got "x"/ })
   t.throws(() => resolveOptions({ handoverMaxBytes: 1.5 }), { message: '"handoverMaxBytes" must be a whole number of bytes from 1 to 4294967296, got 1.5' })
 })
+
+test('hooks: one vocabulary: the steps are the handoff event\'s names; the names of earlier versions (rolledBack, handedOver) still work, with a deprecation warning', async (t) => {
+  const hooks = new RebootHooks()
+  const seen: string[] = []
+  const warned: Array<{ name: string, code: string | undefined, message: string }> = []
+  const onWarning = (w: Error & { code?: string }): void => { warned.push({ name: w.name, code: w.code, message: w.message }) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  hooks.add('failed', (c) => { seen.push(`failed:${c.step}`) })
+  hooks.add('rolledBack', (c) => { seen.push(`rolledBack:${c.step}`) })
+  hooks.add('handedOver', (c) => { seen.push(`handedOver:${c.step}`) })
+  const log = memoryLogger()
+  hooks.run({ step: 'failed', role: 'old', pid: 1 }, log)
+  hooks.run({ step: 'drained', role: 'old', pid: 1, transferred: 2, kept: 0 }, log)
+  t.deepEqual(seen, ['failed:failed', 'rolledBack:failed', 'handedOver:drained'])
+  await new Promise((resolve) => setImmediate(resolve))
+  t.deepEqual(warned.map((w) => [w.name, w.code]), [['DeprecationWarning', 'GRACEFUL_REBOOT_HOOK_STEP'], ['DeprecationWarning', 'GRACEFUL_REBOOT_HOOK_STEP']])
+  t.regex(warned[0]?.message ?? '', /onReboot\('rolledBack'\) is now onReboot\('failed'\)/)
+  t.throws(() => { hooks.add('handoff' as 'failed', () => {}) }, { message: "onReboot() step must be one of 'beforeSpawn', 'ready', 'serving', 'draining', 'failed', 'drained', got \"handoff\"" })
+})

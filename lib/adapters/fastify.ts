@@ -11,7 +11,8 @@ import { resolveOptions, type GracefulOptions, type ResolvedOptions } from '../o
 import { GracefulUnit } from '../drain/app'
 import { AlreadyRegisteredError } from '../errors'
 import type { Snapshot } from '../outgoing/state'
-import type { RebootHook, RebootHookOptions, RebootStep } from '../lifecycle/hooks'
+import type { DeprecatedHookStep, RebootHook, RebootHookOptions } from '../lifecycle/hooks'
+import type { RebootHookStep } from '../steps'
 import type { StartupOptions, StartupService } from '../startup/graph'
 
 declare module 'fastify' {
@@ -31,7 +32,7 @@ declare module 'fastify' {
     /** In a successor: `fn` gets the old process's final snapshot under `name`, once its drain is over. */
     onInherited<T = unknown> (name: string, fn: (value: T) => unknown): FastifyInstance
     /** A hook around a step of a reboot, in the old process and in the successor ('beforeSpawn' may veto it). */
-    onReboot (step: RebootStep, fn: RebootHook, options?: RebootHookOptions): FastifyInstance
+    onReboot (step: RebootHookStep | DeprecatedHookStep, fn: RebootHook, options?: RebootHookOptions): FastifyInstance
     /** A service the app starts before it listens (in dependency order, retried): `ready()`/`listen()` wait for the required ones. */
     onStartup (fn: StartupService, options?: StartupOptions): FastifyInstance
   }
@@ -115,7 +116,7 @@ function setUp (fastify: FastifyInstance, opts: GracefulOptions, done: (err?: Er
     life.warm.onInherited(name, fn)
     return this
   })
-  fastify.decorate('onReboot', function (this: FastifyInstance, step: RebootStep, fn: RebootHook, o?: RebootHookOptions) {
+  fastify.decorate('onReboot', function (this: FastifyInstance, step: RebootHookStep | DeprecatedHookStep, fn: RebootHook, o?: RebootHookOptions) {
     life.warm.hooks.add(step, fn, o)
     return this
   })

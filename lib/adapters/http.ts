@@ -7,7 +7,8 @@ import { ms, resolveOptions, type GracefulOptions, type ResolvedOptions } from '
 import { GracefulUnit, type UnitResult } from '../drain/app'
 import { InvalidOptionError, describe } from '../errors'
 import type { Snapshot } from '../outgoing/state'
-import type { RebootHook, RebootHookOptions, RebootStep } from '../lifecycle/hooks'
+import type { DeprecatedHookStep, RebootHook, RebootHookOptions } from '../lifecycle/hooks'
+import type { RebootHookStep } from '../steps'
 import type { StartupOptions, StartupService } from '../startup/graph'
 
 /** What `createGraceful` returns, and what `expressGraceful` adds to an Express app. */
@@ -44,7 +45,7 @@ export interface GracefulHandle {
    */
   onInherited<T = unknown> (name: string, fn: (value: T) => unknown): GracefulHandle
   /** A hook around a step of a reboot, in the old process and in the successor ('beforeSpawn' may veto it). */
-  onReboot (step: RebootStep, fn: RebootHook, options?: RebootHookOptions): GracefulHandle
+  onReboot (step: RebootHookStep | DeprecatedHookStep, fn: RebootHook, options?: RebootHookOptions): GracefulHandle
   /**
    * A service the app starts (a database pool, a queue consumer, a cache warm-up), in dependency order
    * (`after`), retried with backoff: the app announces ready (a successor tells its old process) once

@@ -12,7 +12,8 @@ import type { Finalizer, FinalizerOptions } from '../drain/finalizers'
 import type { RebootOptions, ShutdownResult } from '../events'
 import { InvalidOptionError, describe } from '../errors'
 import { core, type Lifecycle } from '../lifecycle'
-import type { RebootHook, RebootHookOptions, RebootStep } from '../lifecycle/hooks'
+import type { DeprecatedHookStep, RebootHook, RebootHookOptions } from '../lifecycle/hooks'
+import type { RebootHookStep } from '../steps'
 import type { GracefulOptions } from '../options'
 import type { Snapshot } from '../outgoing/state'
 import type { StartupOptions, StartupService } from '../startup/graph'
@@ -46,7 +47,7 @@ export interface NestGracefulHandle {
   /** See `GracefulHandle.onInherited`. */
   onInherited<T = unknown> (name: string, fn: (value: T) => unknown): NestGracefulHandle
   /** See `GracefulHandle.onReboot`. */
-  onReboot (step: RebootStep, fn: RebootHook, options?: RebootHookOptions): NestGracefulHandle
+  onReboot (step: RebootHookStep | DeprecatedHookStep, fn: RebootHook, options?: RebootHookOptions): NestGracefulHandle
   /** See `GracefulHandle.onStartup`: `app.listen()` binds once every required service started. */
   onStartup (fn: StartupService, options?: StartupOptions): NestGracefulHandle
   /** Aborted when the app's drain starts. */
@@ -69,7 +70,7 @@ interface DecoratedFastify {
   handover (name: string, snapshot: Snapshot): unknown
   inherited<T> (name: string): Promise<T | undefined>
   onInherited (name: string, fn: (value: unknown) => unknown): unknown
-  onReboot (step: RebootStep, fn: RebootHook, options?: RebootHookOptions): unknown
+  onReboot (step: RebootHookStep | DeprecatedHookStep, fn: RebootHook, options?: RebootHookOptions): unknown
   onStartup (fn: StartupService, options?: StartupOptions): unknown
   readonly drainSignal: AbortSignal
 }

@@ -4,21 +4,23 @@
 import { InvalidOptionError, describe } from '../errors'
 import { MAX_MS } from '../limits'
 import type { Logger } from '../log'
+import { RENAMED_HOOK_STEPS, type RebootHookStep } from '../steps'
 
-/** The steps a hook can follow. */
-export type RebootStep = 'beforeSpawn' | 'ready' | 'serving' | 'rolledBack' | 'draining' | 'handedOver'
+export const REBOOT_HOOK_STEPS: readonly RebootHookStep[] = ['beforeSpawn', 'ready', 'serving', 'draining', 'failed', 'drained']
 
-export const REBOOT_STEPS: readonly RebootStep[] = ['beforeSpawn', 'ready', 'serving', 'rolledBack', 'draining', 'handedOver']
+/** A step name of an earlier version (`rolledBack`, `handedOver`): still accepted, with a deprecation warning. */
+export type DeprecatedHookStep = 'rolledBack' | 'handedOver'
 
 /**
  * What a hook receives. In the old process (`role: 'old'`): 'beforeSpawn' (no successor yet), 'ready'
- * (the successor serves; probation starts), 'serving' (probation passed), 'rolledBack' (with `error`),
- * 'draining' (this process's drain started), 'handedOver' (the drain is over: `transferred` connections
- * moved, `kept` drained here). In the successor (`role: 'new'`): 'ready' (it told the old process it
- * serves), 'serving', 'rolledBack' (the old process rolled it back), 'handedOver'.
+ * (the successor serves; probation starts), 'serving' (probation passed), 'failed' (rolled back, with
+ * `error`), 'draining' (this process's drain started), 'drained' (the drain is over: `transferred`
+ * connections moved, `kept` drained here). In the successor (`role: 'new'`): 'ready' (it told the old
+ * process it serves), 'serving', 'failed' (the old process rolled it back), 'drained'. The step names
+ * are those of the 'handoff' event (lib/steps.ts).
  */
 export interface RebootHookContext {
-  step: RebootStep
+  step: RebootHookStep
   role: 'old' | 'new'
   /** This process. */
   pid: number
@@ -30,9 +32,9 @@ export interface RebootHookContext {
   trigger?: string | undefined
   /** Ms since the successor was spawned ('ready', 'serving'), in the old process. */
   ms?: number | undefined
-  /** Why it was rolled back ('rolledBack'). */
+  /** Why it was rolled back ('failed'). */
   error?: unknown | undefined
-  /** Connections handed to the successor, and kept and drained by the old process ('handedOver'). */
+  /** Connections handed to the successor, and kept and drained by the old process ('drained'). */
   transferred?: number | undefined
   kept?: number | undefined
 }
@@ -50,7 +52,7 @@ export interface RebootHookOptions {
 /** Default ms a 'beforeSpawn' hook may take. */
 export const VETO_TIMEOUT_MS = 5_000
 
-interface Entry { step: RebootStep, name: string, fn: RebootHook, timeout: number }
+interface Entry { step: RebootHookStep, name: string, fn: RebootHook, timeout: number }
 
 /** What a beforeSpawn hook's race resolves with when its timeout passes: no value a hook returns is it. */
 const LATE: unique symbol = Symbol('late')
@@ -60,9 +62,14 @@ export class RebootHooks {
   private count = 0
 
   /** Adds a hook; validates at once (InvalidOptionError naming the bad value). */
-  add (step: RebootStep, fn: RebootHook, options: RebootHookOptions = {}): void {
-    if (!REBOOT_STEPS.includes(step)) {
-      throw new InvalidOptionError(`onReboot() step must be one of ${REBOOT_STEPS.map((s) => `'${s}'`).join(', ')}, got ${describe(step)}`)
+  add (asked: RebootHookStep | DeprecatedHookStep, fn: RebootHook, options: RebootHookOptions = {}): void {
+    const renamed = typeof asked === 'string' ? RENAMED_HOOK_STEPS[asked] : undefined
+    const step = renamed ?? asked as RebootHookStep
+    if (!REBOOT_HOOK_STEPS.includes(step)) {
+      throw new InvalidOptionError(`onReboot() step must be one of ${REBOOT_HOOK_STEPS.map((s) => `'${s}'`).join(', ')}, got ${describe(asked)}`)
+    }
+    if (renamed !== undefined) {
+      process.emitWarning(`onReboot('${String(asked)}') is now onReboot('${renamed}'): the steps of a reboot have one name each, as the 'handoff' event names them`, { type: 'DeprecationWarning', code: 'GRACEFUL_REBOOT_HOOK_STEP' })
     }
     if (typeof fn !== 'function') throw new InvalidOptionError(`onReboot('${step}') needs a function, got ${describe(fn)}`)
     if (options === null || typeof options !== 'object') throw new InvalidOptionError(`onReboot() options must be an object, got ${describe(options)}`)
@@ -77,7 +84,7 @@ export class RebootHooks {
   }
 
   /** Whether a hook follows `step`. */
-  has (step: RebootStep): boolean { return this.entries.some((e) => e.step === step) }
+  has (step: RebootHookStep): boolean { return this.entries.some((e) => e.step === step) }
 
   /** Runs the 'beforeSpawn' hooks one after the other: the first veto's reason (naming the hook), or undefined. */
   async veto (context: RebootHookContext, timer: (ms: number, fn: () => void) => () => void, log: Logger): Promise<string | undefined> {

@@ -4,6 +4,7 @@
 // it at the end of probation and again, final, once that process's drain is over. Exactly one process
 // of a line reports at a time (`reporting`); `lifecycle().stats()` returns a copy.
 import type { EventEmitter } from 'node:events'
+import type { RecordedStep } from '../steps'
 import type { HandoffEvent, LifecycleEvents, ShutdownResult } from '../events'
 import { CUTOVER_MESSAGE, DRAINED_MESSAGE, messageType, type LineCounts } from '../handoff/protocol'
 import { addCounts, isCounts, zeroCounts } from '../handoff/counts'
@@ -14,7 +15,7 @@ export interface LastReboot {
   /** What asked for it: a signal name, 'admin', 'code'. */
   trigger: string
   /** 'refused' (it did not start), 'spawned', 'ready' (in probation), 'serving' (passed probation), 'failed' (rolled back or aborted), 'lost' (the successor died or froze after it took over). */
-  step: 'refused' | 'spawned' | 'ready' | 'serving' | 'failed' | 'lost'
+  step: RecordedStep
   /** The successor's pid, from 'spawned' on. */
   successor?: number
   /** When it was asked for (ms since the epoch). */

@@ -5,7 +5,7 @@ import type { EventEmitter } from 'node:events'
 import type { HandoffEvent, LifecycleEvents, LifecycleState } from '../events'
 import type { LogRole, Logger } from '../log'
 import { StatsRecorder } from './stats'
-import { removeStatus, writeStatus, type RebootStatus, type RebootStep, type StatusRecord } from '../status-file'
+import { removeStatus, writeStatus, type RebootStatus, type RecordedStep, type StatusRecord } from '../status-file'
 import { startTicks } from '../proc'
 
 export interface StatusContext {
@@ -119,7 +119,7 @@ export class StatusReporter {
   }
 
   /** Sets the step of the reboot that started (spawned a successor) last: 'ready', 'serving' and 'failed' are about it. */
-  private update (step: RebootStep, error?: { code: string, message: string }, lost?: { why: string, back: boolean }): void {
+  private update (step: RecordedStep, error?: { code: string, message: string }, lost?: { why: string, back: boolean }): void {
     const started = this.attempts.filter((a) => a.step !== 'refused')
     const a = started[started.length - 1]
     if (a === undefined) return

@@ -46,9 +46,9 @@ export class WarmStart {
       } else if (e.step === 'ready' || e.step === 'serving') {
         this.run({ step: e.step, role: 'old', pid, successor, trigger, ms: e.ms })
       } else if (e.step === 'failed') {
-        this.run({ step: 'rolledBack', role: 'old', pid, successor, trigger, error: e.error })
+        this.run({ step: 'failed', role: 'old', pid, successor, trigger, error: e.error })
       } else if (e.step === 'drained') {
-        this.run({ step: 'handedOver', role: 'old', pid, successor, trigger, ...handedOver(e.result) })
+        this.run({ step: 'drained', role: 'old', pid, successor, trigger, ...handedOver(e.result) })
       } else if (e.step === 'announced' && e.parentPid !== undefined) {
         this.run({ step: 'ready', role: 'new', pid, parent: e.parentPid })
       }
@@ -110,10 +110,10 @@ export class WarmStart {
     this.ctx.host.onParentMessage((m) => {
       const type = messageType(m)
       if (type === CUTOVER_MESSAGE) this.run({ step: 'serving', role: 'new', pid, parent })
-      else if (type === ABORT_MESSAGE) this.run({ step: 'rolledBack', role: 'new', pid, parent, error: new Error('the old process rolled this reboot back') })
+      else if (type === ABORT_MESSAGE) this.run({ step: 'failed', role: 'new', pid, parent, error: new Error('the old process rolled this reboot back') })
       else if (type === DRAINED_MESSAGE) {
         const d = m as Extract<OldToNew, { type: typeof DRAINED_MESSAGE }>
-        this.run({ step: 'handedOver', role: 'new', pid, parent, transferred: d.transferred, kept: d.kept })
+        this.run({ step: 'drained', role: 'new', pid, parent, transferred: d.transferred, kept: d.kept })
       }
     })
   }

@@ -126,7 +126,7 @@ export async function warmSuccessor (app: FastifyInstance): Promise<void> {
   const chained: FastifyInstance = app.handover('cache', () => new Map<string, number>()).onInherited<{ n: number }>('counter', (last) => { const n: number = last.n; void n })
   const cache: Map<string, number> | undefined = await app.inherited<Map<string, number>>('cache')
   app.onReboot('beforeSpawn', (ctx: RebootHookContext) => ctx.trigger === 'admin' ? 'not now' : undefined, { name: 'gate', timeout: 1000 })
-  app.onReboot('handedOver', ({ transferred, role }) => { const r: 'old' | 'new' = role; void [transferred, r] })
+  app.onReboot('drained', ({ transferred, role }) => { const r: 'old' | 'new' = role; void [transferred, r] })
   app.onStartup(async ({ signal, attempt }) => { void [signal, attempt] }, { name: 'db', after: [], required: true, retries: 3, backoff: 100, timeout: 5000 })
   const err = new HandoverError('ERR_GRACEFUL_HANDOVER_TIMEOUT', 'cache', 'x')
   const name: string = err.handover
