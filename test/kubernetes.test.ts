@@ -11,6 +11,10 @@ import test, { type ExecutionContext } from 'ava'
 import { runLoad, type LoadResult, type LoadRun } from '../tools/load'
 import { Cluster, ServiceProxy, type PodSpec, type ProxyCounts } from './helpers/k8s'
 
+// CI runs the Kubernetes simulator on one Node line (Node 20): it drives the package, not the Node internals the
+// connection transfer relies on, which the transfer tests check on every line (.ci/run).
+const serial = process.env.GRACEFUL_REBOOT_SKIP_LONG_SUITES === '1' ? test.skip : test.serial
+
 const ROOT = path.join(__dirname, '..', '..')
 
 /** The values the manifest sets, read line by line (no YAML parser). */
@@ -101,7 +105,7 @@ function report (what: string, r: { pooled: LoadResult, fresh: LoadResult }, pro
   return [`${what}:`, line('pooled (4 keep-alive)', r.pooled), line('new connection (4)', r.fresh), `  proxy: ${JSON.stringify(proxy)}`].join('\n')
 }
 
-test.serial('rolling update of 3 pods, 5 s endpoint lag, the manifest\'s settings: 0 failed under pooled and new-connection load, no pod SIGKILLed', async (t) => {
+serial('rolling update of 3 pods, 5 s endpoint lag, the manifest\'s settings: 0 failed under pooled and new-connection load, no pod SIGKILLed', async (t) => {
   const spec = manifestSpec()
   const proxy = new ServiceProxy(5000)
   const port = await proxy.listen(t)
@@ -120,7 +124,7 @@ test.serial('rolling update of 3 pods, 5 s endpoint lag, the manifest\'s setting
   for (const p of old) t.is((await p.exited).code, 0)
 })
 
-test.serial('rolling update of 3 pods with readinessDelay 0 and a 1 s endpoint lag: what is lost (reported)', async (t) => {
+serial('rolling update of 3 pods with readinessDelay 0 and a 1 s endpoint lag: what is lost (reported)', async (t) => {
   const spec = { ...manifestSpec(), readinessDelayMs: 0 }
   const proxy = new ServiceProxy(1000)
   const port = await proxy.listen(t)
@@ -133,7 +137,7 @@ test.serial('rolling update of 3 pods with readinessDelay 0 and a 1 s endpoint l
   t.true(r.pooled.sent > 0 && r.fresh.sent > 0, 'the loss is measured and reported above')
 })
 
-test.serial('a preStop sleep instead of readinessDelay (sleep 1.5 s, readinessDelay 0, 1 s lag): a rolling update of 2 pods fails 0', async (t) => {
+serial('a preStop sleep instead of readinessDelay (sleep 1.5 s, readinessDelay 0, 1 s lag): a rolling update of 2 pods fails 0', async (t) => {
   const spec = { ...manifestSpec(), readinessDelayMs: 0, preStopMs: 1500 }
   const proxy = new ServiceProxy(1000)
   const port = await proxy.listen(t)
@@ -176,7 +180,7 @@ function lastPodReport (what: string, r: LastPod): string {
     report('  until the pod exited', r.atExit, r.proxy)].join('\n')
 }
 
-test.serial('KEP-1669, the last pod deleted (readinessDelay 2 s, probe every 400 ms, lag 800 ms): with failureThreshold x period >= readinessDelay, no connection fails while the pod accepts; with failureThreshold 1 they are rejected (reported)', async (t) => {
+serial('KEP-1669, the last pod deleted (readinessDelay 2 s, probe every 400 ms, lag 800 ms): with failureThreshold x period >= readinessDelay, no connection fails while the pod accepts; with failureThreshold 1 they are rejected (reported)', async (t) => {
   const policy = await lastPod(t, 5)
   t.log(lastPodReport('failureThreshold 5 (5 x 400 ms >= 2000 ms)', policy))
   const eager = await lastPod(t, 1)
