@@ -451,3 +451,16 @@ for (const [title, source, shows] of REQUIRED) {
     t.false(report.decorated)
   })
 }
+
+test.serial('timeout: 30 (seconds by mistake) is accepted with a warning that it is milliseconds', async (t) => {
+  const lines: Array<{ obj: object, msg: string }> = []
+  const logger = { info: () => {}, warn: (obj: object, msg: string) => { lines.push({ obj, msg }) }, error: () => {} }
+  const g = createGraceful({ timeout: 30, logger, signals: false })
+  t.teardown(async () => { await g.close() })
+  t.like(lines.find((l) => l.msg.includes('"timeout" is 30 ms')), { obj: { timeout: 30 } })
+  t.regex(lines.find((l) => l.msg.includes('"timeout"'))?.msg ?? '', /the option is in milliseconds \(30 s is 30000\)/)
+  const quiet: string[] = []
+  const h = createGraceful({ timeout: 30_000, logger: { info: () => {}, warn: (_o: object, msg: string) => { quiet.push(msg) }, error: () => {} }, signals: false })
+  t.teardown(async () => { await h.close() })
+  t.false(quiet.some((m) => m.includes('"timeout"')), 'no warning for 30 s')
+})

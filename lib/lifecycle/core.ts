@@ -158,6 +158,9 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     unit.keepSocketPaths = this.worker !== undefined
     this.units.add(unit)
     warnSignalConflicts(this.units.list(), unit)
+    // Seconds by mistake (timeout: 30) would cut every drain after 30 ms.
+    const t = unit.options.timeout
+    if (t > 0 && t < 1000) unit.log.warn({ timeout: t }, `graceful-reboot: "timeout" is ${t} ms, so every drain is cut after ${t} ms: the option is in milliseconds (${t} s is ${t * 1000})`)
     this.refreshSignals()
     this.launchers.logOnce(unit, this.units.launcherIgnored)
   }
