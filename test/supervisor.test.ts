@@ -147,15 +147,18 @@ test('forged hellos on the control socket are dropped: no secret, an unrelated p
 })
 
 test('the control socket\'s folder of a supervisor killed with SIGKILL is removed by the next supervisor\'s start', async (t) => {
-  const first = supervise(t, {}, ['--workers', '1'])
+  // A temporary folder of this test's own: other tests' supervisors clean the shared one at their start.
+  const tmp = tmpDir(t)
+  const first = supervise(t, { TMPDIR: tmp }, ['--workers', '1'])
   const [worker] = await firstWorkers(first, 1) as [Listening]
   const folder = path.dirname(controlOf(worker.pid).socket)
+  t.is(path.dirname(folder), tmp)
   t.regex(path.basename(folder), new RegExp(`^graceful-supervisor-${first.pid}-`))
   process.kill(first.pid, 'SIGKILL')
   await first.waitFor((e) => e.event === 'exiting' && e.pid === worker.pid)
   await first.closed
   t.true(fs.existsSync(folder), 'nothing removed it')
-  const second = supervise(t, {}, ['--workers', '1'])
+  const second = supervise(t, { TMPDIR: tmp }, ['--workers', '1'])
   await firstWorkers(second, 1)
   t.false(fs.existsSync(folder), 'the next start removed it')
   process.kill(second.pid, 'SIGTERM')
