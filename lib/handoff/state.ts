@@ -162,6 +162,13 @@ const FIND_LIMIT = 100_000
  * HandoverError (CLONE naming the bad part of `whole`, or TOO_LARGE naming the size) when it cannot travel.
  */
 export function serializeState (name: string, value: unknown, maxBytes: number, soFar = 0, whole: unknown = value): Buffer {
+  // Structured clone would drop the class of a cache object and hand over its internals (or refuse a
+  // function among them only once some entry has a TTL): refuse it always, naming the way that works.
+  const hint = soFar === 0 && value === whole ? dumpHint(whole) : ''
+  if (hint !== '') {
+    throw new HandoverError('ERR_GRACEFUL_HANDOVER_CLONE', name,
+      `handover "${name}": the snapshot cannot be cloned: value is an object of a class (structured clone would lose the class and hand over its internals)${hint}`)
+  }
   let bytes: Buffer
   try {
     bytes = v8.serialize(value)
@@ -169,13 +176,23 @@ export function serializeState (name: string, value: unknown, maxBytes: number, 
     const bad = findUncloneable(whole)
     const where = bad === undefined ? '' : `: ${bad.path} is ${bad.what}`
     throw new HandoverError('ERR_GRACEFUL_HANDOVER_CLONE', name,
-      `handover "${name}": the snapshot cannot be cloned${where} (${(err as Error).message}); hand over plain data (objects, arrays, Map, Set, Date, Buffer, typed arrays)`, { cause: err })
+      `handover "${name}": the snapshot cannot be cloned${where} (${(err as Error).message}); hand over plain data (objects, arrays, Map, Set, Date, Buffer, typed arrays)${dumpHint(whole)}`, { cause: err })
   }
   if (soFar + bytes.length > maxBytes) {
     throw new HandoverError('ERR_GRACEFUL_HANDOVER_TOO_LARGE', name,
       `handover "${name}": the snapshot is ${soFar > 0 ? 'at least ' : ''}${soFar + bytes.length} bytes serialized, over the limit of ${maxBytes} (option "handoverMaxBytes")`)
   }
   return bytes
+}
+
+/**
+ * A cache object with dump() and load() (lru-cache, quick-lru style): the way to hand it over, or ''.
+ */
+function dumpHint (value: unknown): string {
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) === Object.prototype) return ''
+  const v = value as { dump?: unknown, load?: unknown }
+  if (typeof v.dump !== 'function' || typeof v.load !== 'function') return ''
+  return `; it has dump() and load() (an lru-cache?): hand over \`() => cache.dump()\` and call \`cache.load(await inherited(name))\` in the successor`
 }
 
 /** How many parts `bytes` travel in (one at least, for an empty value too). */
