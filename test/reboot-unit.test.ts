@@ -123,7 +123,7 @@ test('reboot is refused, with nothing spawned, on Windows, in a cluster worker, 
   const cases = [
     { w: world(new WindowsSeam()), re: /Windows/ },
     { w: world(new FakeSeam(), { isClusterWorker: true }), re: /cluster worker/ },
-    { w: world(pid1), re: /PID 1.*--init/ },
+    { w: world(pid1), re: /PID 1.*tini -- graceful-reboot run/ },
     { w: world(new FakeSeam(), { exitingInit: () => 'tini' }), re: /direct child of tini/ }
   ]
   for (const { w, re } of cases) {
