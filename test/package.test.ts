@@ -1,13 +1,16 @@
 // Runs in the test process: the package as a user installs it from source. A fresh `git clone` of this
 // repository's HEAD has no dist/ and nothing is built by hand: `npm pack` builds it (the prepare script)
 // and packs dist/, LICENSE and README.md, no source map without its source; the tarball installed into
-// a scratch project loads through require and import and its command runs. `npm install
+// a scratch project loads through require and import and its command runs, with no install script for
+// npm to list (the packed package.json has no prepare), and the clone is left as it was. `npm install
 // git+file://<clone>` (npm clones, installs the devDependencies, runs prepare and packs) gives a package
-// that loads too. npm runs offline: the packages come from npm's cache, which `npm ci` filled.
+// that loads too, and so does `npm install <folder of a fresh clone>` (prepare installs the build's tools
+// there first; a second install does not rebuild). npm runs offline: the packages come from npm's
+// cache, which `npm ci` filled.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -73,15 +76,18 @@ async function fastifyPluginUrl (t: ExecutionContext): Promise<string> {
   return `${registry}/fastify-plugin/-/fastify-plugin-${version}.tgz`
 }
 
-/** A scratch project outside the repository with `spec` (a tarball or a git URL) installed, offline. */
-async function install (t: ExecutionContext, spec: string): Promise<string> {
+/**
+ * A scratch project outside the repository with `spec` (a tarball, a git URL or a folder) installed,
+ * offline; with `allowScripts`, the project allows the package's prepare script (which builds a git or
+ * folder install), which npm otherwise lists as not reviewed.
+ */
+async function install (t: ExecutionContext, spec: string, allowScripts = true): Promise<{ dir: string, out: Run }> {
   const dir = tmp(t, 'graceful-app-')
-  // allowScripts: npm lists the package's prepare script (which builds a git install) as not reviewed.
-  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'app', private: true, allowScripts: { 'graceful-reboot': true, [spec]: true } }))
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'app', private: true, ...(allowScripts ? { allowScripts: { 'graceful-reboot': true, [spec]: true } } : {}) }))
   // The dependency's range needs the registry's package list, which npm's cache lacks offline: the
   // exact tarball it resolves to is given along.
-  must(await run(t, 'npm', ['install', '--offline', '--no-audit', '--no-fund', await fastifyPluginUrl(t), spec], dir), `npm install ${spec}`)
-  return dir
+  const out = must(await run(t, 'npm', ['install', '--offline', '--no-audit', '--no-fund', await fastifyPluginUrl(t), spec], dir), `npm install ${spec}`)
+  return { dir, out }
 }
 
 const LOAD_CJS = `
@@ -95,7 +101,8 @@ const LOAD_ESM = `
 
 /** require and import of the installed package, from the scratch project. */
 async function checkLoads (t: ExecutionContext, dir: string): Promise<void> {
-  const installed = path.join(dir, 'node_modules', 'graceful-reboot')
+  // A folder install is a link: Node resolves the package to the folder itself.
+  const installed = realpathSync(path.join(dir, 'node_modules', 'graceful-reboot'))
   const cjs = must(await run(t, process.execPath, ['-e', LOAD_CJS], dir), 'require')
   t.deepEqual(JSON.parse(cjs.stdout), { fastify: 'function', express: 'function', isDefault: true, file: path.join(installed, 'dist', 'index.js') })
   const esm = must(await run(t, process.execPath, ['--input-type=module', '-e', LOAD_ESM], dir), 'import')
@@ -158,9 +165,21 @@ test.serial('npm pack on a fresh clone builds the package (prepare) and packs di
 test.serial('the packed tarball installed into a scratch project: require and import load fastifyGraceful and expressGraceful; the command runs', async (t) => {
   t.timeout(180_000)
   const { tarball } = await pack()
-  const dir = await install(t, tarball)
+  // No allowScripts: a tarball has nothing to build, and npm has no install script to list.
+  const { dir, out } = await install(t, tarball, false)
+  t.notRegex(out.stdout + out.stderr, /install-scripts|prepare/, 'npm lists no install script')
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'node_modules', 'graceful-reboot', 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  t.is(manifest.scripts.prepare, undefined, 'the packed package.json has no prepare script')
   await checkLoads(t, dir)
   mapsResolve(t, dir)
+})
+
+test.serial('npm pack leaves the clone as it was: package.json byte for byte, nothing left over', async (t) => {
+  t.timeout(180_000)
+  const { clone } = await pack()
+  const status = must(await run(t, 'git', ['status', '--porcelain', '--ignored'], clone), 'git status').stdout
+  // dist/ (the build) and the node_modules link are the only things there that git does not track.
+  t.deepEqual(status.split('\n').filter((l) => l !== '' && !/^!! (dist|node_modules)\/?$/.test(l)), [])
 })
 
 const gitTest = SKIP_GIT_INSTALL ? test.skip : test.serial
@@ -168,8 +187,23 @@ gitTest(`npm install git+file://<fresh clone> builds the package (prepare) and i
   t.timeout(300_000)
   const { clone, sha, note } = await cloneHead(t)
   if (note !== undefined) t.log(note)
-  const dir = await install(t, `git+file://${clone}#${sha}`)
+  const { dir } = await install(t, `git+file://${clone}#${sha}`)
   await checkLoads(t, dir)
   mapsResolve(t, dir)
   t.true(existsSync(path.join(dir, 'node_modules', 'graceful-reboot', 'dist', 'lib')), 'the build is installed')
+})
+
+gitTest(`npm install <folder of a fresh clone> installs the build's tools there and builds it; a second install leaves the built clone as it is${SKIP_GIT_INSTALL ? ' (GRACEFUL_REBOOT_SKIP_GIT_INSTALL=1)' : ''}`, async (t) => {
+  t.timeout(300_000)
+  const { clone, note } = await cloneHead(t)
+  if (note !== undefined) t.log(note)
+  t.false(existsSync(path.join(clone, 'node_modules')), 'the clone never had npm ci')
+  const first = (await install(t, clone)).dir
+  t.is(realpathSync(path.join(first, 'node_modules', 'graceful-reboot')), realpathSync(clone), 'npm links the folder')
+  await checkLoads(t, first)
+  const stamp = statSync(path.join(clone, 'dist', '.package-build')).mtimeMs
+  const second = (await install(t, clone)).dir
+  await checkLoads(t, second)
+  t.is(statSync(path.join(clone, 'dist', '.package-build')).mtimeMs, stamp, 'not rebuilt')
+  t.is(must(await run(t, 'git', ['status', '--porcelain'], clone), 'git status').stdout, '', 'the clone\'s tracked files are as they were')
 })
