@@ -1,9 +1,10 @@
-// Runs in the test process: NestJS 12 under nestGraceful() (test/fixtures/nest-app.ts, the app of
-// example/nestjs/), on @nestjs/platform-express and @nestjs/platform-fastify, in real processes: 3
+// Runs in the test process: NestJS 12 and 11 under nestGraceful() (test/fixtures/nest-app.ts, the app of
+// example/nestjs/; NestJS 11 from test/nest11/, through the preload test/helpers/nest11.ts), on
+// @nestjs/platform-express and @nestjs/platform-fastify, in real processes: 3
 // reboots under pooled and new-connection load lose nothing, and the serving process's stats() counts
 // the 3 reboots of its line while a scrape loop never sees a counter go back; SIGTERM with a 1.5 s
 // request in flight answers it, then runs Nest's shutdown hooks (with enableShutdownHooks() called:
-// its handlers are removed); under `graceful-reboot run --workers 2` the app rolls, and the
+// its handlers are removed); under `graceful-reboot run --workers 2` (NestJS 12) the app rolls, and the
 // supervisor's sum of its workers' counts equals the sum of what each worker counts.
 import fs from 'node:fs'
 import http from 'node:http'
@@ -16,11 +17,22 @@ import { scrapeLoop } from './helpers/prometheus'
 import { getJson } from './helpers/servers'
 import { firstWorkers, rollout, supervise } from './helpers/supervisor'
 import { readStatus } from '../lib/status-file'
+import { NEST11 } from './helpers/nest11'
 import type { LifecycleStats } from '../index'
 
-interface Listening extends FixtureEvent { pid: number, port: number, parent: number | null }
+interface Listening extends FixtureEvent { pid: number, port: number, parent: number | null, nest: number }
 
 const PLATFORMS = ['express', 'fastify'] as const
+
+/**
+ * The NestJS majors the app runs on, with what the fixture's environment needs for each: 12 from the
+ * root's devDependencies, 11 from test/nest11/ (`npm test` installs it: scripts/test-deps.js).
+ */
+const VERSIONS: Array<{ major: number, env: Record<string, string> }> = [
+  { major: 12, env: {} },
+  { major: 11, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${path.join(__dirname, 'helpers', 'nest11.js')}`.trim() } }
+]
+if (!fs.existsSync(path.join(NEST11, 'node_modules', '@nestjs', 'core'))) throw new Error(`NestJS 11 is not installed in ${NEST11}: run \`npm ci --prefix test/nest11\` (npm test does)`)
 
 /** SIGUSR2 to `pid`; resolves with its successor once the old process's drain is over. */
 async function rebootBySignal (f: Fixture, pid: number): Promise<Listening> {
@@ -36,11 +48,12 @@ function statsOf (f: Fixture, pid: number, match: (s: LifecycleStats) => boolean
   return f.waitFor((e) => e.event === 'stats' && e.pid === pid && match(e.stats as LifecycleStats)).then((e) => e.stats as LifecycleStats)
 }
 
-for (const platform of PLATFORMS) {
-  test.serial(`NestJS on ${platform}: 3 reboots under pooled and new-connection load lose nothing; the serving process's stats() counts the 3 reboots of its line; a scrape loop never sees a counter go back`, async (t) => {
-    const f = startFixture(t, 'nest-app', { env: { PLATFORM: platform } })
+for (const { major, env } of VERSIONS) for (const platform of PLATFORMS) {
+  test.serial(`NestJS ${major} on ${platform}: 3 reboots under pooled and new-connection load lose nothing; the serving process's stats() counts the 3 reboots of its line; a scrape loop never sees a counter go back`, async (t) => {
+    const f = startFixture(t, 'nest-app', { env: { ...env, PLATFORM: platform } })
     t.teardown(() => { if (!t.passed) t.log(f.lines.filter((e) => e.event !== 'stats').map((e) => JSON.stringify(e)).join('\n')) })
     const first = await f.waitFor('listening') as Listening
+    t.is(first.nest, major, 'the NestJS the app runs on')
     const port = first.port
     const url = `http://127.0.0.1:${port}/`
     const pooled = runLoad({ url, connections: 10, mode: 'keep-alive', durationMs: 60_000 })
@@ -75,10 +88,11 @@ for (const platform of PLATFORMS) {
     await f.closed
   })
 
-  test.serial(`NestJS on ${platform}: SIGTERM with a 1.5 s request in flight answers it, then runs Nest's shutdown hooks; enableShutdownHooks() ${platform === 'express' ? 'before' : 'after'} nestGraceful() adds no handler`, async (t) => {
+  test.serial(`NestJS ${major} on ${platform}: SIGTERM with a 1.5 s request in flight answers it, then runs Nest's shutdown hooks; enableShutdownHooks() ${platform === 'express' ? 'before' : 'after'} nestGraceful() adds no handler`, async (t) => {
     const when = platform === 'express' ? 'before' : 'after'
-    const f = startFixture(t, 'nest-app', { env: { PLATFORM: platform, ENABLE_HOOKS: when } })
+    const f = startFixture(t, 'nest-app', { env: { ...env, PLATFORM: platform, ENABLE_HOOKS: when } })
     const first = await f.waitFor('listening') as Listening
+    t.is(first.nest, major, 'the NestJS the app runs on')
     t.truthy(f.lines.find((e) => e.event === 'log' && /enableShutdownHooks\(\) added handlers for .*SIGTERM.*they are removed/.test(String(e.msg))), 'the warning names the removed handlers')
     const slow = new Promise<{ status: number, body: string }>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port: first.port, path: '/slow?ms=1500', agent: false }, (res) => {

@@ -175,18 +175,34 @@ function isFastify (instance: unknown): boolean {
   return instance !== null && typeof instance === 'object' && typeof (instance as { register?: unknown }).register === 'function' && typeof (instance as { addHook?: unknown }).addHook === 'function'
 }
 
+/** Nest 10 and 11: how many of the app's `activeShutdownSignals` were unsubscribed already. */
+const unsubscribed = new WeakMap<object, number>()
+
+/**
+ * The signals Nest's enableShutdownHooks() listens to: Nest 12 keeps its handlers in a Map by signal
+ * (`shutdownCleanupRefs`, emptied when it unsubscribes). Nest 10 and 11 keep one handler and the list
+ * of signals, which stays when it unsubscribes: the signals past those already unsubscribed count
+ * (the handler cannot be looked for among the process's listeners: Nest's proxy of the app wraps it).
+ */
+function nestSignals (app: NestAppLike): unknown[] {
+  const a = app as { shutdownCleanupRefs?: unknown, shutdownCleanupRef?: unknown, activeShutdownSignals?: unknown }
+  if (a.shutdownCleanupRefs instanceof Map) return [...a.shutdownCleanupRefs.keys()] as unknown[]
+  if (typeof a.shutdownCleanupRef === 'function' && Array.isArray(a.activeShutdownSignals)) return (a.activeShutdownSignals as unknown[]).slice(unsubscribed.get(app) ?? 0)
+  return []
+}
+
 /**
  * Nest's enableShutdownHooks() adds its own signal handlers: they would close the app while
  * graceful-reboot drains it, then send the signal again (a second signal ends a drain at once). The
  * handlers it added by the time of nestGraceful() and of app.listen() are removed, with a warning.
  */
 function keepNestFromSignals (app: NestAppLike): void {
-  // Nest keeps them in a Map of its application context (Nest 10 to 12).
-  const refs = (app as { shutdownCleanupRefs?: unknown }).shutdownCleanupRefs
+  const signals = nestSignals(app)
   const unsubscribe = (app as { unsubscribeFromProcessSignals?: unknown }).unsubscribeFromProcessSignals
-  if (refs instanceof Map && refs.size > 0 && typeof unsubscribe === 'function') {
-    const signals = [...refs.keys()] as unknown[]
+  if (signals.length > 0 && typeof unsubscribe === 'function') {
     ;(unsubscribe as () => void).call(app)
+    const active = (app as { activeShutdownSignals?: unknown }).activeShutdownSignals
+    if (Array.isArray(active)) unsubscribed.set(app, active.length)
     core().log.warn({ signals }, `graceful-reboot: app.enableShutdownHooks() added handlers for ${signals.join(', ')}; they are removed: graceful-reboot handles the signals, drains first, then runs Nest's shutdown hooks (app.close()) as the finalizer "nest". Remove the enableShutdownHooks() call`)
   }
 }
