@@ -83,6 +83,21 @@ interface Command {
   signal: NodeJS.Signals
 }
 
+const OPTIONS = ['--pid-file', '--wait', '--timeout', '--signal', '--help', '--version']
+
+/** node:util's parse errors in the words of this command: the option named, what is known, the nearest. */
+function usageError (err: Error & { code?: string }): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(err.message)?.[1]
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown !== undefined) {
+    const bare = unknown.replace(/[-_]/g, '').toLowerCase()
+    const near = OPTIONS.find((o) => o.replace(/-/g, '') === bare)
+    return `unknown option "${unknown}"${near === undefined ? '' : ` (did you mean ${near}?)`}; known: ${OPTIONS.join(', ')}`
+  }
+  const missing = /^Option '([^']+)' argument missing/.exec(err.message)?.[1]
+  if (missing !== undefined) return `option ${missing.split(',').pop()?.trim().replace(/ <value>$/, '') ?? missing} needs a value`
+  return err.message
+}
+
 function parse (argv: string[]): Command | 'help' | 'version' {
   let parsed
   try {
@@ -99,7 +114,7 @@ function parse (argv: string[]): Command | 'help' | 'version' {
       }
     })
   } catch (err) {
-    throw new CliError(EXIT.usage, (err as Error).message)
+    throw new CliError(EXIT.usage, usageError(err as Error & { code?: string }))
   }
   const { values, positionals } = parsed
   if (values.help === true) return 'help'

@@ -107,6 +107,12 @@ test('usage errors exit 2; --help exits 0', async (t) => {
     t.is(r.code, 2, args.join(' '))
     t.regex(r.stderr, /graceful-reboot: .*\n.*--help/)
   }
+  // The option named in the command's words, the nearest known one suggested; never node:util's text.
+  const typo = await runCli(['status', '--pidfile', 'x'])
+  t.is(typo.code, 2)
+  t.is(typo.stderr.split('\n')[0], 'graceful-reboot: unknown option "--pidfile" (did you mean --pid-file?); known: --pid-file, --wait, --timeout, --signal, --help, --version')
+  const bare = await runCli(['reboot', '--pid-file'])
+  t.is(bare.stderr.split('\n')[0], 'graceful-reboot: option --pid-file needs a value')
 })
 
 /** The fault app (test/fixtures/fault-app.ts) with a PID file; MODE_FILE says how a successor behaves. */
