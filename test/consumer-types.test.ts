@@ -70,8 +70,7 @@ function readmeFastify (kind: 'esm' | 'cjs'): string {
   const blocks = readmeBlocks().filter((b) => b.includes("import graceful from 'graceful-reboot'") && b.includes('import Fastify'))
   const block = blocks.find((b) => b.includes('async function main') === (kind === 'cjs'))
   if (block === undefined) throw new Error(`the README has no ${kind} Fastify snippet`)
-  // What the snippet leaves to the reader: the database pool.
-  return 'declare const pool: { end (): Promise<void> }\n' + block + (kind === 'esm' ? '\nexport {}\n' : '')
+  return block + (kind === 'esm' ? '\nexport {}\n' : '')
 }
 
 // A Fastify app as the README writes it. The wrong option must not compile: if the plugin's options
@@ -165,6 +164,56 @@ test.serial('control: the README\'s top-level-await snippet does not compile as 
   const r = await tsc(dir)
   t.not(r.code, 0)
   t.regex(r.out, /TS1309: The current file is a CommonJS module and cannot use 'await' at the top level/)
+})
+
+test.serial('the README\'s first snippet runs as written (saved as app.mjs): it serves, SIGUSR2 reboots it into a successor on the same port, SIGTERM shuts that down; no error logged', async (t) => {
+  t.timeout(60_000)
+  const dir = project(t, FASTIFY_LINKS, { 'app.mjs': readmeFastify('esm').replace(/\nexport \{\}\n$/, '\n') })
+  const child = spawn(process.execPath, ['app.mjs'], { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const pids = new Set<number>([child.pid as number])
+  t.teardown(() => { for (const pid of pids) try { process.kill(pid, 'SIGKILL') } catch {} })
+  // Fastify's logger: one JSON line per event, from the app and (same stdout) its successor.
+  const lines: Array<{ level: number, pid: number, msg: string }> = []
+  const waiters = new Set<() => void>()
+  let err = ''
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
+  let rest = ''
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    rest += c
+    const parts = rest.split('\n')
+    rest = parts.pop() ?? ''
+    for (const l of parts) {
+      try { lines.push(JSON.parse(l) as { level: number, pid: number, msg: string }) } catch { continue }
+      pids.add(lines[lines.length - 1]!.pid)
+    }
+    for (const w of [...waiters]) w()
+  })
+  const closed = new Promise<void>((resolve) => { child.once('close', () => { resolve() }) })
+  const waitLine = (match: (l: { level: number, pid: number, msg: string }) => boolean, what: string): Promise<{ level: number, pid: number, msg: string }> => new Promise((resolve, reject) => {
+    const check = (): void => {
+      const hit = lines.find(match)
+      if (hit !== undefined) { waiters.delete(check); resolve(hit) }
+    }
+    waiters.add(check)
+    void closed.then(() => { if (waiters.delete(check)) reject(new Error(`no ${what}; the app wrote:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${err}`)) })
+    check()
+  })
+  const listening = /^Server listening at http:\/\/127\.0\.0\.1:(\d+)$/
+  const first = await waitLine((l) => listening.test(l.msg), 'listening line')
+  const port = Number(listening.exec(first.msg)![1])
+  const get = async (): Promise<{ hello: string, pid: number }> => await (await fetch(`http://127.0.0.1:${port}/`)).json() as { hello: string, pid: number }
+  t.deepEqual(await get(), { hello: 'world', pid: child.pid })
+  process.kill(child.pid as number, 'SIGUSR2')
+  const next = await waitLine((l) => listening.test(l.msg) && l.pid !== child.pid, 'successor listening')
+  t.is(Number(listening.exec(next.msg)![1]), port, 'the successor serves the same port')
+  await waitLine((l) => l.pid === child.pid && l.msg === 'graceful-reboot: exiting', 'the old process\'s exit line')
+  t.deepEqual(await get(), { hello: 'world', pid: next.pid })
+  process.kill(next.pid, 'SIGTERM')
+  // Both processes write to this pipe: it closes once both are gone.
+  await closed
+  await t.throwsAsync(get(), undefined, 'nothing listens any more')
+  t.deepEqual(lines.filter((l) => l.level >= 50), [], 'no error logged')
+  t.is(err, '', 'nothing on stderr')
 })
 
 test.serial('plain JavaScript: import and require give the same module, the default is the plugin', async (t) => {
