@@ -20,11 +20,15 @@ const { restartH2Scenario } = require('./scenarios/restart-h2')
 const { shutdownScenario } = require('./scenarios/shutdown')
 const { websocketScenario } = require('./scenarios/websocket')
 const { overheadScenario } = require('./scenarios/overhead')
+const { workersScenario, workersOptions, workersText } = require('./scenarios/workers')
+const { movesScenario, movesOptions, movesText } = require('./scenarios/moves')
+const { stormScenario, stormOptions, stormText } = require('./scenarios/storm')
+const { crashScenario, crashOptions, crashText } = require('./scenarios/crash')
 
 /** @import { BenchResults } from '../dist/tools/bench-report.js' */
 /** @import { Contender } from './lib/restarters' */
 
-const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead']
+const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead', 'workers', 'moves', 'storm', 'crash']
 
 function options () {
   const { values } = parseArgs({
@@ -75,7 +79,11 @@ function options () {
     },
     shutdown: { repetitions: quick ? 1 : 2, idle: 1000, inFlight: 50, slowMs: 1000, capMs: quick ? 20_000 : 90_000 },
     websocket: { repetitions: quick ? 1 : 2, clients: 100, capMs: 20_000 },
-    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 }
+    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 },
+    workers: workersOptions(quick),
+    moves: movesOptions(quick),
+    storm: stormOptions(quick),
+    crash: crashOptions(quick)
   }
 }
 
@@ -204,6 +212,22 @@ async function main () {
         `${o.overhead.memoryRounds} rounds alternating which kind goes first and which process of each is measured; the figures are medians over the rounds, and the heap per tracked connection is the median of the rounds' (with − without) differences.`
       results.overhead = await overheadScenario(ctx, o.overhead)
     }
+    const pm2Skipped = o.only.includes('workers') || o.only.includes('crash') ? await pm2Unavailable(getPm2, notes, log) : undefined
+    const rows = /** @type {const} */ ([
+      ['workers', () => workersScenario(ctx, o.workers, { pm2Skipped }), workersText(o.workers)],
+      ['moves', () => movesScenario(ctx, o.moves), movesText(o.moves)],
+      ['storm', () => stormScenario(ctx, o.storm), stormText(o.storm)],
+      ['crash', () => crashScenario(ctx, o.crash, { pm2: getPm2, pm2Skipped }), crashText(o.crash)]
+    ])
+    for (const [key, run, text] of rows) {
+      if (!o.only.includes(key)) continue
+      results.settings[key] = o[key]
+      results.settings[`${key}Text`] = text
+      const t0 = performance.now()
+      // @ts-expect-error each scenario's result goes to its own field of BenchResults
+      results[key] = await run()
+      log(`scenario ${key} took ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+    }
   } finally {
     await cleanup()
   }
@@ -237,6 +261,25 @@ async function main () {
 
 /** @param {number} n */
 function rounds (n) { return n === 1 ? '1 round' : `${n} rounds` }
+
+/**
+ * Why PM2 cannot start here (noted once), or undefined when it can.
+ * @param {() => Pm2} getPm2
+ * @param {string[]} notes
+ * @param {(line: string) => void} log
+ * @returns {Promise<string | undefined>}
+ */
+async function pm2Unavailable (getPm2, notes, log) {
+  try {
+    await getPm2().cli(['ping'], 60_000)
+    return undefined
+  } catch (err) {
+    const why = `PM2 could not start its daemon: ${/** @type {Error} */ (err).message.split('\n').find((l) => l.trim() !== '') ?? 'unknown error'}`
+    log(why)
+    if (!notes.includes(why)) notes.push(why)
+    return why
+  }
+}
 
 /**
  * Marks the PM2 contenders skipped, with the reason, when PM2 cannot start here.
