@@ -213,21 +213,27 @@ async function main () {
       results.overhead = await overheadScenario(ctx, o.overhead)
     }
     const pm2Skipped = o.only.includes('workers') || o.only.includes('crash') ? await pm2Unavailable(getPm2, notes, log) : undefined
-    const rows = /** @type {const} */ ([
-      ['workers', () => workersScenario(ctx, o.workers, { pm2Skipped }), workersText(o.workers)],
-      ['moves', () => movesScenario(ctx, o.moves), movesText(o.moves)],
-      ['storm', () => stormScenario(ctx, o.storm), stormText(o.storm)],
-      ['crash', () => crashScenario(ctx, o.crash, { pm2: getPm2, pm2Skipped }), crashText(o.crash)]
-    ])
-    for (const [key, run, text] of rows) {
-      if (!o.only.includes(key)) continue
-      results.settings[key] = o[key]
+    /**
+     * Runs scenario `key` (5-8) with its settings and their text in results.settings; logs how long it took.
+     * @template T
+     * @param {string} key
+     * @param {object} settings
+     * @param {string} text
+     * @param {() => Promise<T>} run
+     * @returns {Promise<T>}
+     */
+    const row = async (key, settings, text, run) => {
+      results.settings[key] = settings
       results.settings[`${key}Text`] = text
       const t0 = performance.now()
-      // @ts-expect-error each scenario's result goes to its own field of BenchResults
-      results[key] = await run()
+      const out = await run()
       log(`scenario ${key} took ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+      return out
     }
+    if (o.only.includes('workers')) results.workers = await row('workers', o.workers, workersText(o.workers), () => workersScenario(ctx, o.workers, { pm2Skipped }))
+    if (o.only.includes('moves')) results.moves = await row('moves', o.moves, movesText(o.moves), () => movesScenario(ctx, o.moves))
+    if (o.only.includes('storm')) results.storm = await row('storm', o.storm, stormText(o.storm), () => stormScenario(ctx, o.storm))
+    if (o.only.includes('crash')) results.crash = await row('crash', o.crash, crashText(o.crash), () => crashScenario(ctx, o.crash, { pm2: getPm2, pm2Skipped }))
   } finally {
     await cleanup()
   }

@@ -140,7 +140,7 @@ function workersText (o) {
   return `${o.workers} workers of the same Fastify app (tools/workers-app.ts) under each manager (tools/workers-contenders.ts), one after the other: \`graceful-reboot run --workers ${o.workers}\` (rolling reboot on SIGUSR2), ` +
     `a node:cluster primary (round-robin, Node's default on Linux; rolls by forking a new worker, then disconnecting the old one), PM2 cluster mode (${o.workers} instances, \`pm2 reload\` with \`wait_ready\` and \`app.close()\` on SIGINT, its documented setup), and one process with the plugin (rebooted by SIGUSR2). ` +
     `Throughput: ${o.keepAliveConnections} pooled keep-alive connections for ${o.keepAliveMs / 1000} s, then ${o.freshLoops} loops opening a new connection per request for ${o.freshMs / 1000} s, each loop one request at a time; busiest worker: its share of the answers (x-pid). ` +
-    `Then ${o.restarts} rolling restarts, one after the other, under ${o.backToBack} pooled keep-alive connections (back-to-back) and ${o.think} clients with one pooled connection each and ${o.thinkMs[0]}-${o.thinkMs[1]} ms of think time (tools/load.ts): failed requests and reconnects (connections opened beyond the first ones). ` +
+    `Then ${o.restarts} rolling restart${o.restarts === 1 ? '' : 's'}, one after the other, under ${o.backToBack} pooled keep-alive connections (back-to-back) and ${o.think} clients with one pooled connection each and ${o.thinkMs[0]}-${o.thinkMs[1]} ms of think time (tools/load.ts): failed requests and reconnects (connections opened beyond the first ones). ` +
     'Manager RSS: the supervisor\'s, the primary\'s or the PM2 daemon\'s resident memory after the restarts.'
 }
 
