@@ -34,19 +34,23 @@ async function crashOnce (t: import('ava').ExecutionContext, key: string): Promi
   await launcher.start({ procs, log: () => {}, verbose: false, port })
   t.teardown(async () => { await launcher.stop() })
   const waiters = new Set<{ until: (r: LoadResult) => boolean, resolve: () => void }>()
-  const progress = (until: (r: LoadResult) => boolean): Promise<void> => new Promise((resolve) => { waiters.add({ until, resolve }) })
+  // Each wait fails with its name after 30 s rather than at AVA's timeout.
+  const progress = (until: (r: LoadResult) => boolean, what: string): Promise<void> => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`${key}: no ${what} within 30 s: ${JSON.stringify(run.snapshot().causes)}`)) }, 30_000)
+    waiters.add({ until, resolve: () => { clearTimeout(timer); resolve() } })
+  })
   const run = runLoad({ url: `http://127.0.0.1:${port}/`, connections: 4, mode: 'new-connection', durationMs: 60_000, requestTimeoutMs: 5000 }, {
     onProgress: (r) => { for (const w of [...waiters]) if (w.until(r)) { waiters.delete(w); w.resolve() } }
   })
   t.teardown(run.stop)
-  await progress((r) => r.answered >= 50)
+  await progress((r) => r.answered >= 50, '50 answers')
   const killed = await launcher.servingPid()
   const before = run.snapshot()
   process.kill(killed, 'SIGKILL')
   // A new process answers, then 50 more answers.
-  await progress((r) => r.pids.some((p) => !before.pids.includes(p)))
+  await progress((r) => r.pids.some((p) => !before.pids.includes(p)), 'answer from a new process')
   const back = run.snapshot().answered
-  await progress((r) => r.answered >= back + 50)
+  await progress((r) => r.answered >= back + 50, '50 answers after the crash')
   run.stop()
   const r = await run.result
   return { refused: (r.causes.ECONNREFUSED ?? 0) - (before.causes.ECONNREFUSED ?? 0), failed: r.failed - before.failed, killed, servedBy: r.pids.filter((p) => !before.pids.includes(p)) }
