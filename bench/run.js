@@ -20,11 +20,15 @@ const { restartH2Scenario } = require('./scenarios/restart-h2')
 const { shutdownScenario } = require('./scenarios/shutdown')
 const { websocketScenario } = require('./scenarios/websocket')
 const { overheadScenario } = require('./scenarios/overhead')
+const { workersScenario, workersOptions, workersText } = require('./scenarios/workers')
+const { movesScenario, movesOptions, movesText } = require('./scenarios/moves')
+const { stormScenario, stormOptions, stormText } = require('./scenarios/storm')
+const { crashScenario, crashOptions, crashText } = require('./scenarios/crash')
 
 /** @import { BenchResults } from '../dist/tools/bench-report.js' */
 /** @import { Contender } from './lib/restarters' */
 
-const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead']
+const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead', 'workers', 'moves', 'storm', 'crash']
 
 function options () {
   const { values } = parseArgs({
@@ -75,7 +79,11 @@ function options () {
     },
     shutdown: { repetitions: quick ? 1 : 2, idle: 1000, inFlight: 50, slowMs: 1000, capMs: quick ? 20_000 : 90_000 },
     websocket: { repetitions: quick ? 1 : 2, clients: 100, capMs: 20_000 },
-    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 }
+    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 },
+    workers: workersOptions(quick),
+    moves: movesOptions(quick),
+    storm: stormOptions(quick),
+    crash: crashOptions(quick)
   }
 }
 
@@ -204,6 +212,28 @@ async function main () {
         `${o.overhead.memoryRounds} rounds alternating which kind goes first and which process of each is measured; the figures are medians over the rounds, and the heap per tracked connection is the median of the rounds' (with − without) differences.`
       results.overhead = await overheadScenario(ctx, o.overhead)
     }
+    const pm2Skipped = o.only.includes('workers') || o.only.includes('crash') ? await pm2Unavailable(getPm2, notes, log) : undefined
+    /**
+     * Runs scenario `key` (5-8) with its settings and their text in results.settings; logs how long it took.
+     * @template T
+     * @param {string} key
+     * @param {object} settings
+     * @param {string} text
+     * @param {() => Promise<T>} run
+     * @returns {Promise<T>}
+     */
+    const row = async (key, settings, text, run) => {
+      results.settings[key] = settings
+      results.settings[`${key}Text`] = text
+      const t0 = performance.now()
+      const out = await run()
+      log(`scenario ${key} took ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+      return out
+    }
+    if (o.only.includes('workers')) results.workers = await row('workers', o.workers, workersText(o.workers), () => workersScenario(ctx, o.workers, { pm2Skipped }))
+    if (o.only.includes('moves')) results.moves = await row('moves', o.moves, movesText(o.moves), () => movesScenario(ctx, o.moves))
+    if (o.only.includes('storm')) results.storm = await row('storm', o.storm, stormText(o.storm), () => stormScenario(ctx, o.storm))
+    if (o.only.includes('crash')) results.crash = await row('crash', o.crash, crashText(o.crash), () => crashScenario(ctx, o.crash, { pm2: getPm2, pm2Skipped }))
   } finally {
     await cleanup()
   }
@@ -237,6 +267,25 @@ async function main () {
 
 /** @param {number} n */
 function rounds (n) { return n === 1 ? '1 round' : `${n} rounds` }
+
+/**
+ * Why PM2 cannot start here (noted once), or undefined when it can.
+ * @param {() => Pm2} getPm2
+ * @param {string[]} notes
+ * @param {(line: string) => void} log
+ * @returns {Promise<string | undefined>}
+ */
+async function pm2Unavailable (getPm2, notes, log) {
+  try {
+    await getPm2().cli(['ping'], 60_000)
+    return undefined
+  } catch (err) {
+    const why = `PM2 could not start its daemon: ${/** @type {Error} */ (err).message.split('\n').find((l) => l.trim() !== '') ?? 'unknown error'}`
+    log(why)
+    if (!notes.includes(why)) notes.push(why)
+    return why
+  }
+}
 
 /**
  * Marks the PM2 contenders skipped, with the reason, when PM2 cannot start here.

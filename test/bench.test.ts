@@ -27,6 +27,7 @@ import {
   type BenchResults,
   type RestartRun
 } from '../tools/bench-report'
+import { rowTargets, type CrashRun, type MovesRun, type StormRun, type WorkersRun } from '../tools/bench-report-rows'
 
 /** A port nothing listens on (bound, read, released). */
 async function freePort (): Promise<number> {
@@ -344,6 +345,122 @@ test('bench/README.md and README.md show the committed results: their generated 
   t.is(replaceReadmeBlock(bench, readmeBlock(committed)), bench, 'run `npm run bench` (a full run rewrites the block) or restore bench/README.md')
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
   t.is(replaceReadmeBlock(readme, headlineBlock(committed), HEADLINE_BEGIN, HEADLINE_END), readme, 'run `npm run bench` (a full run rewrites the headline) or restore README.md')
+})
+
+function workersRun (contender: string, workers: number, busiest: [number, number], failed = 0): WorkersRun {
+  const load = (connections: number, f: number): WorkersRun['backToBack'] => ({ connections, sent: 1000, answered: 1000 - f, failed: f, causes: f > 0 ? { ECONNRESET: f } : {}, reconnects: f > 0 ? connections : 0 })
+  return {
+    contender,
+    label: `${contender} | label`,
+    workers,
+    keepAlive: { connections: 32, rps: 4000, busiest: busiest[0], failed: 0 },
+    fresh: { connections: 8, rps: 1200, busiest: busiest[1], failed: 0 },
+    restarts: 3,
+    backToBack: load(8, failed),
+    think: load(20, 0),
+    managerRssMb: 60
+  }
+}
+
+function movesRun (connections: number, drainMs: number[], extra: Partial<MovesRun['reboots'][number]> = {}): MovesRun {
+  return { connections, openMs: 2000, reboots: drainMs.map((ms) => ({ drainMs: ms, transferred: connections, kept: {}, forced: 0, closed: 0, ...extra })), sampled: 500, answeredBySuccessor: 500 }
+}
+
+function crashRun (contender: string, keepsSocket: boolean, refused: number[]): CrashRun {
+  return { contender, label: `${contender} label`, keepsSocket, loops: 4, crashes: refused.map((n) => ({ refused: n, failed: n + 1, causes: n > 0 ? { ECONNREFUSED: n, ECONNRESET: 1 } : { ECONNRESET: 1 }, servingAfterMs: 800 })) }
+}
+
+const storm: StormRun = {
+  durationMs: 30_000,
+  intervalMs: 200,
+  signals: 150,
+  reboots: 20,
+  refused: 130,
+  loads: [
+    { mode: 'keep-alive', connections: 8, sent: 30_000, answered: 30_000, failed: 0, causes: {}, reconnects: 0 },
+    { mode: 'new-connection', connections: 4, sent: 6000, answered: 6000, failed: 0, causes: {}, reconnects: 0 }
+  ]
+}
+
+const rows: BenchResults = {
+  ...results,
+  workers: [
+    workersRun('supervisor', 2, [0.6, 0.55]),
+    workersRun('cluster', 2, [0.52, 0.51], 10),
+    { ...workersRun('pm2', 2, [0, 0]), skipped: 'PM2 could not start its daemon: EACCES' },
+    workersRun('one', 1, [1, 1])
+  ],
+  moves: [movesRun(3000, [1400, 1100]), movesRun(10_000, [6600, 7000, 6900])],
+  storm,
+  crash: [crashRun('plain-restart', false, [358, 442]), crashRun('socket-activation', true, [0, 0]), crashRun('run-workers-1', true, [0, 0]), { ...crashRun('pm2', false, []), skipped: 'PM2 could not start its daemon: EACCES' }]
+}
+
+test('results.md and bench/README.md: the workers, moves, storm and crash tables, every row as wide as its header', (t) => {
+  const md = resultsMarkdown(rows)
+  const tables = md.split('\n\n').filter((block) => block.startsWith('| '))
+  t.is(tables.length, 8 + 4, 'the eight tables before, then workers, moves, storm and crash')
+  for (const block of tables) {
+    const widths = block.split('\n').map((line) => line.replace(/\\\|/g, '').split('|').length)
+    t.true(widths.every((w) => w === widths[0]), block)
+  }
+  for (const heading of ['## 5. Workers', '## 6. Moves', '## 7. Reload storm', '## 8. Crash refusals']) t.true(md.includes(heading), heading)
+  const [workers, moves, stormTable, crash] = tables.slice(8)
+  t.is(workers?.split('\n').length, 2 + 4)
+  t.true(workers?.includes('| supervisor \\| label | 4,000 | 60.0 % | 1,200 | 55.0 % | 3 | **0** / 1,000 | 0 | **0** / 1,000 | 0 | 60 |'), workers)
+  t.true(workers?.includes('**10** / 1,000 (ECONNRESET 10) | 8 |'), 'failures with their causes, reconnects')
+  t.true(workers?.includes('| one \\| label | 4,000 | — | 1,200 | — |'), 'no spread for one process')
+  t.true(workers?.includes('not run: PM2 could not start its daemon: EACCES'))
+  t.is(moves?.split('\n').length, 2 + 5, 'a row per reboot')
+  t.true(moves?.includes('| 10,000 | 1 | 10,000 | — | **0** | 0 | 6,600 | 1,515 |'), moves)
+  t.true(stormTable?.includes('| 8 pooled keep-alive connections | 150 | 20 | 130 | 30,000 | **0** | — | 0 |'), stormTable)
+  t.true(crash?.includes('| plain-restart label | no | 2 | **358, 442** | 359, 443 | ECONNREFUSED 800, ECONNRESET 2 | 800, 800 |'), crash)
+  const block = readmeBlock(rows)
+  for (const title of ['**5. Workers', '**6. Moves', '**7. Reload storm', '**8. Crash refusals']) t.true(block.includes(title), title)
+  t.false(readmeBlock(results).includes('**5. Workers'), 'a run without the scenario has no section for it')
+})
+
+test('targets of workers, moves, storm and crash: computed from the results, after the others', (t) => {
+  const list = targets(rows)
+  t.is(list.length, targets(results).length + 6, 'workers: failed and spread; moves: one per size; storm; crash')
+  t.deepEqual(list.slice(-6), rowTargets(rows))
+  t.deepEqual(rowTargets(rows).map((x) => x.met), [true, true, true, true, true, true])
+  const [failed, spread, moves3k, , stormTarget, crash] = rowTargets(rows)
+  t.is(failed?.result, 'run --workers: 0 of 2,000 over 3 restarts; node:cluster: 10 of 2,000 over 3 restarts; one process: 0 of 2,000 over 3 restarts')
+  t.is(spread?.target, 'Scenario 5: the busiest of 2 workers of `run --workers 2` takes at most 1/2 + 10 points (60.0 %) of the requests')
+  t.is(spread?.result, 'keep-alive 60.0 %, new connections 55.0 %; node:cluster: 52.0 %, 51.0 %')
+  t.is(moves3k?.result, 'reboot 1: 3,000 moved in 1,400 ms (2,143/s), 0 destroyed; reboot 2: 3,000 moved in 1,100 ms (2,727/s), 0 destroyed')
+  t.is(stormTarget?.result, '0 failed of 36,000; 150 signals, 20 reboots done, 130 refused (one under way)')
+  t.is(crash?.result, 'plain restart: 358, 442 refused; socket activation: 0, 0 refused; run --workers 1: 0, 0 refused')
+})
+
+test('targets of workers, moves, storm and crash: met flips to missed when a number crosses its target', (t) => {
+  const met = (r: Partial<BenchResults>): boolean[] => rowTargets({ ...results, ...r }).map((x) => x.met)
+  // Workers: one failed request of graceful-reboot (one process or the supervisor); the busiest worker past 60 %.
+  t.deepEqual(met({ workers: [workersRun('supervisor', 2, [0.6, 0.6]), workersRun('one', 1, [1, 1])] }), [true, true])
+  t.deepEqual(met({ workers: [workersRun('supervisor', 2, [0.6, 0.6]), workersRun('one', 1, [1, 1], 1)] }), [false, true])
+  t.deepEqual(met({ workers: [workersRun('supervisor', 2, [0.601, 0.5])] }), [true, false])
+  t.deepEqual(met({ workers: [workersRun('supervisor', 2, [0.5, 0.61])] }), [true, false])
+  t.deepEqual(met({ workers: [workersRun('supervisor', 3, [0.43, 0.43])] }), [true, true], '1/3 + 10 points')
+  t.deepEqual(met({ workers: [workersRun('supervisor', 3, [0.44, 0.43])] }), [true, false])
+  t.deepEqual(met({ workers: [workersRun('cluster', 2, [0.9, 0.9], 50)] }), [], 'no graceful-reboot row: no target')
+  // Moves: within 10 s; every connection moved, none destroyed; the rate not falling below half the one before.
+  t.deepEqual(met({ moves: [movesRun(10_000, [9_000, 10_000])] }), [true])
+  t.deepEqual(met({ moves: [movesRun(10_000, [6_600, 10_001])] }), [false])
+  t.deepEqual(met({ moves: [movesRun(10_000, [2_000, 4_000, 8_000])] }), [true], 'half the rate of the reboot before is still not a drop')
+  t.deepEqual(met({ moves: [movesRun(10_000, [2_000, 4_100])] }), [false])
+  t.regex(rowTargets({ ...results, moves: [movesRun(10_000, [2_000, 4_100])] })[0]?.result ?? '', /the rate dropped at reboot 2$/)
+  t.deepEqual(met({ moves: [movesRun(10_000, [1_000, 1_000], { transferred: 9_999, kept: { busy: 1 } })] }), [false], 'one connection not moved')
+  t.deepEqual(met({ moves: [movesRun(10_000, [1_000, 1_000], { forced: 1 })] }), [false], 'one connection destroyed at the deadline')
+  t.deepEqual(met({ moves: [movesRun(10_000, [1_000])] }), [false], 'one reboot cannot show the rate holding')
+  t.deepEqual(met({ moves: [{ ...movesRun(10_000, []), error: 'EMFILE' }] }), [false])
+  // Storm: one failed request, or no reboot at all.
+  t.deepEqual(met({ storm }), [true])
+  t.deepEqual(met({ storm: { ...storm, loads: [{ ...(storm.loads[0] as StormRun['loads'][number]), failed: 1 }] } }), [false])
+  t.deepEqual(met({ storm: { ...storm, reboots: 0 } }), [false])
+  // Crash: one refused connection for a contender that keeps the socket; refusals elsewhere do not count.
+  t.deepEqual(met({ crash: [crashRun('plain-restart', false, [500]), crashRun('socket-activation', true, [0, 0])] }), [true])
+  t.deepEqual(met({ crash: [crashRun('plain-restart', false, [500]), crashRun('socket-activation', true, [0, 1])] }), [false])
+  t.deepEqual(met({ crash: [crashRun('socket-activation', true, [])] }), [false], 'no crash measured')
 })
 
 /** Tags balanced, attributes quoted, no raw '<' or stray '&' in text or attribute values. */

@@ -6,6 +6,7 @@
 
 import type { LoadResult } from './load'
 import { escapeXml as escapeXmlText, throughputChart, type ChartSeries } from './svg'
+import { rowSections, rowTargets, type CrashRun, type MovesRun, type StormRun, type WorkersRun } from './bench-report-rows'
 
 export type Causes = Record<string, number>
 
@@ -187,6 +188,11 @@ export interface BenchResults {
   shutdown?: ShutdownRun[]
   websocket?: WebSocketRun[]
   overhead?: OverheadResult
+  /** Scenarios 5-8 (tools/bench-report-rows.ts). */
+  workers?: WorkersRun[]
+  moves?: MovesRun[]
+  storm?: StormRun
+  crash?: CrashRun[]
   notes: string[]
 }
 
@@ -395,7 +401,7 @@ export interface Target { target: string, result: string, met: boolean }
 /** Issue 9: the plugin's bookkeeping per tracked connection, bytes of heap. */
 export const HEAP_PER_CONNECTION_TARGET = 300
 
-/** The targets of issues 5, 8 and 9, checked against a run (absent scenarios are left out). */
+/** The targets of issues 5, 8 and 9, and those of scenarios 5-8 (tools/bench-report-rows.ts), checked against a run (absent scenarios are left out). */
 export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
   const out: Target[] = []
   const restart = (r.restart ?? []).filter((x) => x.skipped === undefined)
@@ -465,6 +471,7 @@ export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
       })
     }
   }
+  out.push(...rowTargets(r))
   return out
 }
 
@@ -514,6 +521,7 @@ export function resultsMarkdown (r: BenchResults): string {
   if (r.overhead !== undefined) {
     out.push('## 4. Overhead', '', String(r.settings.overheadText ?? ''), '', overheadTable(r.overhead), '')
   }
+  out.push(...rowSections(r))
   if (r.notes.length > 0) out.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '')
   return out.join('\n')
 }
@@ -619,6 +627,7 @@ export function readmeBlock (r: BenchResults): string {
   if (r.shutdown !== undefined) out.push('**2. Shutdown latency** (1,000 idle keep-alive connections + 50 in-flight 1 s requests)', '', shutdownTable(r.shutdown), '')
   if (r.websocket !== undefined) out.push('**3. WebSockets** (100 clients, SIGTERM)', '', websocketTable(r.websocket), '')
   if (r.overhead !== undefined) out.push('**4. Overhead**', '', overheadTable(r.overhead), '')
+  out.push(...rowSections(r, 'readme'))
   out.push(README_END)
   return out.join('\n')
 }

@@ -64,6 +64,23 @@ class Procs {
     return new App(this, name, child, verbose)
   }
 
+  /**
+   * Starts `command args` (a program other than an app of bench/apps); returns an App handle.
+   * `stdio3`: a file descriptor to pass as fd 3 (a listening socket).
+   * @param {string} name
+   * @param {string} command
+   * @param {string[]} args
+   * @param {{ env?: Record<string, string>, verbose?: boolean, stdio3?: number }} [options]
+   */
+  startCommand (name, command, args, { env = {}, verbose = false, stdio3 } = {}) {
+    const child = /** @type {AppChild} */ (spawn(command, args, {
+      env: { ...process.env, ...env },
+      stdio: stdio3 === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', stdio3]
+    }))
+    this.track(child.pid)
+    return new App(this, name, child, verbose)
+  }
+
   /** SIGKILLs every pid still alive; returns the pids that were alive. */
   killAll () {
     /** @type {number[]} */
