@@ -20,11 +20,13 @@ const { restartH2Scenario } = require('./scenarios/restart-h2')
 const { shutdownScenario } = require('./scenarios/shutdown')
 const { websocketScenario } = require('./scenarios/websocket')
 const { overheadScenario } = require('./scenarios/overhead')
+const { latencyScenario } = require('./scenarios/latency')
+const { latencySvgs } = require('../dist/tools/bench-report-latency.js')
 
 /** @import { BenchResults } from '../dist/tools/bench-report.js' */
 /** @import { Contender } from './lib/restarters' */
 
-const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead']
+const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead', 'latency']
 
 function options () {
   const { values } = parseArgs({
@@ -75,7 +77,8 @@ function options () {
     },
     shutdown: { repetitions: quick ? 1 : 2, idle: 1000, inFlight: 50, slowMs: 1000, capMs: quick ? 20_000 : 90_000 },
     websocket: { repetitions: quick ? 1 : 2, clients: 100, capMs: 20_000 },
-    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 }
+    overhead: { pairs: quick ? 12 : 32, runMs: 500, instances: quick ? 2 : 4, connections: 50, memoryConnections: 10_000, memoryRounds: quick ? 2 : 4 },
+    latency: { sizes: quick ? [3000] : [3000, 10_000], periodMs: 1000, warmupMs: 2000, steadyMs: 5000, beforeMs: 1000, afterMs: 4000, tailMs: 1000, rollouts: quick ? 3 : 20, bucketMs: 100, requestTimeoutMs: 5000, maxRunMs: 600_000 }
   }
 }
 
@@ -204,6 +207,16 @@ async function main () {
         `${o.overhead.memoryRounds} rounds alternating which kind goes first and which process of each is measured; the figures are medians over the rounds, and the heap per tracked connection is the median of the rounds' (with − without) differences.`
       results.overhead = await overheadScenario(ctx, o.overhead)
     }
+    if (o.only.includes('latency')) {
+      const l = o.latency
+      results.settings.latency = l
+      results.settings.latencyText = `Open loop (tools/open-loop.ts): ${l.sizes.join(' and ')} keep-alive connections, each due to send GET / every ${l.periodMs} ms (the connections spread evenly over the period), whatever the server does; ` +
+        'a request\'s latency counts from the moment it was due, so a request that waited for its connection (the answer before it, a reconnect) counts the wait (coordinated omission corrected); the time from the actual write is shown beside it (what a closed-loop client reports). ' +
+        `Steady: ${l.steadyMs} ms with no restart, after ${l.warmupMs} ms of warm-up. Around the restart: the requests due from ${l.beforeMs} ms before the trigger until ${l.tailMs} ms after the old process is gone (at least ${l.afterMs} ms after the trigger). ` +
+        `Then ${l.rollouts} rollouts of \`run --workers 2\` back to back (each window: from its trigger to the next one's). A request unanswered ${l.requestTimeoutMs} ms after it was due fails (timeout); the client never retries. ` +
+        'The load generator runs in the benchmark process, on the same 2 cores as the servers: its own event-loop delay is counted in the latency (shown per window).'
+      results.latency = await latencyScenario(ctx, l, o.contenders)
+    }
   } finally {
     await cleanup()
   }
@@ -216,6 +229,7 @@ async function main () {
     fs.writeFileSync(path.join(o.out, 'throughput.svg'), report.throughputSvg(results, 'keep-alive'))
     fs.writeFileSync(path.join(o.out, 'throughput-new-connection.svg'), report.throughputSvg(results, 'new-connection'))
   }
+  for (const [name, svg] of Object.entries(latencySvgs(results.latency))) fs.writeFileSync(path.join(o.out, name), svg)
   log(`done in ${(results.meta.durationMs / 60_000).toFixed(1)} min; wrote ${path.relative(process.cwd(), o.out) || '.'}/results.{md,json}`)
   if (o.complete) {
     const files = [

@@ -6,6 +6,7 @@
 
 import type { LoadResult } from './load'
 import { escapeXml as escapeXmlText, throughputChart, type ChartSeries } from './svg'
+import { latencyMarkdown, latencyTargets, type LatencyRun } from './bench-report-latency'
 
 export type Causes = Record<string, number>
 
@@ -187,6 +188,7 @@ export interface BenchResults {
   shutdown?: ShutdownRun[]
   websocket?: WebSocketRun[]
   overhead?: OverheadResult
+  latency?: LatencyRun[]
   notes: string[]
 }
 
@@ -465,6 +467,7 @@ export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
       })
     }
   }
+  out.push(...latencyTargets(r.latency))
   return out
 }
 
@@ -514,6 +517,7 @@ export function resultsMarkdown (r: BenchResults): string {
   if (r.overhead !== undefined) {
     out.push('## 4. Overhead', '', String(r.settings.overheadText ?? ''), '', overheadTable(r.overhead), '')
   }
+  out.push(...latencyMarkdown(r.latency, String(r.settings.latencyText ?? '')))
   if (r.notes.length > 0) out.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '')
   return out.join('\n')
 }
@@ -619,6 +623,7 @@ export function readmeBlock (r: BenchResults): string {
   if (r.shutdown !== undefined) out.push('**2. Shutdown latency** (1,000 idle keep-alive connections + 50 in-flight 1 s requests)', '', shutdownTable(r.shutdown), '')
   if (r.websocket !== undefined) out.push('**3. WebSockets** (100 clients, SIGTERM)', '', websocketTable(r.websocket), '')
   if (r.overhead !== undefined) out.push('**4. Overhead**', '', overheadTable(r.overhead), '')
+  out.push(...latencyMarkdown(r.latency, '', 'results/', '**5. Latency around a reboot and a rollout** (open loop, 1 request/s per connection)'))
   out.push(README_END)
   return out.join('\n')
 }
