@@ -399,6 +399,7 @@ function latencyRun (contender: string, connections: number, steady: OpenLoopWin
     failed: around.failed,
     causes: around.causes,
     reconnects: 0,
+    cpu: { steady: { servers: 0.61, client: 0.3, machine: 1.2, cores: 2 }, around: { servers: 1.4, client: 0.35, machine: 2, cores: 2 } },
     chart: { trigger: 7000, bucketMs: 100, points: Array.from({ length: 60 }, (_, i) => ({ t: 5000 + i * 100, count: 300, failed: 0, p50: 1, p99: i === 25 ? 90 : 5, max: i === 25 ? 95 : 8 })) }
   }
 }
@@ -437,6 +438,7 @@ test('latency section: tables as wide as their headers, the plain restart shown 
   t.is((tables[0] ?? '').split('\n').length, 2 + 4)
   t.true((tables[0] ?? '').includes('| **1.0 / 1,200.0 / 1,300** |'), 'the plain restart, around')
   t.true((tables[0] ?? '').includes('**1,895** (ECONNREFUSED 1,895)'))
+  t.true((tables[0] ?? '').includes('| 0.61 / 0.30 / 1.20 → 1.40 / 0.35 / 2.00 (of 2) |'), 'where the cores went')
   t.true((tables[1] ?? '').includes('| 3 | 2 of 3 | 39.0 (41.0) | 100 (279) | 0 | 3,000 |'), tables[1])
   t.deepEqual(Object.keys(latencySvgs(latencyRuns)), ['latency-3000.svg', 'latency-10000.svg'])
   t.true(md.includes('](latency-3000.svg)') && md.includes('method text'))

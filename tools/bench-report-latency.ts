@@ -30,9 +30,18 @@ export interface LatencyRun {
   failed: number
   causes: Record<string, number>
   reconnects: number
+  /**
+   * Cores busy in the steady window, around the restart, and over the back-to-back rollouts: the
+   * contender's processes (`servers`), the load generator (`client`), the whole machine (`machine`,
+   * other users' processes included) of `cores`.
+   */
+  cpu?: { steady: Cores, around: Cores, rollouts?: Cores }
   /** Latency over time by intended send time: ms since the sending started; `trigger`: the restart's. */
   chart: { trigger: number, bucketMs: number, points: Array<{ t: number, count: number, failed: number, p50: number, p99: number, max: number }> }
 }
+
+/** CPU time per second of wall time (cores), by whom. */
+export interface Cores { servers: number, client: number, machine: number, cores: number }
 
 /** A target row of the benchmark's targets table. */
 export interface LatencyTarget { target: string, result: string, met: boolean }
@@ -99,6 +108,10 @@ function triple (w: OpenLoopWindow): string {
   return `${fmt(w.latency.p50, 1)} / ${fmt(w.latency.p99, 1)} / ${fmt(w.latency.max)}`
 }
 
+function cores (c: Cores): string {
+  return `${fmt(c.servers, 2)} / ${fmt(c.client, 2)} / ${fmt(c.machine, 2)}`
+}
+
 function causes (c: Record<string, number>): string {
   const e = Object.entries(c)
   return e.length === 0 ? '—' : e.sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${fmt(n)}`).join(', ')
@@ -107,7 +120,7 @@ function causes (c: Record<string, number>): string {
 /** The table of steady vs around-the-restart windows, a row per run. */
 export function latencyTable (runs: readonly LatencyRun[]): string {
   return table(
-    ['Contender', 'Connections', 'Steady p50 / p99 / max (ms)', 'Around the restart p50 / p99 / max (ms)', 'Around: p99 from the actual send (closed-loop view, ms)', 'Failed around (by cause)', 'Old process gone after (ms)', 'Reconnects (whole run)', 'Load generator\'s loop delay, max around (ms)'],
+    ['Contender', 'Connections', 'Steady p50 / p99 / max (ms)', 'Around the restart p50 / p99 / max (ms)', 'Around: p99 from the actual send (closed-loop view, ms)', 'Failed around (by cause)', 'Old process gone after (ms)', 'Reconnects (whole run)', 'Load generator\'s loop delay, max around (ms)', 'Cores busy, steady → around: servers / load generator / machine (of N)'],
     runs.map((r) => [
       r.label + (r.error !== undefined ? ` (broke off: ${r.error})` : ''),
       fmt(r.connections),
@@ -117,7 +130,8 @@ export function latencyTable (runs: readonly LatencyRun[]): string {
       r.around.failed === 0 ? '0' : `**${fmt(r.around.failed)}** (${causes(r.around.causes)})`,
       fmt(r.around.doneMs),
       fmt(r.reconnects),
-      fmt(r.around.clientLagMaxMs)
+      fmt(r.around.clientLagMaxMs),
+      r.cpu === undefined ? '—' : `${cores(r.cpu.steady)} → ${cores(r.cpu.around)} (of ${fmt(r.cpu.around.cores)})`
     ])
   )
 }

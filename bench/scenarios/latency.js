@@ -10,6 +10,7 @@ const { performance } = require('node:perf_hooks')
 const { openLoop } = require('../../dist/tools/open-loop.js')
 const { sleep, waitGone, isAlive } = require('../lib/procs')
 const { freePort } = require('../lib/net')
+const { CpuSampler } = require('../lib/cpu')
 const { contenders: restartContenders } = require('../lib/restarters')
 
 /** @import { Ctx, AppHandle } from '../lib/procs' */
@@ -99,6 +100,8 @@ function latencyContenders () {
 async function runOne (ctx, { contender, ours, rollouts }, connections, o) {
   const port = await freePort()
   await contender.start({ ...ctx, port })
+  // The contender's processes (every pid the benchmark learnt of; the gone ones are skipped).
+  const cpu = new CpuSampler(() => ctx.procs.pids)
   const load = openLoop({ port, connections, periodMs: o.periodMs, durationMs: o.maxRunMs, requestTimeoutMs: o.requestTimeoutMs })
   /** @type {string | undefined} */
   let error
@@ -140,8 +143,11 @@ async function runOne (ctx, { contender, ours, rollouts }, connections, o) {
   }
   end = load.now()
   if (aroundTo === 0) aroundTo = end
+  const base = performance.now() - load.now()
   await load.stop()
+  cpu.stop()
   try { await contender.stop() } catch {}
+  const cores = (/** @type {number} */ from, /** @type {number} */ to) => cpu.between(base + from, base + to)
   const all = load.window(-Infinity, Infinity)
   const from = Number.isNaN(trigger) ? steadyFrom : trigger - o.beforeMs
   /** @type {LatencyRolloutWindow[]} */
@@ -170,6 +176,11 @@ async function runOne (ctx, { contender, ours, rollouts }, connections, o) {
     failed: all.failed,
     causes: all.causes,
     reconnects: load.reconnects,
+    cpu: {
+      steady: cores(steadyFrom, steadyTo),
+      around: cores(from, aroundTo),
+      ...(rollouts && storm.length > 0 ? { rollouts: cores(storm[0]?.at ?? 0, end) } : {})
+    },
     chart: {
       trigger: round(trigger),
       bucketMs: o.bucketMs,
