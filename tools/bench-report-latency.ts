@@ -3,7 +3,7 @@
 // Scenario 5 of the benchmark (bench/scenarios/latency.js): open-loop latency around a reboot and a
 // rollout. Its results' shape, its targets (p99 at most 2 x steady p99 + 20 ms, max at most steady
 // max + 250 ms, nothing failed), its tables and its latency-over-time chart.
-import type { OpenLoopWindow } from './open-loop'
+import type { LatencySummary, OpenLoopWindow } from './open-loop'
 import { escapeXml, throughputChart } from './svg'
 
 /** A window of a rollout of the back-to-back series: from its trigger to the next one's (the last: to the run's end). */
@@ -29,6 +29,8 @@ export interface LatencyRun {
   answered: number
   failed: number
   causes: Record<string, number>
+  /** Over the whole run (every request due, from the intended send time). */
+  latency?: LatencySummary
   reconnects: number
   /**
    * Cores busy in the steady window, around the restart, and over the back-to-back rollouts: the

@@ -175,6 +175,7 @@ async function runOne (ctx, { contender, ours, rollouts }, connections, o) {
     answered: all.answered,
     failed: all.failed,
     causes: all.causes,
+    latency: all.latency,
     reconnects: load.reconnects,
     cpu: {
       steady: cores(steadyFrom, steadyTo),
