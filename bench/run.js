@@ -24,11 +24,13 @@ const { workersScenario, workersOptions, workersText } = require('./scenarios/wo
 const { movesScenario, movesOptions, movesText } = require('./scenarios/moves')
 const { stormScenario, stormOptions, stormText } = require('./scenarios/storm')
 const { crashScenario, crashOptions, crashText } = require('./scenarios/crash')
+const { latencyScenario } = require('./scenarios/latency')
+const { latencySvgs } = require('../dist/tools/bench-report-latency.js')
 
 /** @import { BenchResults } from '../dist/tools/bench-report.js' */
 /** @import { Contender } from './lib/restarters' */
 
-const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead', 'workers', 'moves', 'storm', 'crash']
+const SCENARIOS = ['restart', 'restart-h2', 'shutdown', 'websocket', 'overhead', 'workers', 'moves', 'storm', 'crash', 'latency']
 
 function options () {
   const { values } = parseArgs({
@@ -83,7 +85,8 @@ function options () {
     workers: workersOptions(quick),
     moves: movesOptions(quick),
     storm: stormOptions(quick),
-    crash: crashOptions(quick)
+    crash: crashOptions(quick),
+    latency: { sizes: quick ? [3000] : [3000, 10_000], periodMs: 1000, warmupMs: 2000, steadyMs: 5000, beforeMs: 1000, afterMs: 4000, tailMs: 1000, rollouts: quick ? 3 : 20, bucketMs: 100, requestTimeoutMs: 5000, maxRunMs: 600_000 }
   }
 }
 
@@ -234,6 +237,16 @@ async function main () {
     if (o.only.includes('moves')) results.moves = await row('moves', o.moves, movesText(o.moves), () => movesScenario(ctx, o.moves))
     if (o.only.includes('storm')) results.storm = await row('storm', o.storm, stormText(o.storm), () => stormScenario(ctx, o.storm))
     if (o.only.includes('crash')) results.crash = await row('crash', o.crash, crashText(o.crash), () => crashScenario(ctx, o.crash, { pm2: getPm2, pm2Skipped }))
+    if (o.only.includes('latency')) {
+      const l = o.latency
+      results.settings.latency = l
+      results.settings.latencyText = `Open loop (tools/open-loop.ts): ${l.sizes.join(' and ')} keep-alive connections, each due to send GET / every ${l.periodMs} ms (the connections spread evenly over the period), whatever the server does; ` +
+        'a request\'s latency counts from the moment it was due, so a request that waited for its connection (the answer before it, a reconnect) counts the wait (coordinated omission corrected); the time from the actual write is shown beside it (what a closed-loop client reports). ' +
+        `Steady: ${l.steadyMs} ms with no restart, after ${l.warmupMs} ms of warm-up. Around the restart: the requests due from ${l.beforeMs} ms before the trigger until ${l.tailMs} ms after the old process is gone (at least ${l.afterMs} ms after the trigger). ` +
+        `Then ${l.rollouts} rollouts of \`run --workers 2\` back to back (each window: from its trigger to the next one's). A request unanswered ${l.requestTimeoutMs} ms after it was due fails (timeout); the client never retries. ` +
+        'The load generator runs in the benchmark process, on the same 2 cores as the servers: its own event-loop delay is counted in the latency (shown per window).'
+      results.latency = await latencyScenario(ctx, l, o.contenders)
+    }
   } finally {
     await cleanup()
   }
@@ -246,6 +259,7 @@ async function main () {
     fs.writeFileSync(path.join(o.out, 'throughput.svg'), report.throughputSvg(results, 'keep-alive'))
     fs.writeFileSync(path.join(o.out, 'throughput-new-connection.svg'), report.throughputSvg(results, 'new-connection'))
   }
+  for (const [name, svg] of Object.entries(latencySvgs(results.latency))) fs.writeFileSync(path.join(o.out, name), svg)
   log(`done in ${(results.meta.durationMs / 60_000).toFixed(1)} min; wrote ${path.relative(process.cwd(), o.out) || '.'}/results.{md,json}`)
   if (o.complete) {
     const files = [

@@ -28,6 +28,8 @@ import {
   type RestartRun
 } from '../tools/bench-report'
 import { rowTargets, type CrashRun, type MovesRun, type StormRun, type WorkersRun } from '../tools/bench-report-rows'
+import { latencyMarkdown, latencySvg, latencySvgs, latencyTargets, type LatencyRun } from '../tools/bench-report-latency'
+import type { OpenLoopWindow } from '../tools/open-loop'
 
 /** A port nothing listens on (bound, read, released). */
 async function freePort (): Promise<number> {
@@ -493,3 +495,82 @@ function checkWellFormed (t: { true: (v: boolean, m?: string) => void, is: (a: u
   t.is(stack.length, 0, 'every element is closed')
   t.is(roots, 1, 'one root element')
 }
+
+/** An open-loop window with the given latency (p99, max) and failures. */
+function olw (p99: number, max: number, failed = 0): OpenLoopWindow {
+  return { from: 0, to: 1000, due: 1000, answered: 1000 - failed, failed, causes: failed > 0 ? { ECONNREFUSED: failed } : {}, latency: { count: 1000 - failed, p50: 1, p99, max }, service: { count: 1000 - failed, p50: 0.5, p99: p99 / 2, max }, clientLagMaxMs: 12 }
+}
+
+function latencyRun (contender: string, connections: number, steady: OpenLoopWindow, around: OpenLoopWindow, rollouts?: OpenLoopWindow[]): LatencyRun {
+  return {
+    contender,
+    label: `${contender} <label>`,
+    ours: contender.startsWith('graceful-reboot'),
+    connections,
+    periodMs: 1000,
+    steady,
+    around: { ...around, readyMs: 300, doneMs: 2500, transferred: connections },
+    ...(rollouts !== undefined ? { rollouts: rollouts.map((w) => ({ ...w, readyMs: 900, doneMs: 3000 })) } : {}),
+    due: 20_000,
+    answered: 20_000,
+    failed: around.failed,
+    causes: around.causes,
+    reconnects: 0,
+    cpu: { steady: { servers: 0.61, client: 0.3, machine: 1.2, cores: 2 }, around: { servers: 1.4, client: 0.35, machine: 2, cores: 2 } },
+    chart: { trigger: 7000, bucketMs: 100, points: Array.from({ length: 60 }, (_, i) => ({ t: 5000 + i * 100, count: 300, failed: 0, p50: 1, p99: i === 25 ? 90 : 5, max: i === 25 ? 95 : 8 })) }
+  }
+}
+
+const latencyRuns: LatencyRun[] = [
+  // steady p99 10, max 30: limits p99 40, max 280.
+  latencyRun('graceful-reboot', 3000, olw(10, 30), olw(40, 280)),
+  latencyRun('graceful-reboot', 10_000, olw(10, 30), olw(40.1, 100)),
+  latencyRun('graceful-reboot-workers', 10_000, olw(10, 30), olw(20, 281), [olw(20, 100), olw(39, 279), olw(41, 100)]),
+  latencyRun('naive-restart', 3000, olw(5, 20), olw(1200, 1300, 1895))
+]
+
+test('latency targets: p99 ≤ 2 × steady p99 + 20 ms and max ≤ steady max + 250 ms around the restart, met at the limits and missed past them, with the numbers; only for the package\'s runs', (t) => {
+  const list = latencyTargets(latencyRuns)
+  t.is(list.length, 4, 'three runs of ours, and the rollouts of the workers run; none for the plain restart')
+  t.deepEqual(list.map((x) => x.met), [true, false, false, false])
+  t.is(list[0]?.result, 'p99 40.0 ms (limit 40.0), max 280 ms (limit 280); steady 10.0 / 30; 0 failed')
+  t.regex(list[1]?.result ?? '', /^p99 40\.1 ms \(limit 40\.0, missed\), max 100 ms \(limit 280\)/)
+  t.regex(list[2]?.result ?? '', /max 281 ms \(limit 280, missed\)/)
+  t.regex(list[2]?.target ?? '', /around a rollout of `run --workers 2`, 10,000 connections/)
+  t.is(list[3]?.result, '2 of 3 rollouts met it; worst p99 41.0 ms (limit 40.0), worst max 279 ms (limit 280); 0 failed')
+  const failing = latencyRun('graceful-reboot', 3000, olw(10, 30), olw(12, 40, 1))
+  t.false(latencyTargets([failing])[0]?.met, 'a failed request misses the target')
+  t.regex(latencyTargets([failing])[0]?.result ?? '', /; 1 failed$/)
+  t.true(targets({ ...results, latency: latencyRuns }).some((x) => x.target.startsWith('Scenario 9: the same over back-to-back rollouts')), 'hooked into the targets table')
+})
+
+test('latency section: tables as wide as their headers, the plain restart shown for comparison, one chart per size', (t) => {
+  const md = latencyMarkdown(latencyRuns, 'method text').join('\n')
+  const tables = md.split('\n\n').filter((block) => block.startsWith('| '))
+  t.is(tables.length, 2, 'steady vs around, and the back-to-back rollouts')
+  for (const block of tables) {
+    const widths = block.split('\n').map((line) => line.replace(/\\\|/g, '').split('|').length)
+    t.true(widths.every((w) => w === widths[0]), block)
+  }
+  t.is((tables[0] ?? '').split('\n').length, 2 + 4)
+  t.true((tables[0] ?? '').includes('| **1.0 / 1,200.0 / 1,300** |'), 'the plain restart, around')
+  t.true((tables[0] ?? '').includes('**1,895** (ECONNREFUSED 1,895)'))
+  t.true((tables[0] ?? '').includes('| 0.61 / 0.30 / 1.20 → 1.40 / 0.35 / 2.00 (of 2) |'), 'where the cores went')
+  t.true((tables[1] ?? '').includes('| 3 | 2 of 3 | 39.0 (41.0) | 100 (279) | 0 | 3,000 |'), tables[1])
+  t.deepEqual(Object.keys(latencySvgs(latencyRuns)), ['latency-3000.svg', 'latency-10000.svg'])
+  t.true(md.includes('](latency-3000.svg)') && md.includes('method text'))
+  t.true(resultsMarkdown({ ...results, latency: latencyRuns }).includes('## 9. Latency around a reboot and a rollout (open loop)'))
+  t.true(readmeBlock({ ...results, latency: latencyRuns }).includes('](results/latency-10000.svg)'))
+  t.false(resultsMarkdown(results).includes('## 9.'), 'no section without the scenario')
+})
+
+test('latency.svg: a well-formed document, a panel per contender at that size with p50, p99, max, the p99 limit and three marks', (t) => {
+  const svg = latencySvg(latencyRuns, 3000)
+  checkWellFormed(t, svg)
+  t.is((svg.match(/<svg /g) ?? []).length, 1 + 2, 'the document and two panels (graceful-reboot, naive-restart)')
+  t.is((svg.match(/<polyline /g) ?? []).length, 4 + 3, 'p50, p99, max and the limit for ours; no limit for the plain restart')
+  t.is((svg.match(/class="mark"/g) ?? []).length, 2 * 3, 'trigger, ready, old process gone')
+  t.true(svg.includes('naive-restart &lt;label&gt;'))
+  // x in seconds from the trigger: the bucket at 7.0 s of the run is at 0.
+  t.true(svg.includes('>-2<') || svg.includes('>-2.0<'), 'negative seconds before the trigger')
+})

@@ -463,6 +463,58 @@ const stoppedGoesFirst: Scenario = async (t, b) => {
   t.deepEqual(h.sent.map((x) => [serverA, serverB, serverC].indexOf(x)), [0, 1, 2], 'A, then B (stopped), then C (reading)')
 }
 
+const drainStartSliced: Scenario = async (t, b) => {
+  // Five idle connections, two visited per turn, the turns run by hand: the drain's start never
+  // visits them all in one turn of the event loop.
+  const s = await b.start(t)
+  const turns: Array<() => void> = []
+  const conns = new Http1Connections(s.server, new FakeSeam(), 250, { size: 2, defer: (fn) => { turns.push(fn) } })
+  t.teardown(() => { conns.destroyAll(); conns.detach() })
+  for (let i = 0; i < 5; i++) {
+    const accepted = nextAccepted(s.server)
+    await rawClient(t, s.port)
+    await within(5000, `connection ${i + 1} accepted`, accepted)
+  }
+  const offered: net.Socket[] = []
+  conns.drain(async (socket) => { offered.push(socket); return 'send-failed' })
+  const counts = [offered.length]
+  while (turns.length > 0) {
+    turns.shift()?.()
+    counts.push(offered.length)
+  }
+  t.deepEqual(counts, [2, 4, 5], 'two per turn, each in a later turn')
+  t.is(new Set(offered).size, 5, 'each offered once')
+}
+
+const requestBeforeItsVisit: Scenario = async (t, b) => {
+  // One connection visited per turn, the next turn held: B's request arrives before the drain's
+  // start reached B. B is visited then, as if just before its request: served keep-alive, then it moves.
+  const s = await b.start(t)
+  const turns: Array<() => void> = []
+  const conns = new Http1Connections(s.server, new FakeSeam(), 250, { size: 1, defer: (fn) => { turns.push(fn) } })
+  t.teardown(() => { conns.destroyAll(); conns.detach() })
+  const accept = async (name: string): Promise<[RawClient, net.Socket]> => {
+    const accepted = nextAccepted(s.server)
+    const client = await rawClient(t, s.port)
+    return [client, await within(5000, `${name} accepted`, accepted)]
+  }
+  await accept('A')
+  const [clientB, serverB] = await accept('B')
+  const sent: net.Socket[] = []
+  const handOver = handOverWith(async (_address, socket) => { sent.push(socket); return true }, 1)('tcp:test')
+  conns.drain(handOver)
+  t.is(turns.length, 1, 'B not visited yet')
+  clientB.socket.write(requestText('GET', '/held'))
+  await within(5000, "B's request in the handler", s.whenHeld(1))
+  s.releaseHeld()
+  const text = await within(10_000, 'B moved (its copy here closed)', clientB.closed)
+  t.deepEqual(summary(parseResponses(text)), [[200, 'keep-alive', 'held']], 'answered keep-alive: the client keeps its connection')
+  t.true(sent.includes(serverB), 'B was handed over after its response')
+  turns.shift()?.()
+  t.is(turns.length, 0, 'nothing left to visit')
+  t.is(conns.transferred, 2)
+}
+
 const scenarios: Array<[string, Scenario]> = [
   ['shutdown: 20 in-flight requests get 200 + connection: close; new connections refused; idle and silent sockets closed after the grace; forced 0', inFlightIdleAndSilent],
   ['shutdown under keep-alive load that runs on through the drain: no request on an open keep-alive socket lost; only new connections after the listener closed are refused', loadLosesNothing],
@@ -477,7 +529,9 @@ const scenarios: Array<[string, Scenario]> = [
   ['never-spoke grace: at most half the time left to the deadline, never less than idleGrace', silentGraceBounded],
   ['hand-over: a request on a connection waiting for its turn to move is served keep-alive, then the connection moves', requestWhileWaitingToMove],
   ['hand-over: a connection waiting for its turn reads on after each response it gives here (its next requests do not wait for its turn)', readsOnWhileWaitingToMove],
-  ['hand-over: a connection that stopped reading after its response goes ahead of those waiting while they read', stoppedGoesFirst]
+  ['hand-over: a connection that stopped reading after its response goes ahead of those waiting while they read', stoppedGoesFirst],
+  ["the drain's start visits its connections a slice per turn of the event loop, never all in one", drainStartSliced],
+  ["hand-over: a request on a connection the drain's start has not reached yet is served keep-alive, then the connection moves", requestBeforeItsVisit]
 ]
 
 for (const [title, scenario] of scenarios) {

@@ -7,6 +7,7 @@
 import type { LoadResult } from './load'
 import { escapeXml as escapeXmlText, throughputChart, type ChartSeries } from './svg'
 import { rowSections, rowTargets, type CrashRun, type MovesRun, type StormRun, type WorkersRun } from './bench-report-rows'
+import { latencyMarkdown, latencyTargets, type LatencyRun } from './bench-report-latency'
 
 export type Causes = Record<string, number>
 
@@ -193,6 +194,7 @@ export interface BenchResults {
   moves?: MovesRun[]
   storm?: StormRun
   crash?: CrashRun[]
+  latency?: LatencyRun[]
   notes: string[]
 }
 
@@ -472,6 +474,7 @@ export function targets (r: BenchResults, ours = 'graceful-reboot'): Target[] {
     }
   }
   out.push(...rowTargets(r))
+  out.push(...latencyTargets(r.latency))
   return out
 }
 
@@ -522,6 +525,7 @@ export function resultsMarkdown (r: BenchResults): string {
     out.push('## 4. Overhead', '', String(r.settings.overheadText ?? ''), '', overheadTable(r.overhead), '')
   }
   out.push(...rowSections(r))
+  out.push(...latencyMarkdown(r.latency, String(r.settings.latencyText ?? '')))
   if (r.notes.length > 0) out.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '')
   return out.join('\n')
 }
@@ -628,6 +632,7 @@ export function readmeBlock (r: BenchResults): string {
   if (r.websocket !== undefined) out.push('**3. WebSockets** (100 clients, SIGTERM)', '', websocketTable(r.websocket), '')
   if (r.overhead !== undefined) out.push('**4. Overhead**', '', overheadTable(r.overhead), '')
   out.push(...rowSections(r, 'readme'))
+  out.push(...latencyMarkdown(r.latency, '', 'results/', '**9. Latency around a reboot and a rollout** (open loop, 1 request/s per connection)'))
   out.push(README_END)
   return out.join('\n')
 }
