@@ -203,11 +203,16 @@ test('a script that dies at start: the supervisor gives up after 5 attempts with
 })
 
 test('run: arguments are checked, naming the bad one; PM2 and node:cluster are refused with the fix', (t) => {
-  t.deepEqual(parseRun(['--workers', '3', '--surge=2', 'app.js', '--port', '80']), { workers: 3, surge: 2, pidFile: undefined, nodeArgs: [], logFormat: 'text', logLevel: 'info', script: 'app.js', args: ['--port', '80'] })
-  t.deepEqual(parseRun(['--', '--weird.js']), { workers: os.availableParallelism(), surge: 1, pidFile: undefined, nodeArgs: [], logFormat: 'text', logLevel: 'info', script: '--weird.js', args: [] })
+  t.deepEqual(parseRun(['--workers', '3', '--surge=2', 'app.js', '--port', '80']), { workers: 3, surge: 2, pidFile: undefined, nodeArgs: [], logFormat: 'text', logLevel: 'info', acceptQueues: undefined, rebalance: true, script: 'app.js', args: ['--port', '80'] })
+  t.deepEqual(parseRun(['--', '--weird.js']), { workers: os.availableParallelism(), surge: 1, pidFile: undefined, nodeArgs: [], logFormat: 'text', logLevel: 'info', acceptQueues: undefined, rebalance: true, script: '--weird.js', args: [] })
   t.like(parseRun(['--node-arg=--import=tsx', '--node-arg', '--enable-source-maps', '--log-format', 'json', '--log-level=debug', 'app.ts']), { nodeArgs: ['--import=tsx', '--enable-source-maps'], logFormat: 'json', logLevel: 'debug', script: 'app.ts' })
   t.throws(() => parseRun(['--node-arg', 'tsx', 'app.ts']), { message: '--node-arg takes a Node flag (--node-arg=--import=tsx), got "tsx"' })
   t.throws(() => parseRun(['--log-format', 'yaml', 'app.js']), { message: '--log-format takes text, json, got "yaml"' })
+  t.like(parseRun(['--accept-queues=shared', 'app.js']), { acceptQueues: 'shared' })
+  t.like(parseRun(['--accept-queues', 'per-worker', 'app.js']), { acceptQueues: 'per-worker' })
+  t.like(parseRun(['--rebalance=off', 'app.js']), { rebalance: false })
+  t.throws(() => parseRun(['--rebalance', 'no', 'app.js']), { message: '--rebalance takes on, off, got "no"' })
+  t.throws(() => parseRun(['--accept-queues', 'one', 'app.js']), { message: '--accept-queues takes per-worker, shared, got "one"' })
   t.throws(() => parseRun(['--workers', '0', 'app.js']), { message: '--workers takes a whole number from 1 to 1024, got "0"' })
   t.throws(() => parseRun(['--worker', '2', 'app.js']), { message: /unknown option "--worker" for run/ })
   t.throws(() => parseRun(['--workers', '2']), { message: /run needs the script to start/ })

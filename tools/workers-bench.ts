@@ -2,11 +2,14 @@
 // build`): two workers on this machine, side by side in one run: one process with the plugin, a
 // node:cluster primary (round-robin) rolling its workers by fork-then-disconnect, PM2 cluster mode
 // (its recommended reload: wait_ready and app.close() on SIGINT), PM2 with the plugin's drain, and
-// `graceful-reboot run --workers 2`. For each it prints the throughput with 32 keep-alive connections
-// and with a new connection per request (and its ratio to one process), how the requests spread over
-// the workers (the busiest one's share), the failed requests and reconnects of pooled clients (8
-// back to back, 20 with think time) over N rolling restarts, and the supervisor's (primary's,
-// daemon's) memory. Loopback only; every process it starts is killed by pid at the end.
+// `graceful-reboot run --workers 2` four ways (one shared accept queue or one per worker, with and
+// without rebalancing; `--only key,key` picks contenders). For each it prints the throughput with 32
+// keep-alive connections and with a new connection per request (and its ratio to one process), how
+// the requests spread over the workers (the busiest one's share: 32 keep-alive connections opened at
+// once, new connections, and a mix with 5 % slow requests, whose p99 it prints too), the failed
+// requests and reconnects of pooled clients (8 back to back, 20 with think time) over N rolling
+// restarts, and the supervisor's (primary's, daemon's) memory. Loopback only; every process it
+// starts is killed by pid at the end.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
@@ -128,11 +131,18 @@ const CONTENDERS: Contender[] = [
   },
   pm2Contender('pm2', 'PM2 cluster, 2 instances, pm2 reload (wait_ready + app.close() on SIGINT)', 'plain'),
   pm2Contender('pm2-plugin', "PM2 cluster, 2 instances, pm2 reload + graceful-reboot's drain", 'plugin'),
-  {
-    key: 'supervisor',
-    label: 'graceful-reboot run --workers 2 (rolling reboot: SIGUSR2)',
+  supervisorContender('supervisor-shared', 'graceful-reboot run --workers 2 --accept-queues shared (one queue, --rebalance off)', ['--accept-queues', 'shared', '--rebalance', 'off']),
+  supervisorContender('supervisor-limit', 'graceful-reboot run --workers 2 --accept-queues shared (one queue, rebalancing)', ['--accept-queues', 'shared']),
+  supervisorContender('supervisor-reuseport', 'graceful-reboot run --workers 2 --accept-queues per-worker (--rebalance off)', ['--accept-queues', 'per-worker', '--rebalance', 'off']),
+  supervisorContender('supervisor', 'graceful-reboot run --workers 2 (default: per-worker queues where Node has reusePort, rebalancing)', [])
+]
+
+function supervisorContender (key: string, label: string, flags: string[]): Contender {
+  return {
+    key,
+    label,
     async start (port) {
-      const p = proc(process.execPath, [CLI, 'run', '--workers', '2', APP], { ...process.env, PORT: String(port), APP_MODE: 'plugin' })
+      const p = proc(process.execPath, [CLI, 'run', '--workers', '2', ...flags, APP], { ...process.env, PORT: String(port), APP_MODE: 'plugin' })
       await p.waitFor((l) => l.includes('2 workers serving'), 'serving')
       let rolls = 0
       return {
@@ -147,29 +157,47 @@ const CONTENDERS: Contender[] = [
       }
     }
   }
-]
+}
 
-/** `conns` loops for `ms`, each one request at a time: requests per second and the answers per x-pid. */
-async function blast (port: number, conns: number, ms: number, keepAlive: boolean): Promise<{ rps: number, busiest: number, failed: number }> {
+/**
+ * `conns` loops for `ms`, opened at once, each one request at a time: requests per second, the busiest
+ * worker's share of the answers (by x-pid), and the latencies' p99 (ms). `slow`: this fraction of
+ * the requests are slow ones (GET /spin?ms=20: the worker's loop is busy 20 ms).
+ */
+async function blast (port: number, conns: number, ms: number, keepAlive: boolean, slow = 0): Promise<{ rps: number, busiest: number, failed: number, p99: number, fastP99: number, connections: number }> {
   const agent = new http.Agent({ keepAlive, maxSockets: conns })
   const byPid = new Map<string, number>()
   let ok = 0
   let failed = 0
+  let connections = 0
+  const all: number[] = []
+  const fast: number[] = []
   const end = performance.now() + ms
   const one = (): Promise<void> => new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent, headers: keepAlive ? {} : { connection: 'close' } }, (res) => {
+    const spin = Math.random() < slow
+    const began = performance.now()
+    const req = http.get({ host: '127.0.0.1', port, path: spin ? '/spin?ms=20' : '/', agent, headers: keepAlive ? {} : { connection: 'close' } }, (res) => {
       res.resume().on('end', () => {
         ok++
+        const took = performance.now() - began
+        all.push(took)
+        if (!spin) fast.push(took)
         const pid = String(res.headers['x-pid'])
         byPid.set(pid, (byPid.get(pid) ?? 0) + 1)
         resolve()
       })
     })
+    req.on('socket', (s) => { if (!(s as { counted?: boolean }).counted) { (s as { counted?: boolean }).counted = true; connections++ } })
     req.on('error', () => { failed++; resolve() })
   })
   await Promise.all(Array.from({ length: conns }, async () => { while (performance.now() < end) await one() }))
   agent.destroy()
-  return { rps: ok / (ms / 1000), busiest: Math.max(...byPid.values()) / Math.max(1, ok), failed }
+  return { rps: ok / (ms / 1000), busiest: Math.max(...byPid.values()) / Math.max(1, ok), failed, p99: p99(all), fastP99: p99(fast), connections }
+}
+
+function p99 (xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0
 }
 
 function rssMb (pid: number | undefined): number | undefined {
@@ -192,15 +220,20 @@ function freePort (): Promise<number> {
 async function main (): Promise<void> {
   const at = process.argv.indexOf('--restarts')
   const restarts = at === -1 ? 3 : Number(process.argv[at + 1])
+  const only = process.argv.indexOf('--only')
+  const keys = only === -1 ? undefined : (process.argv[only + 1] ?? '').split(',')
   const rows: string[] = []
+  const shares: string[] = []
   let base = 0
   let baseNew = 0
-  for (const c of CONTENDERS) {
+  for (const c of CONTENDERS.filter((x) => keys === undefined || x.key === 'one' || keys.includes(x.key))) {
     const port = await freePort()
     const run = await c.start(port)
     try {
       const ka = await blast(port, 32, 5_000, true)
       const fresh = await blast(port, 8, 3_000, false)
+      const mix = await blast(port, 32, 4_000, true, 0.05)
+      shares.push(`| ${c.label} | ${(ka.busiest * 100).toFixed(1)} % (${ka.connections} connections) | ${(fresh.busiest * 100).toFixed(1)} % | ${(mix.busiest * 100).toFixed(1)} % | ${mix.p99.toFixed(1)} | ${mix.fastP99.toFixed(1)} | ${ka.failed + fresh.failed + mix.failed} |`)
       if (c.key === 'one') { base = ka.rps; baseNew = fresh.rps }
       const url = `http://127.0.0.1:${port}/`
       const backToBack = runLoad({ url, connections: 8, mode: 'keep-alive', durationMs: 300_000 })
@@ -220,6 +253,11 @@ async function main (): Promise<void> {
   console.log('| contender | keep-alive req/s (vs one) | busiest worker | new-connection req/s (vs one) | busiest worker | back-to-back failed / sent | reconnects | think-time failed / sent | reconnects | manager RSS MB |')
   console.log('|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) console.log(r)
+  console.log('')
+  console.log('Spread: 32 keep-alive connections opened at once (5 s), a new connection per request (8 loops, 3 s), and 32 keep-alive connections with 5 % slow requests (20 ms of CPU each, 4 s)')
+  console.log('| contender | busiest worker, keep-alive burst | busiest, new connections | busiest, slow/fast mix | p99 ms, mix (all) | p99 ms, mix (fast requests) | failed |')
+  console.log('|---|---|---|---|---|---|---|')
+  for (const r of shares) console.log(r)
 }
 
 main().catch((err: unknown) => { console.error(err); process.exitCode = 1 }).finally(() => {
