@@ -74,8 +74,12 @@ export type SupervisorToWorker =
    * failure gives the worker's `reboot()` (ERR_GRACEFUL_REBOOT_IN_PROGRESS, ERR_GRACEFUL_SHUTTING_DOWN, ...).
    */
   | { type: 'rollout-done', ok: boolean, message: string, code?: string | undefined }
-  /** The most connections a worker should hold (null: no limit); above it, its excess keep-alive connections close after their next response. */
-  | { type: 'share', limit: number | null }
+  /**
+   * The most connections a worker should hold (null: no limit); above it, its excess keep-alive
+   * connections close after their next response. `basis`: the worker's count the limit was set from
+   * (a worker whose count has changed since ignores the limit).
+   */
+  | { type: 'share', limit: number | null, basis?: number }
 
 /**
  * Splits a stream of JSON lines; calls `fn` with each parsed object (a malformed line is skipped).

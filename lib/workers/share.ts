@@ -38,6 +38,11 @@ export class ConnectionShare {
     this.servers.add(server)
     server.on('connection', (socket: net.Socket) => {
       this.open++
+      // A new connection: the limit was set from counts that are no longer the counts (a burst may be
+      // arriving at every worker); the supervisor sets the next once they settle (reported even if
+      // the count is back where it was).
+      if (this.limit !== undefined) this.reported = -1
+      this.limit = undefined
       socket.once('close', () => {
         this.open--
         this.changed()
@@ -47,9 +52,12 @@ export class ConnectionShare {
     server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => { this.request(req, res) })
   }
 
-  /** The most connections this worker should hold (undefined: no limit). */
-  setLimit (limit: number | undefined): void {
-    this.limit = limit
+  /**
+   * The most connections this worker should hold (undefined: no limit), set from `basis`, the count
+   * the supervisor had from this worker: ignored unless that is still the count.
+   */
+  setLimit (limit: number | undefined, basis?: number): void {
+    this.limit = basis === undefined || basis === this.open ? limit : undefined
   }
 
   /** No connection is told to close while this worker reboots or drains (its drain and its moves decide). */

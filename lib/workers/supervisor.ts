@@ -404,7 +404,6 @@ export class Supervisor {
       if (this.expected === Infinity && proc.pid === this.binder) this.expected = m.listeners
       this.seam.changed?.()
       this.announced()
-      this.tell(proc, { type: 'share', limit: this.limit })
       this.share()
     } else if (m.type === 'rollout') {
       // A rollout that runs tells every worker at its end; one refused tells the worker that asked.
@@ -450,9 +449,10 @@ export class Supervisor {
     let total = 0
     for (const p of this.procs.values()) if (!p.gone) total += p.open
     const limit = this.rolling || this.stopping || serving < 2 ? null : Math.ceil(total / serving) + Math.max(1, Math.ceil(total * SHARE_SLACK))
-    if (limit === this.limit) return
+    if (limit === null && this.limit === null) return
     this.limit = limit
-    this.broadcast({ type: 'share', limit })
+    // Each worker gets the count it is known by: it ignores the limit if its count has changed since.
+    for (const p of this.procs.values()) this.tell(p, { type: 'share', limit, basis: p.open })
   }
 
   /** A worker's counts: added up per slot (`totals`), shown in the status file. */

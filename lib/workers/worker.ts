@@ -158,7 +158,7 @@ export class WorkerLink {
         this.say({ type: 'reboot-failed', pid: this.ctx.pid, id: m.id, code: e.code ?? 'ERR_GRACEFUL_REBOOT_FAILED', message: e.message ?? String(err) })
       })
     } else if (m.type === 'share') {
-      this.share.setLimit(typeof m.limit === 'number' && m.limit >= 0 ? m.limit : undefined)
+      this.share.setLimit(typeof m.limit === 'number' && m.limit >= 0 ? m.limit : undefined, typeof m.basis === 'number' ? m.basis : undefined)
     } else if (m.type === 'shutdown') {
       this.share.pause(true)
       this.ctx.shutdown(m.timeout ?? undefined, m.trigger)
