@@ -157,7 +157,15 @@ test('a worker above its connection limit answers one request of each connection
   share.pause(false)
   share.setLimit(undefined)
   t.deepEqual(await Promise.all(Array.from({ length: 4 }, get)), Array(4).fill('keep-alive'), 'no limit: none closes')
-  // The count is reported once it stops changing: 4 open connections now.
-  await new Promise<void>((resolve) => { const poll = setInterval(() => { if (reports[reports.length - 1] === 4) { clearInterval(poll); resolve() } }, 5) })
+  share.setLimit(1, 6)
+  t.deepEqual(await Promise.all(Array.from({ length: 4 }, get)), Array(4).fill('keep-alive'), 'a limit set from another count (6, not 4) is ignored')
+  share.setLimit(3, 4)
+  // A fifth connection opens (its own agent): the limit no longer holds, none closes.
+  const extra = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => { extra.destroy() })
+  await new Promise<void>((resolve, reject) => { http.get({ host: '127.0.0.1', port, agent: extra }, (res) => { res.resume().on('end', resolve) }).on('error', reject) })
+  t.deepEqual(await Promise.all(Array.from({ length: 4 }, get)), Array(4).fill('keep-alive'), 'a new connection drops the limit until the next one')
+  // The count is reported once it stops changing: 5 open connections now.
+  await new Promise<void>((resolve) => { const poll = setInterval(() => { if (reports[reports.length - 1] === 5) { clearInterval(poll); resolve() } }, 5) })
   t.pass(`reports: ${reports.join(', ')}`)
 })

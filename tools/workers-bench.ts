@@ -164,7 +164,7 @@ function supervisorContender (key: string, label: string, flags: string[]): Cont
  * worker's share of the answers (by x-pid), and the latencies' p99 (ms). `slow`: this fraction of
  * the requests are slow ones (GET /spin?ms=20: the worker's loop is busy 20 ms).
  */
-async function blast (port: number, conns: number, ms: number, keepAlive: boolean, slow = 0): Promise<{ rps: number, busiest: number, failed: number, p99: number, fastP99: number, connections: number }> {
+async function blast (port: number, conns: number, ms: number, keepAlive: boolean, slow = 0): Promise<{ rps: number, busiest: number, failed: number, p99: number, fastP99: number, connections: number, placed: number }> {
   const agent = new http.Agent({ keepAlive, maxSockets: conns })
   const byPid = new Map<string, number>()
   let ok = 0
@@ -191,8 +191,13 @@ async function blast (port: number, conns: number, ms: number, keepAlive: boolea
     req.on('error', () => { failed++; resolve() })
   })
   await Promise.all(Array.from({ length: conns }, async () => { while (performance.now() < end) await one() }))
+  // At the end, one request on each pooled connection: the answers per worker are where the pool's connections are.
+  const before = new Map(byPid)
+  if (keepAlive) await Promise.all(Array.from({ length: conns }, one))
+  const last = [...byPid.entries()].map(([pid, n]) => n - (before.get(pid) ?? 0))
+  const placed = Math.max(...last) / Math.max(1, last.reduce((a, b) => a + b, 0))
   agent.destroy()
-  return { rps: ok / (ms / 1000), busiest: Math.max(...byPid.values()) / Math.max(1, ok), failed, p99: p99(all), fastP99: p99(fast), connections }
+  return { rps: ok / (ms / 1000), busiest: Math.max(...byPid.values()) / Math.max(1, ok), failed, p99: p99(all), fastP99: p99(fast), connections, placed }
 }
 
 function p99 (xs: number[]): number {
@@ -233,7 +238,7 @@ async function main (): Promise<void> {
       const ka = await blast(port, 32, 5_000, true)
       const fresh = await blast(port, 8, 3_000, false)
       const mix = await blast(port, 32, 4_000, true, 0.05)
-      shares.push(`| ${c.label} | ${(ka.busiest * 100).toFixed(1)} % (${ka.connections} connections) | ${(fresh.busiest * 100).toFixed(1)} % | ${(mix.busiest * 100).toFixed(1)} % | ${mix.p99.toFixed(1)} | ${mix.fastP99.toFixed(1)} | ${ka.failed + fresh.failed + mix.failed} |`)
+      shares.push(`| ${c.label} | ${(ka.busiest * 100).toFixed(1)} % (${ka.connections} connections) | ${(ka.placed * 100).toFixed(1)} % | ${(fresh.busiest * 100).toFixed(1)} % | ${(mix.busiest * 100).toFixed(1)} % | ${mix.p99.toFixed(1)} | ${mix.fastP99.toFixed(1)} | ${ka.failed + fresh.failed + mix.failed} |`)
       if (c.key === 'one') { base = ka.rps; baseNew = fresh.rps }
       const url = `http://127.0.0.1:${port}/`
       const backToBack = runLoad({ url, connections: 8, mode: 'keep-alive', durationMs: 300_000 })
@@ -255,8 +260,8 @@ async function main (): Promise<void> {
   for (const r of rows) console.log(r)
   console.log('')
   console.log('Spread: 32 keep-alive connections opened at once (5 s), a new connection per request (8 loops, 3 s), and 32 keep-alive connections with 5 % slow requests (20 ms of CPU each, 4 s)')
-  console.log('| contender | busiest worker, keep-alive burst | busiest, new connections | busiest, slow/fast mix | p99 ms, mix (all) | p99 ms, mix (fast requests) | failed |')
-  console.log('|---|---|---|---|---|---|---|')
+  console.log('| contender | busiest worker, keep-alive burst (connections opened) | busiest, its connections at the end | busiest, new connections | busiest, slow/fast mix | p99 ms, mix (all) | p99 ms, mix (fast requests) | failed |')
+  console.log('|---|---|---|---|---|---|---|---|')
   for (const r of shares) console.log(r)
 }
 
