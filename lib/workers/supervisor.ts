@@ -236,7 +236,8 @@ export class Supervisor {
     }
     await Promise.all(Array.from({ length: Math.max(1, this.o.surge) }, runner))
     this.rolling = false
-    this.share()
+    // The new workers' counts may not be in yet: a limit from the counts once they settle.
+    if (this.o.rebalance !== false) this.unsettled()
     const ms = this.seam.now() - start
     const outcome = failure === undefined
       ? { ok: true, message: `every worker replaced in ${ms} ms: ${this.serveList()}` }
@@ -404,7 +405,7 @@ export class Supervisor {
       if (this.expected === Infinity && proc.pid === this.binder) this.expected = m.listeners
       this.seam.changed?.()
       this.announced()
-      this.share()
+      if (this.o.rebalance !== false) this.unsettled()
     } else if (m.type === 'rollout') {
       // A rollout that runs tells every worker at its end; one refused tells the worker that asked.
       void this.rollout(`${m.trigger} in worker ${proc.pid}`).then((o) => { if (o.refused === true) this.tell(proc, { type: 'rollout-done', ok: false, message: o.message, code: o.code }) })
@@ -530,7 +531,7 @@ export class Supervisor {
         this.respawn(slot, proc)
       }
     }
-    this.share()
+    if (this.o.rebalance !== false) this.unsettled()
     this.seam.changed?.()
     this.checkGone()
   }
