@@ -1,6 +1,6 @@
 // Runs in every contender of tools/workers-bench.ts (one process, a node:cluster worker, a PM2
 // cluster instance, a worker of `graceful-reboot run`): a Fastify app answering GET / with an x-pid
-// header. APP_MODE=plugin registers graceful-reboot; APP_MODE=plain does not and, as PM2's docs
+// header, and GET /spin?ms=N after keeping its loop busy for N ms (a slow request). APP_MODE=plugin registers graceful-reboot; APP_MODE=plain does not and, as PM2's docs
 // recommend, sends 'ready' once listening and closes the app on SIGINT.
 import Fastify from 'fastify'
 import graceful, { rebootedFrom } from '../index'
@@ -16,6 +16,13 @@ async function main (): Promise<void> {
   const pid = String(process.pid)
   app.addHook('onSend', async (_req, reply) => { reply.header('x-pid', pid) })
   app.get('/', async () => ({ hello: 'world' }))
+  // A slow request: the worker's loop is busy for `ms` (at most 1 s), as a CPU-heavy handler keeps it.
+  app.get('/spin', async (req) => {
+    const ms = Math.min(1_000, Number((req.query as { ms?: string }).ms ?? 20))
+    const end = performance.now() + ms
+    while (performance.now() < end);
+    return { spun: ms }
+  })
   if (!plugin) process.on('SIGINT', () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
   await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })
   emit('listening', { port: (app.server.address() as { port: number }).port, parent: rebootedFrom() ?? null })

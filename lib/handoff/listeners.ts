@@ -3,7 +3,7 @@
 // instead of binding. The registry lives on the process-wide lifecycle, shared by every copy of the package.
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import { listenKey, parseListenArgs } from './keys'
+import { listenKey, parseListenArgs, type ListenRequest } from './keys'
 
 /** A socket this process listens on, as the reboot passes it to a successor. */
 export interface Listener {
@@ -128,9 +128,10 @@ export class ListenerRegistry {
   /**
    * Replaces `server.listen` with one that records the requested address and, when an inherited
    * socket matches it, listens on that fd instead. `on.listening` runs after each successful listen;
-   * `on.unmatched` when a listen() binds an address that no inherited socket matched.
+   * `on.unmatched` when a listen() binds an address that no inherited socket matched; `on.bind`, if
+   * it returns options, gives the options such a listen() binds with instead of its own.
    */
-  wrap (server: net.Server, from: InheritedSockets, on: { listening: (l: Listener) => void, unmatched: (key: string) => void }): void {
+  wrap (server: net.Server, from: InheritedSockets, on: { listening: (l: Listener) => void, unmatched: (key: string) => void, bind?: (key: string, req: ListenRequest) => net.ListenOptions | undefined }): void {
     const onListening = on.listening
     const s = server as net.Server & { [WRAPPED]?: true }
     if (s[WRAPPED] === true) return
@@ -155,6 +156,8 @@ export class ListenerRegistry {
       untilClosed(record)
       if (fd === undefined) {
         on.unmatched(key)
+        const instead = on.bind?.(key, req)
+        if (instead !== undefined) return req.callback === undefined ? original.call(this, instead) : original.call(this, instead, req.callback)
         return original.apply(this, args as Parameters<net.Server['listen']>)
       }
       // Node answers address() of a pipe from the path it bound; an adopted one has none of its own.

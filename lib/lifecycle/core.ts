@@ -151,7 +151,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
     unit.watchServers((server) => {
       this.listening.wrap(server, this.inherited, {
         listening: (l) => { this.newSide.announcement().listening(l) },
-        unmatched: (key) => { this.newSide.incoming?.unmatched(key) }
+        unmatched: (key) => { this.newSide.incoming?.unmatched(key) },
+        bind: (key, req) => this.worker?.bindOptions(key, req)
       })
     })
     // A worker's Unix socket paths belong to its supervisor, which removes them when it exits.

@@ -20,10 +20,22 @@ export const SECRET_ENV = 'GRACEFUL_SUPERVISOR_SECRET'
  * is a worker too, and any other process the app starts is not.
  */
 export const WORKER_PID_ENV = 'GRACEFUL_WORKER_PID'
-/** Set to '1' for the first worker, which binds the listening sockets and hands copies up over its IPC channel. */
+/** Set to '1' for a worker that binds its listening sockets and hands copies up over its IPC channel (the first one; with per-worker queues, each slot's first). */
 export const BIND_ENV = 'GRACEFUL_WORKER_BIND'
+/**
+ * Per-worker accept queues: set (with BIND_ENV) to a JSON object of listen key -> port. The worker
+ * binds its TCP listeners with SO_REUSEPORT, on the port the object gives for the key (the port the
+ * first worker got, for a listen() on port 0), else on the port asked: one queue per slot in one group.
+ */
+export const REUSEPORT_ENV = 'GRACEFUL_WORKER_REUSEPORT'
 
-/** Worker -> supervisor (IPC, with a listening socket as the handle): a copy of the listener `key` the first worker bound. */
+/** Whether this Node can bind with SO_REUSEPORT (`listen({ reusePort })`: 22.12+ and 23.1+), on Linux, where the kernel spreads connections over the group. */
+export function reusePortSupported (version: string, platform: string): boolean {
+  const [major = 0, minor = 0] = version.replace(/^v/, '').split('.').map(Number)
+  return platform === 'linux' && (major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12))
+}
+
+/** Worker -> supervisor (IPC, with a listening socket as the handle): a copy of the listener `key` (and its TCP `port`) a binding worker listens on. */
 export const WORKER_LISTENER_MESSAGE = 'graceful-reboot:worker-listener'
 
 /** The longest line either side accepts on the control socket: a longer one closes the connection. */
@@ -49,6 +61,8 @@ export type WorkerToSupervisor =
    * reports the line: sent when it announces and after every change. The supervisor adds them up.
    */
   | { type: 'stats', pid: number, generation: number, reporting: boolean, counts: LineCounts }
+  /** The connections the worker's servers hold (sent, coalesced, after a change): the supervisor sets every worker's limit from them. */
+  | { type: 'connections', pid: number, open: number }
 
 export type SupervisorToWorker =
   /** Reboot this worker (its replacement takes its slot, its connections and its state). */
@@ -60,6 +74,12 @@ export type SupervisorToWorker =
    * failure gives the worker's `reboot()` (ERR_GRACEFUL_REBOOT_IN_PROGRESS, ERR_GRACEFUL_SHUTTING_DOWN, ...).
    */
   | { type: 'rollout-done', ok: boolean, message: string, code?: string | undefined }
+  /**
+   * The most connections a worker should hold (null: no limit); above it, its excess keep-alive
+   * connections close after their next response. `basis`: the worker's count the limit was set from
+   * (a worker whose count has changed since ignores the limit).
+   */
+  | { type: 'share', limit: number | null, basis?: number }
 
 /**
  * Splits a stream of JSON lines; calls `fn` with each parsed object (a malformed line is skipped).

@@ -15,10 +15,12 @@ import { checkPidFile, removePidFile, writePidFile } from '../pidfile'
 import { alive, startEnvironment, startTicks } from '../proc'
 import { removeStatus, statusFilePath, writeStatus, type StatusRecord } from '../status-file'
 import { NotifyChannel } from '../systemd-notify'
+import { reusePortSupported } from './protocol'
 import { Supervisor, type SupervisorLogLevel } from './supervisor'
 
 export const RUN_HELP = `Usage: graceful-reboot run [--workers N] [--surge K] [--pid-file FILE] [--node-arg ARG]...
-                          [--log-format text|json] [--log-level debug|info|warn|error] [--] <script> [args...]
+                          [--accept-queues per-worker|shared] [--rebalance on|off] [--log-format text|json]
+                          [--log-level debug|info|warn|error] [--] <script> [args...]
 
 Starts N workers (default: the cores this process may use) running <script> with this Node and its
 flags. They share the listening sockets (the app calls listen() as it does alone). Signals to this
@@ -31,6 +33,12 @@ Options:
   --pid-file FILE   write this process's pid to FILE once every worker serves, and a status file
                     beside it (FILE.<pid>.status) that \`graceful-reboot status\` and \`reboot --wait\` read
   --node-arg ARG    a Node flag for the workers (repeat it): --node-arg=--import=tsx runs a .ts script
+  --accept-queues Q per-worker (default on Linux with Node 22.12+ or 23.1+): each worker accepts TCP
+                    connections on a socket of its own (SO_REUSEPORT), so the kernel spreads them over
+                    the workers; shared (the default elsewhere): every worker accepts on one socket
+  --rebalance on|off on (default): a worker holding more than its share of the connections (the fair
+                    share + 5 % of all) answers the next request of each one in excess with
+                    Connection: close, so that its client reconnects, to another worker as often as not
   --log-format F    the supervisor's own lines: text (default) or json (one JSON object per line)
   --log-level L     info (default: one line per slot per rolling reboot), debug for every step
 
@@ -48,6 +56,9 @@ export interface RunArgs {
   nodeArgs: string[]
   logFormat: LogFormat
   logLevel: SupervisorLogLevel
+  /** undefined: per-worker where this Node and OS support it, else shared. */
+  acceptQueues: 'per-worker' | 'shared' | undefined
+  rebalance: boolean
   script: string
   args: string[]
 }
@@ -61,6 +72,8 @@ export function parseRun (argv: readonly string[]): RunArgs | 'help' {
   let pidFile: string | undefined
   let logFormat: LogFormat = 'text'
   let logLevel: SupervisorLogLevel = 'info'
+  let acceptQueues: RunArgs['acceptQueues']
+  let rebalance = true
   const nodeArgs: string[] = []
   let i = 0
   const count = (flag: string, value: string | undefined): number => {
@@ -89,11 +102,13 @@ export function parseRun (argv: readonly string[]): RunArgs | 'help' {
       nodeArgs.push(arg)
     } else if (flag === '--log-format') logFormat = oneOf('--log-format', value(), ['text', 'json'] as const)
     else if (flag === '--log-level') logLevel = oneOf('--log-level', value(), ['debug', 'info', 'warn', 'error'] as const)
-    else throw new Error(`unknown option "${a}" for run (known: --workers, --surge, --pid-file, --node-arg, --log-format, --log-level; the script's own options go after it)`)
+    else if (flag === '--accept-queues') acceptQueues = oneOf('--accept-queues', value(), ['per-worker', 'shared'] as const)
+    else if (flag === '--rebalance') rebalance = oneOf('--rebalance', value(), ['on', 'off'] as const) === 'on'
+    else throw new Error(`unknown option "${a}" for run (known: --workers, --surge, --pid-file, --node-arg, --accept-queues, --rebalance, --log-format, --log-level; the script's own options go after it)`)
   }
   const script = argv[i]
   if (script === undefined) throw new Error('run needs the script to start: graceful-reboot run --workers 2 app.js')
-  return { workers, surge, pidFile, nodeArgs, logFormat, logLevel, script, args: argv.slice(i + 1) as string[] }
+  return { workers, surge, pidFile, nodeArgs, logFormat, logLevel, acceptQueues, rebalance, script, args: argv.slice(i + 1) as string[] }
 }
 
 /** Why a supervisor cannot run here (and what to do), or undefined. */
@@ -198,6 +213,9 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
   const pidFile = a.pidFile === undefined ? undefined : path.resolve(cwd, a.pidFile)
   const pidProblem = pidFile === undefined ? undefined : pidFileProblem(pidFile, process.pid)
   if (pidProblem !== undefined) return refuse(`run: ${pidProblem}`)
+  const reusePort = reusePortSupported(process.version, process.platform)
+  if (a.acceptQueues === 'per-worker' && !reusePort) return refuse(`run: --accept-queues per-worker needs SO_REUSEPORT through listen({ reusePort }): Node 22.12+ or 23.1+ on Linux; this is Node ${process.version} on ${process.platform} (use --accept-queues shared, or a newer Node)`)
+  const acceptQueues = a.acceptQueues ?? (reusePort ? 'per-worker' : 'shared')
   removeStaleFolders(os.tmpdir())
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${TEMP_PREFIX}${process.pid}-`))
   const notify = new NotifyChannel({ env: process.env, spawn: (c, args, o) => spawn(c, args, o), timer, warn: (fields, msg) => { log('warn', msg, { notifySocket: fields.notifySocket }) } })
@@ -211,7 +229,9 @@ export async function runCommand (a: RunArgs, write: (line: string) => void): Pr
     cwd,
     env: process.env,
     socketPath: path.join(dir, 'control.sock'),
-    secret: randomBytes(24).toString('hex')
+    secret: randomBytes(24).toString('hex'),
+    acceptQueues,
+    rebalance: a.rebalance
   }, {
     spawn: (command, args, options) => spawn(command, args, options),
     timer,

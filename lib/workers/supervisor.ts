@@ -11,7 +11,7 @@ import type * as net from 'node:net'
 import { constants } from 'node:os'
 import { PARENT_ENV } from '../handoff/protocol'
 import { ControlSocket, type Hello } from './control'
-import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+import { BIND_ENV, REUSEPORT_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 import type { SlotStatus } from '../status-file'
 import { RolloutLog, type RolloutRecord, type SlotOutcome } from './rollouts'
 import { WorkerTotals } from './totals'
@@ -51,6 +51,14 @@ export interface SupervisorOptions {
   socketPath: string
   /** The secret every worker's `hello` carries (it gets it in its environment). */
   secret: string
+  /**
+   * 'shared' (default): every worker accepts on the same listening sockets. 'per-worker': each slot's
+   * TCP listeners are sockets of its own in an SO_REUSEPORT group (the kernel spreads connections over
+   * the slots); Unix sockets stay shared. Needs a Node that binds with `reusePort` (`reusePortSupported`).
+   */
+  acceptQueues?: 'shared' | 'per-worker'
+  /** Whether a worker above its share of the connections closes its excess keep-alive connections after their next response (default true). */
+  rebalance?: boolean
 }
 
 /** A worker that dies before it serves this many times in a row: its slot is not started again. */
@@ -63,6 +71,10 @@ export const WAIT_NOTICE_MS = 5_000
 /** A worker that answers a rollout's reboot with ERR_GRACEFUL_REBOOT_IN_PROGRESS (its own reboot's probation) is asked again this many times, this many ms apart. */
 const BUSY_RETRIES = 20
 const BUSY_RETRY_MS = 250
+/** The connections a worker may hold above its fair share, as a fraction of all the workers' connections. */
+const SHARE_SLACK = 0.05
+/** Ms without a change of any worker's count before the supervisor sets the limit. */
+const SETTLE_MS = 100
 /** Ms between two checks that a worker the supervisor did not spawn (a replacement) is gone once its connection closed. */
 const GONE_POLL_MS = 20
 
@@ -83,6 +95,8 @@ interface Proc {
   startedAt: number
   connClosed: boolean
   gone: boolean
+  /** The connections its servers hold, as it last reported. */
+  open: number
 }
 interface Slot { n: number, current: number | undefined, crashes: number, gaveUp: boolean, restarts: number, waiters: Array<(why: string | undefined) => void> }
 type Pending = (m: WorkerToSupervisor | { type: 'gone' }) => void
@@ -97,6 +111,14 @@ export class Supervisor {
   private readonly former = new Map<number, number>()
   /** The listening sockets the first worker bound, kept (never accepting) for every later worker. */
   private readonly sockets: Array<{ key: string, fd: number, handle: unknown }> = []
+  /**
+   * Per-worker accept queues: each slot's own sockets (its first worker bound them), kept (never
+   * accepting) for the slot's later workers, so that a slot's queue never closes while the supervisor
+   * runs: connections hashed to it wait there while its worker is replaced.
+   */
+  /** Per-worker accept queues: the port the first worker's TCP listeners got, per listen key (every slot binds there). */
+  private readonly ports: Record<string, number> = {}
+  private readonly slotSockets = new Map<number, Array<{ key: string, fd: number, handle: unknown }>>()
   /** How many the first worker says it handed up (unknown until it announced). */
   private expected = Infinity
   /** The worker started to bind the listening sockets (until one announced). */
@@ -107,6 +129,10 @@ export class Supervisor {
   readonly totals = new WorkerTotals()
   private rolling = false
   private stopping = false
+  /** The connection limit every worker was last told (null: none). */
+  private limit: number | null = null
+  /** Cancels the wait for the workers' counts to settle. */
+  private settle: (() => void) | undefined
   private lastId = 0
   private serving: (() => void) | undefined
   /** The exit code of each worker of the final drain (see `outcome`). */
@@ -194,6 +220,7 @@ export class Supervisor {
       return { ok: false, refused: true, ...refused }
     }
     this.rolling = true
+    this.share()
     const start = this.seam.now()
     const record = this.rollouts.begin(trigger, start)
     this.seam.rollout?.(record)
@@ -209,6 +236,8 @@ export class Supervisor {
     }
     await Promise.all(Array.from({ length: Math.max(1, this.o.surge) }, runner))
     this.rolling = false
+    // The new workers' counts may not be in yet: a limit from the counts once they settle.
+    if (this.o.rebalance !== false) this.unsettled()
     const ms = this.seam.now() - start
     const outcome = failure === undefined
       ? { ok: true, message: `every worker replaced in ${ms} ms: ${this.serveList()}` }
@@ -225,6 +254,7 @@ export class Supervisor {
   shutdown (trigger: string): Promise<number> {
     if (!this.stopping) {
       this.stopping = true
+      this.share()
       this.seam.log('info', `graceful-reboot: supervisor: ${trigger}: draining ${this.procs.size} workers`, { trigger })
       this.control.refuse('the supervisor is shutting down')
       this.broadcast({ type: 'shutdown', timeout: null, trigger })
@@ -375,6 +405,7 @@ export class Supervisor {
       if (this.expected === Infinity && proc.pid === this.binder) this.expected = m.listeners
       this.seam.changed?.()
       this.announced()
+      if (this.o.rebalance !== false) this.unsettled()
     } else if (m.type === 'rollout') {
       // A rollout that runs tells every worker at its end; one refused tells the worker that asked.
       void this.rollout(`${m.trigger} in worker ${proc.pid}`).then((o) => { if (o.refused === true) this.tell(proc, { type: 'rollout-done', ok: false, message: o.message, code: o.code }) })
@@ -385,7 +416,44 @@ export class Supervisor {
       proc.exitCode = typeof m.code === 'number' ? m.code : 1
     } else if (m.type === 'stats') {
       this.stats(proc, m)
+    } else if (m.type === 'connections' && this.o.rebalance !== false) {
+      if (Number.isInteger(m.open) && m.open >= 0) proc.open = m.open
+      this.unsettled()
     }
+  }
+
+  /**
+   * The workers' counts are changing (a burst of new connections, or closes): no limit until no count
+   * changed for SETTLE_MS. A limit from counts still climbing would be too low, and close connections
+   * that are not in excess.
+   */
+  private unsettled (): void {
+    this.settle?.()
+    this.settle = this.seam.timer(SETTLE_MS, () => {
+      this.settle = undefined
+      this.share()
+    })
+    if (this.limit === null) return
+    this.limit = null
+    this.broadcast({ type: 'share', limit: null })
+  }
+
+  /**
+   * Sets every worker's connection limit: the fair share of the connections all workers hold, plus 5
+   * points of them (at least one), so that the busiest worker stays well within 1/N + 10 points of the
+   * load. No limit during a rollout (connections move between the workers of a slot) or a shutdown,
+   * or with fewer than 2 workers serving.
+   */
+  private share (): void {
+    if (this.settle !== undefined || this.o.rebalance === false) return
+    const serving = this.slots.filter((s) => s.current !== undefined && this.procs.get(s.current)?.announced === true).length
+    let total = 0
+    for (const p of this.procs.values()) if (!p.gone) total += p.open
+    const limit = this.rolling || this.stopping || serving < 2 ? null : Math.ceil(total / serving) + Math.max(1, Math.ceil(total * SHARE_SLACK))
+    if (limit === null && this.limit === null) return
+    this.limit = limit
+    // Each worker gets the count it is known by: it ignores the limit if its count has changed since.
+    for (const p of this.procs.values()) this.tell(p, { type: 'share', limit, basis: p.open })
   }
 
   /** A worker's counts: added up per slot (`totals`), shown in the status file. */
@@ -463,6 +531,7 @@ export class Supervisor {
         this.respawn(slot, proc)
       }
     }
+    if (this.o.rebalance !== false) this.unsettled()
     this.seam.changed?.()
     this.checkGone()
   }
@@ -471,6 +540,7 @@ export class Supervisor {
     if (!proc.announced) slot.crashes++
     if (slot.crashes >= MAX_START_CRASHES) {
       slot.gaveUp = true
+      this.closeQueues(slot)
       for (const fn of slot.waiters.splice(0)) fn(`its worker died ${slot.crashes} times before it served`)
       this.seam.log('error', `graceful-reboot: supervisor: slot ${slot.n}: its worker died ${slot.crashes} times before it served; not starting it again (fix the app; the other slots serve on; a rolling reboot starts it again)`, { slot: slot.n })
       // Without the sockets of a first worker that served, no other worker can start either.
@@ -492,23 +562,36 @@ export class Supervisor {
     })
   }
 
+  /**
+   * Starts a worker of `slot`. `bind`: the first worker, which binds every listening socket. Otherwise
+   * it inherits the shared sockets; with per-worker queues, the slot's own sockets, or (a slot that has
+   * none yet) only the shared Unix sockets, and it binds its TCP listeners into their SO_REUSEPORT groups.
+   */
   private spawn (slot: Slot, bind: boolean): void {
-    const fds = bind ? [] : this.sockets.map((s) => s.fd)
+    const perWorker = this.o.acceptQueues === 'per-worker'
+    const own = perWorker ? this.slotSockets.get(slot.n) : undefined
+    const joins = perWorker && !bind && own === undefined && this.sockets.some((s) => s.key.startsWith('tcp:'))
+    const inherit = bind ? [] : joins ? this.sockets.filter((s) => !s.key.startsWith('tcp:')) : own ?? this.sockets
+    const binds = bind || joins
+    const fds = inherit.map((s) => s.fd)
     const env: NodeJS.ProcessEnv = { ...this.o.env, [WORKER_ENV]: String(slot.n), [SUPERVISOR_ENV]: this.o.socketPath, [SECRET_ENV]: this.o.secret }
     // The supervisor is the unit's main process: a worker never talks to systemd itself.
     delete env.NOTIFY_SOCKET
     delete env.LISTEN_PID
     delete env[PARENT_ENV]
+    delete env[REUSEPORT_ENV]
+    if (binds) env[BIND_ENV] = '1'
+    else delete env[BIND_ENV]
+    // The slots' TCP sockets share the port the first worker got (it may have asked for port 0).
+    if (perWorker && binds) env[REUSEPORT_ENV] = JSON.stringify(this.ports)
     if (bind) {
-      env[BIND_ENV] = '1'
       delete env.LISTEN_FDS
       delete env.LISTEN_FDNAMES
     } else {
-      delete env[BIND_ENV]
       env.LISTEN_FDS = String(fds.length)
-      env.LISTEN_FDNAMES = this.sockets.map((s) => encodeURIComponent(s.key)).join(':')
+      env.LISTEN_FDNAMES = inherit.map((s) => encodeURIComponent(s.key)).join(':')
     }
-    const stdio: SpawnOptions['stdio'] = ['inherit', 'inherit', 'inherit', ...fds, ...(bind ? ['ipc' as const] : [])]
+    const stdio: SpawnOptions['stdio'] = ['inherit', 'inherit', 'inherit', ...fds, ...(binds ? ['ipc' as const] : [])]
     // A session of its own: a terminal's Ctrl-C reaches the supervisor only, which drains the workers.
     const child = this.seam.spawn('/bin/sh', ['-c', `export LISTEN_PID=$$ ${WORKER_PID_ENV}=$$; exec "$0" "$@"`, this.o.execPath, ...this.o.execArgv, this.o.script, ...this.o.args], { cwd: this.o.cwd, env, stdio, detached: true })
     child.on('error', (err) => { this.seam.log('error', `graceful-reboot: supervisor: could not start a worker: ${err.message}`) })
@@ -527,22 +610,45 @@ export class Supervisor {
       // A worker that exits closes its connection: wait for that too, so that its last lines are read.
       this.checkProc(proc)
     })
-    if (bind) {
+    if (binds) {
       child.on('message', (m: unknown, handle: unknown) => {
-        const msg = m as { type?: string, key?: string }
+        const msg = m as { type?: string, key?: string, port?: unknown }
         if (msg?.type !== WORKER_LISTENER_MESSAGE || handle == null || typeof msg.key !== 'string') return
         const fd = (handle as { fd?: number }).fd
-        if (typeof fd === 'number' && fd >= 0) this.sockets.push({ key: msg.key, fd, handle })
-        if (this.sockets.length >= this.expected && child.connected) child.disconnect()
+        if (bind && typeof fd === 'number' && fd >= 0) {
+          this.sockets.push({ key: msg.key, fd, handle })
+          if (typeof msg.port === 'number') this.ports[msg.key] = msg.port
+        }
+        if (typeof fd === 'number' && fd >= 0) {
+          const own = this.slotSockets.get(slot.n) ?? []
+          own.push({ key: msg.key, fd, handle })
+          this.slotSockets.set(slot.n, own)
+          if (own.length >= this.expected && child.connected) child.disconnect()
+        }
         this.announced()
       })
     }
-    this.seam.log('debug', `graceful-reboot: supervisor: slot ${slot.n}: started worker ${String(child.pid)}${bind ? ' (it binds the listening sockets)' : ''}`, { slot: slot.n, pid: child.pid })
+    this.seam.log('debug', `graceful-reboot: supervisor: slot ${slot.n}: started worker ${String(child.pid)}${bind ? ' (it binds the listening sockets)' : joins ? ' (it binds its own accept queues)' : ''}`, { slot: slot.n, pid: child.pid })
     this.seam.changed?.()
   }
 
+  /**
+   * A slot given up closes its own TCP queues (per-worker queues): no worker would accept what the
+   * kernel hashes to them. Connections queued there are reset; later ones go to the other slots.
+   */
+  private closeQueues (slot: Slot): void {
+    if (this.o.acceptQueues !== 'per-worker') return
+    const own = this.slotSockets.get(slot.n)
+    if (own === undefined) return
+    this.slotSockets.delete(slot.n)
+    for (const s of own) {
+      if (!s.key.startsWith('tcp:')) continue
+      try { (s.handle as { close?: () => void }).close?.() } catch {}
+    }
+  }
+
   private newProc (pid: number, slot: number, child: ChildProcess | undefined): Proc {
-    return { pid, slot, parent: null, conn: undefined, child, childExit: undefined, announced: false, rebooting: false, exitCode: undefined, startedAt: this.seam.now(), connClosed: false, gone: false }
+    return { pid, slot, parent: null, conn: undefined, child, childExit: undefined, announced: false, rebooting: false, exitCode: undefined, startedAt: this.seam.now(), connClosed: false, gone: false, open: 0 }
   }
 
   private checkGone (): void {

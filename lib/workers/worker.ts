@@ -7,11 +7,13 @@ import type { EventEmitter } from 'node:events'
 import * as net from 'node:net'
 import { RebootError } from '../errors'
 import type { LifecycleEvents } from '../events'
+import type { ListenRequest } from '../handoff/keys'
 import type { ListenerRegistry } from '../handoff/listeners'
 import type { Logger } from '../log'
 import type { RebootHost } from '../os'
 import { PARENT_ENV, type LineCounts } from '../handoff/protocol'
-import { BIND_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
+import { ConnectionShare } from './share'
+import { BIND_ENV, REUSEPORT_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, jsonLines, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 
 export interface WorkerContext {
   readonly pid: number
@@ -34,10 +36,14 @@ export class WorkerLink {
   readonly slot: number
   private readonly path: string
   private readonly bind: boolean
+  /** Per-worker accept queues: the port to bind each TCP listen key on, with SO_REUSEPORT (undefined: one shared queue). */
+  private readonly reusePorts: Readonly<Record<string, number>> | undefined
   private readonly secret: string
   private readonly ctx: WorkerContext
   private socket: net.Socket | undefined
   private closing = false
+  /** This worker's connections, kept within the limit the supervisor sets. */
+  private readonly share = new ConnectionShare((open) => { this.say({ type: 'connections', pid: this.ctx.pid, open }) }, (ms, fn) => { setTimeout(fn, ms).unref() })
   private asked: { resolve: (pid: number) => void, reject: (err: unknown) => void, promise: Promise<number> } | undefined
 
   /** The link of a worker, or undefined outside the supervisor. */
@@ -48,22 +54,38 @@ export class WorkerLink {
     // Started by the supervisor, or by a worker's reboot (its successor); not a process the app started.
     const mine = owner === String(ctx.pid) || (owner !== undefined && owner === env[PARENT_ENV])
     if (!mine || !Number.isInteger(slot) || slot < 1 || path === undefined || path === '') {
-      for (const key of [WORKER_ENV, SUPERVISOR_ENV, WORKER_PID_ENV, BIND_ENV, SECRET_ENV]) delete env[key]
+      for (const key of [WORKER_ENV, SUPERVISOR_ENV, WORKER_PID_ENV, BIND_ENV, REUSEPORT_ENV, SECRET_ENV]) delete env[key]
       return undefined
     }
     env[WORKER_PID_ENV] = String(ctx.pid)
     const bind = env[BIND_ENV] === '1'
+    const reusePorts = bind ? parsePorts(env[REUSEPORT_ENV]) : undefined
     // A replacement started by this worker's reboot binds nothing: it inherits the sockets.
     delete env[BIND_ENV]
-    return new WorkerLink(slot, path, bind, env[SECRET_ENV] ?? '', ctx)
+    delete env[REUSEPORT_ENV]
+    return new WorkerLink(slot, path, bind, reusePorts, env[SECRET_ENV] ?? '', ctx)
   }
 
-  private constructor (slot: number, path: string, bind: boolean, secret: string, ctx: WorkerContext) {
+  private constructor (slot: number, path: string, bind: boolean, reusePorts: Record<string, number> | undefined, secret: string, ctx: WorkerContext) {
     this.slot = slot
     this.path = path
     this.bind = bind
+    this.reusePorts = reusePorts
     this.secret = secret
     this.ctx = ctx
+  }
+
+  /**
+   * The options a listen() that inherited no socket binds with, when this worker has an accept queue
+   * of its own: a TCP listener joins its key's SO_REUSEPORT group, on the port the slots share.
+   * Undefined (listen as asked) otherwise, and for Unix sockets (one shared queue).
+   */
+  bindOptions (key: string, req: ListenRequest): net.ListenOptions | undefined {
+    if (this.reusePorts === undefined || req.port === undefined || req.path !== undefined) return undefined
+    const options: net.ListenOptions & { reusePort: boolean } = { ...req.options, port: this.reusePorts[key] ?? req.port, reusePort: true }
+    if (req.host !== undefined) options.host = req.host
+    if (req.backlog !== undefined) options.backlog = req.backlog
+    return options
   }
 
   /** Connects to the supervisor (once) and follows the lifecycle's announcement and exit. */
@@ -86,15 +108,20 @@ export class WorkerLink {
       let sent = 0
       // The raw handle, not the server: the supervisor keeps the socket without accepting on it.
       for (const { key } of this.bind ? this.ctx.listening.sockets() : []) {
-        const handle = (this.ctx.listening.serverFor(key) as { _handle?: unknown } | undefined)?._handle
-        if (handle != null && this.ctx.host.sendHandle?.({ type: WORKER_LISTENER_MESSAGE, key }, handle) === true) sent++
+        const server = this.ctx.listening.serverFor(key) as (net.Server & { _handle?: unknown }) | undefined
+        const handle = server?._handle
+        const address = server?.address()
+        const port = typeof address === 'object' && address !== null ? address.port : undefined
+        if (handle != null && this.ctx.host.sendHandle?.({ type: WORKER_LISTENER_MESSAGE, key, port }, handle) === true) sent++
       }
+      for (const { server } of this.ctx.listening.sockets()) this.share.watch(server)
       this.say({ type: 'announced', pid: this.ctx.pid, listeners: sent })
       this.sendStats()
     })
     // Sent at once (not batched): the last counts go out before the link closes at the end of the drain.
     this.ctx.watchStats?.(() => { this.sendStats() })
     events.on('shutdown', (result) => {
+      this.share.pause(true)
       this.closing = true
       this.say({ type: 'exiting', pid: this.ctx.pid, code: result.code })
       socket.end()
@@ -121,14 +148,19 @@ export class WorkerLink {
 
   private command (m: SupervisorToWorker): void {
     if (m.type === 'reboot') {
+      this.share.pause(true)
       this.ctx.reboot(m.timeout ?? undefined).then((successor) => {
         this.say({ type: 'rebooted', pid: this.ctx.pid, id: m.id, successor })
         this.settle(successor)
       }, (err: unknown) => {
+        this.share.pause(false)
         const e = err as { code?: string, message?: string }
         this.say({ type: 'reboot-failed', pid: this.ctx.pid, id: m.id, code: e.code ?? 'ERR_GRACEFUL_REBOOT_FAILED', message: e.message ?? String(err) })
       })
+    } else if (m.type === 'share') {
+      this.share.setLimit(typeof m.limit === 'number' && m.limit >= 0 ? m.limit : undefined, typeof m.basis === 'number' ? m.basis : undefined)
     } else if (m.type === 'shutdown') {
+      this.share.pause(true)
       this.ctx.shutdown(m.timeout ?? undefined, m.trigger)
     } else if (m.type === 'rollout-done') {
       this.settle(m.ok ? this.ctx.pid : rolloutError(m))
@@ -153,6 +185,20 @@ export class WorkerLink {
     if (s === undefined || s.destroyed || !s.writable) return false
     s.write(JSON.stringify(m) + '\n')
     return true
+  }
+}
+
+/** REUSEPORT_ENV's object (listen key -> port); undefined when absent or malformed. */
+function parsePorts (text: string | undefined): Record<string, number> | undefined {
+  if (text === undefined) return undefined
+  try {
+    const o = JSON.parse(text) as unknown
+    if (o === null || typeof o !== 'object' || Array.isArray(o)) return undefined
+    const out: Record<string, number> = {}
+    for (const [k, v] of Object.entries(o)) if (Number.isInteger(v) && (v as number) >= 0 && (v as number) < 65536) out[k] = v as number
+    return out
+  } catch {
+    return undefined
   }
 }
 
