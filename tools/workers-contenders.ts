@@ -132,49 +132,77 @@ export function workersContenders (workers = 2): WorkersContender[] {
     },
     pm2Contender('pm2', `PM2 cluster, ${workers} instances, pm2 reload (wait_ready + app.close() on SIGINT)`, 'plain', workers),
     pm2Contender('pm2-plugin', `PM2 cluster, ${workers} instances, pm2 reload + graceful-reboot's drain`, 'plugin', workers),
-    {
-      key: 'supervisor',
-      label: `graceful-reboot run --workers ${workers} (rolling reboot: SIGUSR2)`,
-      async start (port) {
-        const p = proc(process.execPath, [CLI, 'run', '--workers', String(workers), APP], { ...process.env, PORT: String(port), APP_MODE: 'plugin' })
-        await p.waitFor((l) => l.includes(`${workers} workers serving`), 'serving')
-        let rolls = 0
-        return {
-          async restart () {
-            const n = ++rolls
-            const done = p.waitFor(() => (p.text().match(/every worker replaced/g) ?? []).length >= n, 'rollout')
-            process.kill(p.child.pid as number, 'SIGUSR2')
-            await done
-          },
-          stop: async () => { process.kill(p.child.pid as number, 'SIGTERM'); await exited(p.child) },
-          managerPid: () => p.child.pid
-        }
-      }
-    }
+    supervisorContender('supervisor', `graceful-reboot run --workers ${workers} (rolling reboot: SIGUSR2)`, [], workers)
   ]
 }
 
-/** `conns` loops for `ms`, each one request at a time: requests per second, the busiest x-pid's share of the answers, and the failures. */
-export async function blast (port: number, conns: number, ms: number, keepAlive: boolean): Promise<{ rps: number, busiest: number, failed: number }> {
+/** `graceful-reboot run --workers N` with the run options `flags` (rolling reboot: SIGUSR2 to the supervisor). */
+export function supervisorContender (key: string, label: string, flags: string[], workers = 2): WorkersContender {
+  return {
+    key,
+    label,
+    async start (port) {
+      const p = proc(process.execPath, [CLI, 'run', '--workers', String(workers), ...flags, APP], { ...process.env, PORT: String(port), APP_MODE: 'plugin' })
+      await p.waitFor((l) => l.includes(`${workers} workers serving`), 'serving')
+      let rolls = 0
+      return {
+        async restart () {
+          const n = ++rolls
+          const done = p.waitFor(() => (p.text().match(/every worker replaced/g) ?? []).length >= n, 'rollout')
+          process.kill(p.child.pid as number, 'SIGUSR2')
+          await done
+        },
+        stop: async () => { process.kill(p.child.pid as number, 'SIGTERM'); await exited(p.child) },
+        managerPid: () => p.child.pid
+      }
+    }
+  }
+}
+
+/**
+ * `conns` loops for `ms`, opened at once, each one request at a time: requests per second, the busiest
+ * worker's share of the answers (by x-pid), and the latencies' p99 (ms). `slow`: this fraction of
+ * the requests are slow ones (GET /spin?ms=20: the worker's loop is busy 20 ms).
+ */
+export async function blast (port: number, conns: number, ms: number, keepAlive: boolean, slow = 0): Promise<{ rps: number, busiest: number, failed: number, p99: number, fastP99: number, connections: number, placed: number }> {
   const agent = new http.Agent({ keepAlive, maxSockets: conns })
   const byPid = new Map<string, number>()
   let ok = 0
   let failed = 0
+  let connections = 0
+  const all: number[] = []
+  const fast: number[] = []
   const end = performance.now() + ms
   const one = (): Promise<void> => new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent, headers: keepAlive ? {} : { connection: 'close' } }, (res) => {
+    const spin = Math.random() < slow
+    const began = performance.now()
+    const req = http.get({ host: '127.0.0.1', port, path: spin ? '/spin?ms=20' : '/', agent, headers: keepAlive ? {} : { connection: 'close' } }, (res) => {
       res.resume().on('end', () => {
         ok++
+        const took = performance.now() - began
+        all.push(took)
+        if (!spin) fast.push(took)
         const pid = String(res.headers['x-pid'])
         byPid.set(pid, (byPid.get(pid) ?? 0) + 1)
         resolve()
       })
     })
+    req.on('socket', (s) => { if (!(s as { counted?: boolean }).counted) { (s as { counted?: boolean }).counted = true; connections++ } })
     req.on('error', () => { failed++; resolve() })
   })
   await Promise.all(Array.from({ length: conns }, async () => { while (performance.now() < end) await one() }))
+  // At the end, one request on each pooled connection: the answers per worker are where the pool's connections are.
+  const before = new Map(byPid)
+  if (keepAlive) await Promise.all(Array.from({ length: conns }, one))
+  const last = [...byPid.entries()].map(([pid, n]) => n - (before.get(pid) ?? 0))
+  const placed = Math.max(...last) / Math.max(1, last.reduce((a, b) => a + b, 0))
   agent.destroy()
-  return { rps: ok / (ms / 1000), busiest: Math.max(...byPid.values()) / Math.max(1, ok), failed }
+  return { rps: ok / (ms / 1000), busiest: Math.max(...byPid.values()) / Math.max(1, ok), failed, p99: p99(all), fastP99: p99(fast), connections, placed }
+}
+
+function p99 (xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0
 }
 
 /** Resident set size of `pid`, MB (undefined when it is gone or unknown). */
