@@ -10,6 +10,7 @@ import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { constants } from 'node:os'
 import { PARENT_ENV } from '../handoff/protocol'
+import { Balance } from './balance'
 import { ControlSocket, type Hello } from './control'
 import { BIND_ENV, REUSEPORT_ENV, SECRET_ENV, SUPERVISOR_ENV, WORKER_ENV, WORKER_LISTENER_MESSAGE, WORKER_PID_ENV, type SupervisorToWorker, type WorkerToSupervisor } from './protocol'
 import type { SlotStatus } from '../status-file'
@@ -71,10 +72,6 @@ export const WAIT_NOTICE_MS = 5_000
 /** A worker that answers a rollout's reboot with ERR_GRACEFUL_REBOOT_IN_PROGRESS (its own reboot's probation) is asked again this many times, this many ms apart. */
 const BUSY_RETRIES = 20
 const BUSY_RETRY_MS = 250
-/** The connections a worker may hold above its fair share, as a fraction of all the workers' connections. */
-const SHARE_SLACK = 0.05
-/** Ms without a change of any worker's count before the supervisor sets the limit. */
-const SETTLE_MS = 100
 /** Ms between two checks that a worker the supervisor did not spawn (a replacement) is gone once its connection closed. */
 const GONE_POLL_MS = 20
 
@@ -129,10 +126,8 @@ export class Supervisor {
   readonly totals = new WorkerTotals()
   private rolling = false
   private stopping = false
-  /** The connection limit every worker was last told (null: none). */
-  private limit: number | null = null
-  /** Cancels the wait for the workers' counts to settle. */
-  private settle: (() => void) | undefined
+  /** Rebalancing: each worker's connection limit, from the counts they report. */
+  private readonly balance: Balance<Proc>
   private lastId = 0
   private serving: (() => void) | undefined
   /** The exit code of each worker of the final drain (see `outcome`). */
@@ -152,6 +147,13 @@ export class Supervisor {
     this.seam = seam
     this.startedAt = seam.now()
     this.slots = Array.from({ length: options.workers }, (_, i) => ({ n: i + 1, current: undefined, crashes: 0, gaveUp: false, restarts: 0, waiters: [] }))
+    this.balance = new Balance<Proc>({
+      timer: (ms, fn) => seam.timer(ms, fn),
+      workers: () => this.procs.values(),
+      serving: () => this.slots.filter((s) => s.current !== undefined && this.procs.get(s.current)?.announced === true).length,
+      busy: () => this.rolling || this.stopping,
+      tell: (p, m) => { this.tell(p, m) }
+    }, options.rebalance !== false)
     this.control = new ControlSocket<Proc>({
       secret: options.secret,
       slots: options.workers,
@@ -220,7 +222,7 @@ export class Supervisor {
       return { ok: false, refused: true, ...refused }
     }
     this.rolling = true
-    this.share()
+    this.balance.apply()
     const start = this.seam.now()
     const record = this.rollouts.begin(trigger, start)
     this.seam.rollout?.(record)
@@ -237,7 +239,7 @@ export class Supervisor {
     await Promise.all(Array.from({ length: Math.max(1, this.o.surge) }, runner))
     this.rolling = false
     // The new workers' counts may not be in yet: a limit from the counts once they settle.
-    if (this.o.rebalance !== false) this.unsettled()
+    this.balance.unsettled()
     const ms = this.seam.now() - start
     const outcome = failure === undefined
       ? { ok: true, message: `every worker replaced in ${ms} ms: ${this.serveList()}` }
@@ -254,7 +256,7 @@ export class Supervisor {
   shutdown (trigger: string): Promise<number> {
     if (!this.stopping) {
       this.stopping = true
-      this.share()
+      this.balance.apply()
       this.seam.log('info', `graceful-reboot: supervisor: ${trigger}: draining ${this.procs.size} workers`, { trigger })
       this.control.refuse('the supervisor is shutting down')
       this.broadcast({ type: 'shutdown', timeout: null, trigger })
@@ -405,7 +407,7 @@ export class Supervisor {
       if (this.expected === Infinity && proc.pid === this.binder) this.expected = m.listeners
       this.seam.changed?.()
       this.announced()
-      if (this.o.rebalance !== false) this.unsettled()
+      this.balance.unsettled()
     } else if (m.type === 'rollout') {
       // A rollout that runs tells every worker at its end; one refused tells the worker that asked.
       void this.rollout(`${m.trigger} in worker ${proc.pid}`).then((o) => { if (o.refused === true) this.tell(proc, { type: 'rollout-done', ok: false, message: o.message, code: o.code }) })
@@ -416,44 +418,9 @@ export class Supervisor {
       proc.exitCode = typeof m.code === 'number' ? m.code : 1
     } else if (m.type === 'stats') {
       this.stats(proc, m)
-    } else if (m.type === 'connections' && this.o.rebalance !== false) {
-      if (Number.isInteger(m.open) && m.open >= 0) proc.open = m.open
-      this.unsettled()
+    } else if (m.type === 'connections') {
+      this.balance.counted(proc, m.open)
     }
-  }
-
-  /**
-   * The workers' counts are changing (a burst of new connections, or closes): no limit until no count
-   * changed for SETTLE_MS. A limit from counts still climbing would be too low, and close connections
-   * that are not in excess.
-   */
-  private unsettled (): void {
-    this.settle?.()
-    this.settle = this.seam.timer(SETTLE_MS, () => {
-      this.settle = undefined
-      this.share()
-    })
-    if (this.limit === null) return
-    this.limit = null
-    this.broadcast({ type: 'share', limit: null })
-  }
-
-  /**
-   * Sets every worker's connection limit: the fair share of the connections all workers hold, plus 5
-   * points of them (at least one), so that the busiest worker stays well within 1/N + 10 points of the
-   * load. No limit during a rollout (connections move between the workers of a slot) or a shutdown,
-   * or with fewer than 2 workers serving.
-   */
-  private share (): void {
-    if (this.settle !== undefined || this.o.rebalance === false) return
-    const serving = this.slots.filter((s) => s.current !== undefined && this.procs.get(s.current)?.announced === true).length
-    let total = 0
-    for (const p of this.procs.values()) if (!p.gone) total += p.open
-    const limit = this.rolling || this.stopping || serving < 2 ? null : Math.ceil(total / serving) + Math.max(1, Math.ceil(total * SHARE_SLACK))
-    if (limit === null && this.limit === null) return
-    this.limit = limit
-    // Each worker gets the count it is known by: it ignores the limit if its count has changed since.
-    for (const p of this.procs.values()) this.tell(p, { type: 'share', limit, basis: p.open })
   }
 
   /** A worker's counts: added up per slot (`totals`), shown in the status file. */
@@ -531,7 +498,7 @@ export class Supervisor {
         this.respawn(slot, proc)
       }
     }
-    if (this.o.rebalance !== false) this.unsettled()
+    this.balance.unsettled()
     this.seam.changed?.()
     this.checkGone()
   }
