@@ -5,11 +5,12 @@
 // SIGTERM, and leaves no worker behind when it is SIGKILLed.
 import fs from 'node:fs'
 import http from 'node:http'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import test from 'ava'
 import { runLoad } from '../tools/load'
-import { isAlive, type FixtureEvent } from './helpers/fixture'
+import { isAlive, type Fixture, type FixtureEvent } from './helpers/fixture'
 import { firstWorkers, rollout, says, supervise, type Listening } from './helpers/supervisor'
 import { getJson } from './helpers/servers'
 import { parseRun, runRefusal } from '../lib/workers/run'
@@ -152,6 +153,85 @@ test('SIGTERM to the supervisor lets a 1.5 s request in flight finish with 200, 
   await f.closed
   for (const w of workers) t.false(isAlive(w.pid))
 })
+
+/** A raw keep-alive connection that sends `GET path` and resolves with the answering pid (x-pid) of each answer. */
+function rawClient (port: number): { ask: (path?: string) => Promise<number>, socket: net.Socket, opened: Promise<void> } {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.setEncoding('latin1')
+  let buf = ''
+  const waiting: Array<(pid: number) => void> = []
+  socket.on('data', (d: string) => {
+    buf += d
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n')
+      if (end === -1) return
+      const head = buf.slice(0, end)
+      const total = end + 4 + Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0)
+      if (buf.length < total) return
+      buf = buf.slice(total)
+      waiting.shift()?.(Number(/x-pid: *(\d+)/i.exec(head)?.[1]))
+    }
+  })
+  socket.on('error', () => {})
+  const opened = new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  const ask = (p = '/'): Promise<number> => new Promise((resolve, reject) => {
+    waiting.push(resolve)
+    socket.once('close', () => { reject(new Error(`the connection closed before the answer to GET ${p}`)) })
+    socket.write(`GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  })
+  return { ask, socket, opened }
+}
+
+test('a rollout reboots the next slot once the old worker handed its idle connections over, not once its drain is over: a long request does not hold it back', async (t) => {
+  // The slow request outlives the rollout: the drain's timeout is longer than any rollout.
+  const f = supervise(t, { TIMEOUT: '120000' }, ['--workers', '2', '--log-level', 'debug'])
+  const workers = await firstWorkers(f)
+  const port = workers[0]?.port ?? 0
+  const first = workers[0]?.pid ?? 0
+  // Idle keep-alive connections on both workers, each with one answer behind it.
+  const clients = Array.from({ length: 40 }, () => rawClient(port))
+  t.teardown(() => { for (const c of clients) c.socket.destroy() })
+  await Promise.all(clients.map((c) => c.opened))
+  const before = await Promise.all(clients.map((c) => c.ask()))
+  // A request that runs for a minute on slot 1's worker.
+  let slow: ReturnType<typeof rawClient> | undefined
+  for (let i = 0; i < 50 && slow === undefined; i++) {
+    const c = rawClient(port)
+    clients.push(c)
+    await c.opened
+    if (await c.ask() === first) slow = c
+  }
+  if (slow === undefined) return t.fail(`no connection reached worker ${first} in 50 tries`)
+  const slowAnswer = slow.ask('/slow?ms=60000')
+  await f.waitFor((e) => e.event === 'slow-started' && e.pid === first)
+  const from = f.stderr().length
+  const next = rollout2(f, workers)
+  const line = await says(f, new RegExp(`slot 1: worker ${first} (handed its connections over|is gone|still moves connections) after \\d+ ms; next slot`), from, 30_000)
+  t.regex(line, /handed its connections over/, 'slot 2 waited for the moves of slot 1, not for its drain (the slow request)')
+  const [one] = await next
+  t.true(isAlive(first), 'the old worker of slot 1 still drains its slow request after the rollout')
+  // Every idle connection of slot 1's old worker was moved to its replacement (the same connections, no reconnect).
+  const after = await Promise.all(clients.slice(0, 40).map((c) => c.ask()))
+  for (const [i, pid] of before.entries()) if (pid === first) t.is(after[i], one?.pid, `connection ${i} moved from ${first} to slot 1's replacement`)
+  t.true(before.includes(first), 'some idle connections were on slot 1')
+  // The client gives up its slow request: the old worker's drain is over.
+  slowAnswer.catch(() => {})
+  slow.socket.destroy()
+  await f.waitFor((e) => e.event === 'exiting' && e.pid === first)
+  process.kill(f.pid, 'SIGTERM')
+  t.is((await f.exited).code, 0)
+  await f.closed
+})
+
+/** SIGUSR2 to the supervisor; resolves with the replacements once the rollout is over (the old workers may still drain). */
+async function rollout2 (f: Fixture, current: Listening[]): Promise<Listening[]> {
+  const from = f.stderr().length
+  process.kill(f.pid, 'SIGUSR2')
+  const next: Listening[] = []
+  for (const w of current) next.push(await f.waitFor((e) => e.event === 'listening' && e.parent === w.pid) as Listening)
+  await says(f, /every worker replaced/, from)
+  return next
+}
 
 test('a supervisor killed with SIGKILL leaves workers that notice and drain: none outlives it', async (t) => {
   const f = supervise(t)

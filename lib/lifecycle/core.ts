@@ -62,7 +62,8 @@ export class ProcessLifecycle extends EventEmitter<LifecycleEvents> implements S
       seam, host, log: () => this.log, listening: this.listening, units: this.units,
       takeBack: (copies, passed) => this.takeBack(copies, passed), resume: () => { this.resume() }, emit: (e) => { this.emit('handoff', e) },
       drain: (t, trigger) => this.shutdown(t, { reason: 'reboot', trigger }), state: () => this.warm.source(), veto: (trigger) => this.warm.veto(trigger),
-      counts: (result) => this.status.stats.carried(result), generation: () => this.inherited.generation
+      counts: (result) => this.status.stats.carried(result), generation: () => this.inherited.generation,
+      moved: () => { this.worker?.moved() }
     })
     this.newSide = new NewSide({
       seam, host, inherited: () => this.inherited, log: () => this.log,

@@ -39,6 +39,8 @@ export interface RebootContext {
   /** This process's line counts, handed to the successor (with a drain's result folded in), and its generation. */
   counts? (result?: ShutdownResult): LineCounts
   generation? (): number
+  /** The reboot's connection transfer is over (OutgoingContext.moved). */
+  moved? (): void
 }
 
 export class RebootController {
@@ -90,6 +92,7 @@ export class RebootController {
       },
       state: () => ctx.state(),
       veto: (trigger) => ctx.veto(trigger),
+      moved: () => { ctx.moved?.() },
       ...(ctx.counts === undefined ? {} : { counts: ctx.counts }),
       ...(ctx.generation === undefined ? {} : { generation: ctx.generation() })
     })

@@ -20,6 +20,8 @@ import { handOverWith, transferWindow } from './transfer'
 const STATEFUL_MARGIN_MS = 5_000
 /** Ms the final snapshots may take to reach the successor beyond `handoverTimeout`, before this process exits without them. */
 const FINAL_STATE_MARGIN_MS = 5_000
+/** How often the transfer is looked at for `moved` (it has settled when two looks in a row find nothing moving). */
+const TRANSFER_SETTLED_MS = 50
 
 /** What became of this process when its successor was lost during the drain. */
 export interface LostOutcome {
@@ -57,6 +59,13 @@ export interface OutgoingContext {
   keyOf (server: net.Server): string | undefined
   /** Drains this process (reason 'reboot') once the successor serves; `handOver` moves connections to it. */
   drain (timeout: number, trigger: string, handOver: HandOverFor | undefined): Promise<ShutdownResult>
+  /**
+   * This reboot's connection transfer is over (called once, after 'serving'): no connection is on its
+   * way or waiting for its turn (two looks TRANSFER_SETTLED_MS apart), or the transfer window closed,
+   * or the drain ended first (a stateful successor: at the drain's end). A supervisor's rollout waits
+   * for it before it reboots the next slot: the moves and the next successor's start-up do not compete.
+   */
+  moved? (): void
   /** The state registered with `handover()`, read at the spawn. */
   state? (): StateSource
   /** The reason a 'beforeSpawn' hook vetoes the reboot, or undefined; no promise at all without such hooks (the spawn is not deferred). */
@@ -171,6 +180,14 @@ export class OutgoingReboot {
     // A stateful successor accepts only once this process is gone: nothing moves to it before.
     let handOver: HandOverFor | undefined
     let endTransfer = (): void => {}
+    let moved = false
+    let stopLooking = (): void => {}
+    const settled = (): void => {
+      stopLooking()
+      if (moved) return
+      moved = true
+      this.ctx.moved?.()
+    }
     if (!stateful) {
       const toListener = handOverWith((address, socket) => successor.sendSocket(address, socket))
       handOver = (server) => {
@@ -186,6 +203,14 @@ export class OutgoingReboot {
         // Nothing waiting (a long request keeps the drain going): no news.
         if (left > 0) log.warn({ successor: successor.pid, ms: window, timeout, left }, `graceful-reboot: connection transfer stopped after ${window} ms of the drain's ${timeout} ms; the ${left} connections left drain here`)
       })
+      let quiet = false
+      const look = (): void => {
+        const still = !toListener.stopped && toListener.pending > 0
+        if (!still && quiet) { settled(); return }
+        quiet = !still
+        stopLooking = seam.timer(TRANSFER_SETTLED_MS, look)
+      }
+      stopLooking = seam.timer(TRANSFER_SETTLED_MS, look)
     }
     // Until the drain is over, a successor lost is noticed: this process listens again and serves on.
     let tookBack = false
@@ -209,12 +234,14 @@ export class OutgoingReboot {
     // The IPC channel carries the connections and the watch: it is released once the drain is over.
     void this.ctx.drain(timeout, trigger, handOver).then((result) => {
       endTransfer()
+      settled()
       if (tookBack) return
       successor.standby?.end()
       successor.release()
       this.ctx.emit({ step: 'drained', pid: seam.pid, result })
     }).catch((err: unknown) => {
       endTransfer()
+      settled()
       // Nobody awaits this chain: a throw in the drain or in a 'handoff' listener is logged, never an unhandled rejection.
       log.error({ err, successor: successor.pid }, 'graceful-reboot: the drain after the hand-over failed')
     })

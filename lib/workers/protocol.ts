@@ -54,6 +54,11 @@ export type WorkerToSupervisor =
   /** The outcome of a reboot the supervisor commanded: the replacement passed probation, or why not. */
   | { type: 'rebooted', pid: number, id: number, successor: number }
   | { type: 'reboot-failed', pid: number, id: number, code: string, message: string }
+  /**
+   * The old worker of a reboot the supervisor commanded has handed its idle connections over (or its
+   * transfer window closed); its drain goes on. The rollout reboots the next slot only then.
+   */
+  | { type: 'moved', pid: number }
   /** The worker's drain is over: it exits with `code`. */
   | { type: 'exiting', pid: number, code: number }
   /**

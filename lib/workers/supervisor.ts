@@ -69,6 +69,8 @@ export const RESPAWN_MS = 100
 export const MAX_RESPAWN_MS = 10_000
 /** Ms after which the supervisor says what it still waits for at start (then at each doubling, up to a minute). */
 export const WAIT_NOTICE_MS = 5_000
+/** The longest a rollout waits for a slot's old worker to hand its connections over before it reboots the next slot. */
+const MOVED_WAIT_MAX_MS = 30_000
 /** A worker that answers a rollout's reboot with ERR_GRACEFUL_REBOOT_IN_PROGRESS (its own reboot's probation) is asked again this many times, this many ms apart. */
 const BUSY_RETRIES = 20
 const BUSY_RETRY_MS = 250
@@ -94,6 +96,9 @@ interface Proc {
   gone: boolean
   /** The connections its servers hold, as it last reported. */
   open: number
+  /** Its reboot's connection transfer is over (its `moved` line); called once, or when it is gone. */
+  moved: boolean
+  onMoved: Array<() => void>
 }
 interface Slot { n: number, current: number | undefined, crashes: number, gaveUp: boolean, restarts: number, waiters: Array<(why: string | undefined) => void> }
 type Pending = (m: WorkerToSupervisor | { type: 'gone' }) => void
@@ -234,6 +239,8 @@ export class Supervisor {
       for (let slot = queue.shift(); slot !== undefined && failure === undefined; slot = queue.shift()) {
         const outcome = await this.rebootSlot(slot, record)
         if (!outcome.ok) failure ??= { message: outcome.message, code: outcome.code ?? 'ERR_GRACEFUL_SUCCESSOR_EXITED' }
+        // The next slot once this one's old worker has handed its connections over: the moves and the next start-up do not compete for the cores.
+        else if (outcome.old !== null && queue.length > 0) await this.handedOver(slot, outcome.old)
       }
     }
     await Promise.all(Array.from({ length: Math.max(1, this.o.surge) }, runner))
@@ -327,6 +334,22 @@ export class Supervisor {
     return done(outcome)
   }
 
+  /**
+   * Resolves once the old worker `pid` of a slot's reboot has handed its connections over (its `moved`
+   * line), is gone, or MOVED_WAIT_MAX_MS passed (its drain goes on: long requests do not hold the rollout).
+   */
+  private async handedOver (slot: Slot, pid: number): Promise<void> {
+    const proc = this.procs.get(pid)
+    if (proc === undefined || proc.moved) return
+    const from = this.seam.now()
+    await new Promise<void>((resolve) => {
+      const cancel = this.seam.timer(MOVED_WAIT_MAX_MS, () => { proc.onMoved = proc.onMoved.filter((fn) => fn !== done); resolve() })
+      const done = (): void => { cancel(); resolve() }
+      proc.onMoved.push(done)
+    })
+    this.seam.log('debug', `graceful-reboot: supervisor: slot ${slot.n}: worker ${pid} ${proc.moved ? 'handed its connections over' : proc.gone ? 'is gone' : 'still moves connections'} after ${this.seam.now() - from} ms; next slot`, { slot: slot.n, pid, moved: proc.moved })
+  }
+
   /** Tells `proc` to reboot; resolves with how it went. */
   private askReboot (slot: Slot, proc: Proc): Promise<Omit<SlotOutcome, 'slot' | 'ms'>> {
     const id = ++this.lastId
@@ -414,6 +437,8 @@ export class Supervisor {
     } else if (m.type === 'rebooted' || m.type === 'reboot-failed') {
       const w = this.waiting.get(m.id)
       if (w?.pid === proc.pid) w.fn(m)
+    } else if (m.type === 'moved') {
+      this.movedOn(proc)
     } else if (m.type === 'exiting') {
       proc.exitCode = typeof m.code === 'number' ? m.code : 1
     } else if (m.type === 'stats') {
@@ -474,8 +499,14 @@ export class Supervisor {
     else this.seam.timer(GONE_POLL_MS, () => { this.checkProc(proc) })
   }
 
+  private movedOn (proc: Proc): void {
+    proc.moved = true
+    for (const fn of proc.onMoved.splice(0)) fn()
+  }
+
   private gone (proc: Proc): void {
     proc.gone = true
+    for (const fn of proc.onMoved.splice(0)) fn()
     this.procs.delete(proc.pid)
     this.former.set(proc.pid, proc.slot)
     if (this.former.size > 256) this.former.delete(this.former.keys().next().value as number)
@@ -615,7 +646,7 @@ export class Supervisor {
   }
 
   private newProc (pid: number, slot: number, child: ChildProcess | undefined): Proc {
-    return { pid, slot, parent: null, conn: undefined, child, childExit: undefined, announced: false, rebooting: false, exitCode: undefined, startedAt: this.seam.now(), connClosed: false, gone: false, open: 0 }
+    return { pid, slot, parent: null, conn: undefined, child, childExit: undefined, announced: false, rebooting: false, exitCode: undefined, startedAt: this.seam.now(), connClosed: false, gone: false, open: 0, moved: false, onMoved: [] }
   }
 
   private checkGone (): void {

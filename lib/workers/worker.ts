@@ -146,6 +146,11 @@ export class WorkerLink {
     return promise
   }
 
+  /** This worker's reboot handed its connections over (its drain goes on): the rollout may go on to the next slot. */
+  moved (): void {
+    this.say({ type: 'moved', pid: this.ctx.pid })
+  }
+
   private command (m: SupervisorToWorker): void {
     if (m.type === 'reboot') {
       this.share.pause(true)
