@@ -7,7 +7,7 @@
 import * as v8 from 'node:v8'
 import { HandoverError } from '../errors'
 
-/** Bytes of serialized state per IPC message (sent as base64 inside Node's JSON channel). */
+/** Bytes of serialized state per IPC message (sent as base64 inside Node's JSON channel), when the successor reads no state pipe. */
 export const STATE_PART_BYTES = 1024 * 1024
 
 /**
@@ -208,7 +208,7 @@ export function statePart (bytes: Buffer, i: number): string {
 /** Reads back the parts of a state. */
 export function deserializeState (name: string, parts: readonly Buffer[]): unknown {
   try {
-    return v8.deserialize(Buffer.concat(parts))
+    return v8.deserialize(parts.length === 1 ? parts[0] as Buffer : Buffer.concat(parts))
   } catch (err) {
     throw new HandoverError('ERR_GRACEFUL_HANDOVER_FAILED', name, `handover "${name}": the state could not be read back (${(err as Error).message})`, { cause: err })
   }
