@@ -7,6 +7,7 @@
 // never rebooted: it reports its loop's longest stall over IDLE_MS of serving with the same state
 // (what the app's own heap costs, without any hand-over). Both report the garbage collections of the
 // span (V8's full mark-compacts: count, longest, total).
+import fs from 'node:fs'
 import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import graceful, { lifecycle, rebootedFrom } from '../index'
@@ -74,25 +75,34 @@ async function main (): Promise<void> {
   // The old process's loop between the spawn and the ready: the snapshot is taken, serialized and sent then.
   const delay = monitorEventLoopDelay({ resolution: 5 })
   const gc = majorGcs()
-  // STALL_LOG=1: each gap over 50 ms in the event loop after the spawn, with its time since the spawn.
+  // STALL_LOG=1: each gap over 50 ms in the event loop after the spawn, with its time since the spawn
+  // and how much of it the main thread spent waiting for a CPU (run_delay in /proc/self/schedstat):
+  // time the loop was runnable but another process had the cores.
   let spawnedAt = 0
+  let longestOnCpu = 0
   if (process.env.STALL_LOG === '1') {
+    const waited = (): number => Number(fs.readFileSync('/proc/self/schedstat', 'utf8').split(' ')[1]) / 1e6
     let last = performance.now()
+    let lastWait = waited()
     setInterval(() => {
       const now = performance.now()
-      if (now - last > 50 && spawnedAt > 0) emit('gap', { ms: Math.round(now - last), at: Math.round(last - spawnedAt) })
+      const wait = waited()
+      if (spawnedAt > 0) longestOnCpu = Math.max(longestOnCpu, now - last - (wait - lastWait))
+      if (now - last > 50 && spawnedAt > 0) emit('gap', { ms: Math.round(now - last), waitingForCpuMs: Math.round(wait - lastWait), at: Math.round(last - spawnedAt) })
       last = now
+      lastWait = wait
     }, 5).unref()
   }
   lifecycle().on('handoff', (e) => {
     if (e.step === 'spawned') {
       spawnedAt = performance.now()
+      longestOnCpu = 0
       gc.take()
       delay.reset()
       delay.enable()
     } else if (e.step === 'ready') {
       delay.disable()
-      emit('stall', { maxMs: delay.max / 1e6, successor: e.pid, readyMs: e.ms, ...gc.take(), heapMB: process.memoryUsage().heapUsed / 1e6 })
+      emit('stall', { maxMs: delay.max / 1e6, successor: e.pid, readyMs: e.ms, ...gc.take(), heapMB: process.memoryUsage().heapUsed / 1e6, longestOnCpu })
     } else if (e.step === 'drained') {
       emit('drained')
     }
@@ -101,13 +111,15 @@ async function main (): Promise<void> {
   if (idle > 0) {
     // The bench starts the span once its clients are warm.
     app.get('/idle', async () => {
+      spawnedAt = performance.now()
+      longestOnCpu = 0
       gc.take()
       delay.reset()
       delay.enable()
       const start = performance.now()
       setTimeout(() => {
         delay.disable()
-        emit('idle', { maxMs: delay.max / 1e6, ms: performance.now() - start, ...gc.take(), heapMB: process.memoryUsage().heapUsed / 1e6 })
+        emit('idle', { maxMs: delay.max / 1e6, ms: performance.now() - start, ...gc.take(), heapMB: process.memoryUsage().heapUsed / 1e6, longestOnCpu })
       }, idle)
       return 'started'
     })

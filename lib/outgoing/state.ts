@@ -84,6 +84,7 @@ export class StateServer {
     const cut = slicesOf(value)
     let bytes = 0
     let serializedMs = 0
+    let longestSliceMs = 0
     while (!cut.done) {
       const from = this.now()
       let slice: Buffer
@@ -94,6 +95,7 @@ export class StateServer {
         return
       }
       serializedMs += this.now() - from
+      longestSliceMs = Math.max(longestSliceMs, this.now() - from)
       bytes += slice.length
       const last = cut.done
       if (piped) {
@@ -110,7 +112,7 @@ export class StateServer {
         if (!await this.send({ type: STATE_MESSAGE, id, kind: cut.kind, data: statePart(slice, i), end, last: end && last, bytes })) return
       }
     }
-    this.log.info({ handover: name, bytes, slices: cut.count, final: r.final, serializedMs, ms: this.now() - start }, `graceful-reboot: handed "${name}" over${r.final ? ' (final)' : ''}: ${bytes} bytes in ${this.now() - start} ms`)
+    this.log.info({ handover: name, bytes, slices: cut.count, final: r.final, serializedMs, longestSliceMs, ms: this.now() - start }, `graceful-reboot: handed "${name}" over${r.final ? ' (final)' : ''}: ${bytes} bytes in ${this.now() - start} ms`)
   }
 
   /** Tells the successor why the snapshot under `name` cannot be handed over. */
