@@ -123,7 +123,9 @@ export class StateClient {
         for (const [id, p] of [...this.pending]) this.settle(id, new HandoverError('ERR_GRACEFUL_HANDOVER_FAILED', p.name, `inherited("${p.name}"): the old process sent a malformed answer (${(err as Error).message})`, { cause: err }), true)
       }
     }, () => {
+      // Requests from now on are answered on the IPC channel.
       this.pipeOpen = false
+      this.piped = false
       if (this.gone) orphan()
     }) ?? false
     this.pipeOpen = this.piped

@@ -29,7 +29,7 @@ export interface StatePipe {
   readonly destroyed: boolean
 }
 
-/** Lets the event loop run once: the requests waiting on it, and V8's incremental marking tasks. */
+/** Lets the event loop run once (the requests waiting on it), even when the write before completed at once. */
 const turn = (): Promise<void> => new Promise((resolve) => { setImmediate(resolve) })
 
 export class StateServer {
