@@ -6,7 +6,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import cluster from 'node:cluster'
 import * as fs from 'node:fs'
-import type * as net from 'node:net'
+import * as net from 'node:net'
 
 /** One ancestor process: its pid, its name (`/proc/<pid>/comm`, the process title) and its command line. */
 export interface AncestorInfo {
@@ -137,6 +137,12 @@ export interface RebootHost {
   onParentGone?: (fn: () => void) => void
   /** Subscribes to messages from the old process (with the handle sent along, if any); returns the unsubscribe function. */
   onParentMessage: (fn: (message: unknown, handle?: unknown) => void) => () => void
+  /**
+   * Reads the state pipe the old process passed at `fd`, calling `onChunk` with what arrives and
+   * `onEnd` once it is closed (the old process's end closed, or an error); it never keeps this process
+   * alive. False when it cannot be opened.
+   */
+  openStatePipe?: (fd: number, onChunk: (chunk: Buffer) => void, onEnd: () => void) => boolean
 }
 
 const startCwd = process.cwd()
@@ -193,6 +199,18 @@ export const realHost: RebootHost = {
     // Our listener must not keep the process alive once the app is done.
     process.channel?.unref()
     return () => { process.removeListener('message', fn) }
+  },
+  openStatePipe: (fd, onChunk, onEnd) => {
+    try {
+      const pipe = new net.Socket({ fd, readable: true, writable: false })
+      pipe.unref()
+      pipe.on('data', onChunk)
+      pipe.on('error', () => { pipe.destroy() })
+      pipe.once('close', onEnd)
+      return true
+    } catch {
+      return false
+    }
   }
 }
 

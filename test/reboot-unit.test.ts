@@ -290,7 +290,7 @@ test('a stateful successor waits at most what a timer can wait, even with the lo
   t.is(await p, 5151)
 })
 
-test('the successor is the same command line, through sh for LISTEN_PID, stdio inherited and IPC last', async (t) => {
+test('the successor is the same command line, through sh for LISTEN_PID, stdio inherited, then IPC and the state pipe', async (t) => {
   const { seam, life, child, spawned } = world()
   const p = life.reboot(1000)
   await settle()
@@ -300,7 +300,8 @@ test('the successor is the same command line, through sh for LISTEN_PID, stdio i
   t.deepEqual(s.args.slice(2), ['/usr/bin/node', '--enable-source-maps', '/srv/app/server.js', '--port', '3000'])
   t.regex(s.args[1] as string, /LISTEN_PID=\$\$.*exec "\$0" "\$@"/)
   t.is(s.options.cwd, '/srv/app')
-  t.deepEqual(s.options.stdio, ['inherit', 'inherit', 'inherit', 'ipc'])
+  t.deepEqual(s.options.stdio, ['inherit', 'inherit', 'inherit', 'ipc', 'pipe'], 'the state pipe after the IPC channel')
+  t.is(s.options.env?.GRACEFUL_REBOOT_STATE_FD, '4')
   t.is(s.options.env?.LISTEN_FDS, '0')
   t.is(s.options.env?.LISTEN_PID, undefined, 'a stale LISTEN_PID is not passed on')
   t.is(s.options.env?.GRACEFUL_REBOOT_PARENT_PID, '4242')

@@ -18,6 +18,12 @@ export const READY_WITHIN_ENV = 'GRACEFUL_REBOOT_READY_WITHIN'
 export const HANDOVER_ENV = 'GRACEFUL_REBOOT_HANDOVER'
 /** Set (to '1') by an old process that answers STATE_REQUEST_MESSAGE: without it, `inherited()` resolves undefined at once. */
 export const STATE_ENV = 'GRACEFUL_REBOOT_STATE'
+/**
+ * The successor's fd of the pipe on which the old process sends the state (handoff/state-frames.ts),
+ * apart from the IPC channel: raw bytes, never base64 inside JSON, and never in the way of the
+ * channel's other messages.
+ */
+export const STATE_FD_ENV = 'GRACEFUL_REBOOT_STATE_FD'
 /** The successor's generation in its reboot line: the old process's plus one (a first start is 0). */
 export const GENERATION_ENV = 'GRACEFUL_REBOOT_GENERATION'
 
@@ -67,6 +73,7 @@ export const CONNECTION_MESSAGE = 'graceful-reboot:connection'
 /**
  * New -> old: the snapshot registered under `name` (`handover()`), answered with STATE_MESSAGE parts of
  * the same `id`. With `final`, answered only once the old process's drain is over (no request reaches it then).
+ * With `pipe`, the successor reads the state pipe (STATE_FD_ENV): the answers come on it, as frames.
  */
 export const STATE_REQUEST_MESSAGE = 'graceful-reboot:state-request'
 /**
@@ -74,7 +81,8 @@ export const STATE_REQUEST_MESSAGE = 'graceful-reboot:state-request'
  * `error` (code and message), or one part of a slice of the value serialized with v8.serialize, in
  * base64 (`data`): `end` on a slice's last part, `last` on the value's, `kind` how the slices add up
  * (handoff/state.ts), `bytes` serialized so far. Parts are small (STATE_PART_BYTES): a large IPC
- * message would hold up the others.
+ * message would hold up the others. On the state pipe the same answers travel as frames, the head
+ * without `data` and a slice in one frame, its bytes raw.
  */
 export const STATE_MESSAGE = 'graceful-reboot:state'
 /** Old -> new: probation passed; the old process drains now and hands its connections over. `counts`: its line's counts now (the successor reports them from now on). */
@@ -100,7 +108,7 @@ export type NewToOld =
   | { type: typeof TAKEN_MESSAGE, id: number }
   | { type: typeof PONG_MESSAGE, n: number }
   | { type: typeof LISTENER_MESSAGE, key: string }
-  | { type: typeof STATE_REQUEST_MESSAGE, id: number, name: string, final: boolean }
+  | { type: typeof STATE_REQUEST_MESSAGE, id: number, name: string, final: boolean, pipe?: boolean }
 
 export type OldToNew =
   | { type: typeof ABORT_MESSAGE, timeout: number }

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs'
 import { isListenKey } from '../handoff/keys'
 import type { InheritedSockets } from '../handoff/listeners'
-import { FIRST_FD, HANDOVER_ENV, PARENT_ENV, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, GENERATION_ENV } from '../handoff/protocol'
+import { FIRST_FD, HANDOVER_ENV, PARENT_ENV, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, STATE_FD_ENV, GENERATION_ENV } from '../handoff/protocol'
 
 interface InheritedFd { fd: number, name: string, adopted: boolean }
 
@@ -22,6 +22,8 @@ export class Inherited implements InheritedSockets {
   readonly handsState: boolean
   /** This process's generation in its reboot line: 0 for a first start, the old process's plus one for a successor. */
   readonly generation: number
+  /** The fd of the pipe on which the old process sends the state, if it passed one. */
+  stateFd: number | undefined
 
   constructor (fds: InheritedFd[], parentPid: number | undefined, stateful: number | false, readyWithin?: number, twoPhase = true, handsState = false, generation = 0) {
     this.fds = fds
@@ -31,6 +33,7 @@ export class Inherited implements InheritedSockets {
     this.twoPhase = twoPhase
     this.handsState = handsState && parentPid !== undefined
     this.generation = parentPid !== undefined ? generation : 0
+    this.stateFd = undefined
   }
 
   /**
@@ -47,17 +50,20 @@ export class Inherited implements InheritedSockets {
     const within = Number(env[READY_WITHIN_ENV])
     const twoPhase = env[HANDOVER_ENV] === '2'
     const handsState = env[STATE_ENV] === '1'
+    const stateFd = Number(env[STATE_FD_ENV])
     const g = Number(env[GENERATION_ENV])
     // An old process of an earlier version sets none: its successor is one generation on all the same.
     const generation = Number.isInteger(g) && g > 0 ? g : 1
-    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV, READY_WITHIN_ENV, HANDOVER_ENV, STATE_ENV, GENERATION_ENV]) delete env[key]
+    for (const key of ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID', PARENT_ENV, STATEFUL_ENV, READY_WITHIN_ENV, HANDOVER_ENV, STATE_ENV, STATE_FD_ENV, GENERATION_ENV]) delete env[key]
     if (!forUs) return new Inherited([], undefined, false)
     const fds: InheritedFd[] = []
     for (let i = 0; i < count; i++) fds.push({ fd: FIRST_FD + i, name: decode(names[i] ?? ''), adopted: false })
     // A reboot of an app with no listening socket passes LISTEN_FDS=0: still a successor.
     const parentPid = Number.isInteger(parent) && parent > 0 ? parent : undefined
     if (fds.length === 0 && parentPid === undefined) return new Inherited([], undefined, false)
-    return new Inherited(fds, parentPid, stateful, parentPid !== undefined && Number.isFinite(within) && within > 0 ? within : undefined, twoPhase, handsState, generation)
+    const inherited = new Inherited(fds, parentPid, stateful, parentPid !== undefined && Number.isFinite(within) && within > 0 ? within : undefined, twoPhase, handsState, generation)
+    if (inherited.handsState && Number.isInteger(stateFd) && stateFd > FIRST_FD) inherited.stateFd = stateFd
+    return inherited
   }
 
   /** The names of every inherited socket, in fd order. */

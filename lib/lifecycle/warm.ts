@@ -16,7 +16,7 @@ import { RebootHooks, type RebootHookContext } from './hooks'
 
 export interface WarmContext {
   readonly seam: Pick<ProcessSeam, 'pid' | 'timer' | 'hold'>
-  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone'>
+  readonly host: Pick<RebootHost, 'send' | 'onParentMessage' | 'onParentGone' | 'openStatePipe'>
   inherited (): Inherited
   log (): Logger
   /** The options of the first registered app (the bounds of a snapshot), if any. */
@@ -135,7 +135,11 @@ export class WarmStart {
       enabled: ctx.inherited().handsState,
       timer: (ms, fn) => ctx.seam.timer(ms, fn),
       hold: () => ctx.seam.hold?.() ?? (() => {}),
-      timeout: () => ctx.options()?.handoverTimeout ?? DEFAULTS.handoverTimeout
+      timeout: () => ctx.options()?.handoverTimeout ?? DEFAULTS.handoverTimeout,
+      openPipe: (onChunk, onEnd) => {
+        const fd = ctx.inherited().stateFd
+        return fd !== undefined && ctx.host.openStatePipe !== undefined && ctx.host.openStatePipe(fd, onChunk, onEnd)
+      }
     })
     return this.client
   }

@@ -4,12 +4,12 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import type * as net from 'node:net'
 import { AdoptionError, RebootError, StartupError } from '../errors'
-import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, GENERATION_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
+import { ABORT_MESSAGE, ADOPTION_MESSAGE, FAILING_MESSAGE, HANDOVER_ENV, PARENT_ENV, READY_MESSAGE, READY_WITHIN_ENV, STATEFUL_ENV, STATE_ENV, STATE_FD_ENV, GENERATION_ENV, messageType, type NewToOld, type OldToNew } from '../handoff/protocol'
 import type { Spawn } from '../os'
 import { ConnectionSender } from './handover'
 import { Heartbeat } from './heartbeat'
 import { Standby } from './standby'
-import { StateServer, type StateSource } from './state'
+import { StateServer, type StatePipe, type StateSource } from './state'
 import type { Logger } from '../log'
 
 export { TAKEN_TIMEOUT_MS } from './handover'
@@ -80,10 +80,12 @@ export interface Successor {
  * Spawns `sh -c 'export LISTEN_PID=$$; exec "$0" "$@"' execPath ...execArgv ...argv`: the shell
  * makes LISTEN_PID equal the pid that node will have. stdio 0-2 are inherited (a successor whose
  * output went through a pipe of ours would die of EPIPE when we exit), the sockets follow at 3..,
- * and the IPC channel comes after them.
+ * the IPC channel comes after them, and the state pipe (STATE_FD_ENV) after it when the state is
+ * handed over.
  */
 export function startSuccessor (o: SuccessorOptions): Successor {
   const stdio: SpawnOptions['stdio'] = ['inherit', 'inherit', 'inherit', ...o.sockets.map((s) => s.fd), 'ipc']
+  const stateFd = o.state === undefined ? undefined : stdio.push('pipe') - 1
   const env: NodeJS.ProcessEnv = {
     ...o.env,
     LISTEN_FDS: String(o.sockets.length),
@@ -94,6 +96,8 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     [STATE_ENV]: '1'
   }
   delete env.LISTEN_PID
+  if (stateFd !== undefined) env[STATE_FD_ENV] = String(stateFd)
+  else delete env[STATE_FD_ENV]
   if (o.stateful !== false) env[STATEFUL_ENV] = String(o.stateful)
   else delete env[STATEFUL_ENV]
   if (o.generation !== undefined) env[GENERATION_ENV] = String(o.generation)
@@ -155,7 +159,12 @@ export function startSuccessor (o: SuccessorOptions): Successor {
     sender.stop(`the successor's event loop did not answer for ${ms} ms`)
   })
   const standby = new Standby(child, heartbeat, o.timer)
-  const state = o.state === undefined ? undefined : new StateServer(child, o.state.source, { timer: o.timer, now: o.state.now }, o.state.log)
+  // The state pipe never keeps this process alive (a write in flight does, until it is written).
+  const pipe = stateFd === undefined ? undefined : child.stdio?.[stateFd] as (StatePipe & { on: (e: 'error', fn: () => void) => void, unref?: () => void, destroy: () => void }) | null | undefined
+  pipe?.on('error', () => {})
+  pipe?.unref?.()
+  if (pipe != null) child.once('exit', () => { pipe.destroy() })
+  const state = o.state === undefined ? undefined : new StateServer(child, o.state.source, { timer: o.timer, now: o.state.now }, o.state.log, pipe ?? undefined)
   return {
     pid,
     ready,
